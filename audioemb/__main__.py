@@ -1,0 +1,5 @@
+"""``python -m audioemb``: the command line."""
+
+from audioemb.cli import main
+
+main()

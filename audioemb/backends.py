@@ -1,0 +1,55 @@
+"""Runtimes that map a batch of equal-length waveforms to (embedding, frames, layers).
+
+:class:`OnnxBackend` needs only onnxruntime and numpy; it uses the CUDA provider when
+onnxruntime-gpu and a GPU are present. :class:`TorchBackend` rebuilds the module from config.json and
+model.safetensors (needs the [train] extra).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .modelfolder import ModelFolder
+
+
+class OnnxBackend:
+    name = "onnx"
+
+    def __init__(self, folder: ModelFolder, threads: int | None = None, providers: list[str] | None = None):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        if threads:
+            so.intra_op_num_threads = threads
+            so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        if providers is None:
+            available = ort.get_available_providers()
+            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        self.session = ort.InferenceSession(str(folder.file("model.onnx")), so, providers=providers)
+        self.providers = self.session.get_providers()
+
+    def run(self, wav: np.ndarray, layers: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        names = ["embedding", "frames", "layers"] if layers else ["embedding", "frames"]
+        out = self.session.run(names, {"waveform": np.ascontiguousarray(wav, dtype=np.float32)})
+        return out[0], out[1], (out[2] if layers else None)
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, folder: ModelFolder, threads: int | None = None, device: str = "cpu"):
+        import torch
+
+        from .nn.export import load_module
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.torch = torch
+        self.device = device
+        self.module = load_module(folder).to(device).eval()
+
+    def run(self, wav: np.ndarray, layers: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        with self.torch.inference_mode():
+            e, f, h = self.module(self.torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)).to(self.device))
+        return e.cpu().numpy(), f.cpu().numpy(), (h.cpu().numpy() if layers else None)

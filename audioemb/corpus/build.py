@@ -1,0 +1,197 @@
+"""Build the training corpus and its evaluation task suite from Debian packages.
+
+Output layout (all paths in the manifest are relative to the corpus folder)::
+
+    CORPUS/audio/<source>/...flac   16 kHz mono PCM-16 clips (at most 10 s each)
+    CORPUS/manifest.jsonl           one row per clip: path, source, orig, orig_sr, duration_s,
+                                    split (train|eval), group, labels, tasks
+    CORPUS/tasks/<task>.csv         path,label,group for each evaluation task (held-out clips only)
+    CORPUS/recipe.json              package versions, tool versions, seeds, counts and durations
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import json
+import os
+import re
+import subprocess
+import time
+import zlib
+from collections import Counter, defaultdict
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from ..audio import AudioError, stream
+from . import debian, sources, synth
+
+SAMPLE_RATE = 16000
+SEGMENT_S = 10.0
+MIN_S = 0.1
+SILENCE_RMS = 1e-4
+RECIPE_VERSION = 1
+TASK_LABEL = {  # task -> the label key it scores
+    "speech-keyword": "word",
+    "speech-speaker": "speaker",
+    "speech-language": "language",
+    "speech-tone": "tone",
+    "music-family": "family",
+    "music-pitch": "pitch",
+    "sound-category": "sound_category",
+}
+MIN_CLASS_CLIPS = 4  # a task keeps classes with at least this many clips
+
+
+def _clip_name(rel: str) -> str:
+    stem = rel.rsplit(".", 1)[0]
+    safe = re.sub(r"[^A-Za-z0-9._/-]+", "_", stem)
+    if safe != stem:
+        safe += f"-{zlib.crc32(rel.encode()):08x}"
+    return safe
+
+
+def process_item(args: tuple[sources.Item, str]) -> tuple[list[dict], str | None]:
+    """Decode one item to 16 kHz mono, cut it into segments, drop silent ones, write FLACs."""
+    item, corpus = args
+    corpus_dir = Path(corpus)
+    seg = int(SEGMENT_S * SAMPLE_RATE)
+    keep = seg * item.max_segments
+    base = f"audio/{item.source}/{_clip_name(item.rel.split('/', 1)[1])}"
+    done = _existing(corpus_dir, base)
+    if done:  # a rebuild reuses clips already written (they are deterministic)
+        orig_sr = sf.info(str(item.orig)).samplerate
+        return [_row(item, p.relative_to(corpus_dir).as_posix(), sf.info(str(p)).frames, orig_sr)
+                for p in done], None
+    try:
+        chunks, n = [], 0
+        for block in stream(item.orig, SAMPLE_RATE):
+            chunks.append(block)
+            n += len(block)
+            if n >= keep:
+                break
+        audio = np.concatenate(chunks)[:keep]
+        orig_sr = sf.info(str(item.orig)).samplerate
+    except AudioError as e:
+        return [], str(e)
+    rows = []
+    n_seg = max(1, int(np.ceil(len(audio) / seg)))
+    for k in range(n_seg):
+        clip = audio[k * seg:(k + 1) * seg]
+        if len(clip) < MIN_S * SAMPLE_RATE or float(np.sqrt(np.mean(clip**2))) < SILENCE_RMS:
+            continue
+        path = f"{base}-{k:02d}.flac" if n_seg > 1 else f"{base}.flac"
+        out = corpus_dir / path
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not out.exists():
+            tmp = out.with_name(out.name + ".tmp")
+            sf.write(tmp, np.clip(clip, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="FLAC")
+            os.replace(tmp, out)
+        rows.append(_row(item, path, len(clip), orig_sr))
+    return rows, None
+
+
+def _existing(corpus_dir: Path, base: str) -> list[Path]:
+    single = corpus_dir / f"{base}.flac"
+    if single.exists():
+        return [single]
+    return sorted(corpus_dir.glob(f"{glob.escape(base)}-[0-9][0-9].flac"))
+
+
+def _row(item: sources.Item, path: str, n_samples: int, orig_sr: int) -> dict:
+    return {"path": path, "source": item.source, "orig": item.rel, "orig_sr": int(orig_sr),
+            "duration_s": round(n_samples / SAMPLE_RATE, 4), "split": item.split, "group": item.group,
+            "labels": item.labels, "tasks": list(item.tasks)}
+
+
+def _tool_version(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_tasks(rows: list[dict], corpus: Path) -> dict[str, dict]:
+    """Write ``tasks/<task>.csv`` (path relative to the CSV, label, group); return per-task counts."""
+    tasks_dir = corpus / "tasks"
+    tasks_dir.mkdir(exist_ok=True)
+    by_task: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+    for r in rows:
+        for t in r["tasks"]:
+            label = r["labels"].get(TASK_LABEL[t])
+            if label is not None:
+                by_task[t].append(("../" + r["path"], str(label), r["group"]))
+    summary = {}
+    for t, entries in sorted(by_task.items()):
+        counts = Counter(lab for _, lab, _ in entries)
+        entries = [e for e in entries if counts[e[1]] >= MIN_CLASS_CLIPS]
+        with open(tasks_dir / f"{t}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "label", "group"])
+            w.writerows(entries)
+        summary[t] = {"clips": len(entries), "classes": len({e[1] for e in entries}),
+                      "groups": len({e[2] for e in entries}), "label": TASK_LABEL[t]}
+    return summary
+
+
+def build(corpus: Path, cache: Path, workers: int = 2, n_espeak: int = 6000, log=print) -> dict:
+    """Run the whole recipe; deterministic for the same package and tool versions."""
+    t0 = time.time()
+    corpus.mkdir(parents=True, exist_ok=True)
+    debian.ensure_tools()
+    log("fetching Debian packages ...")
+    packages = debian.fetch_packages(cache)
+    pkgs = cache / "pkgs"
+    items = sources.recorded_items(pkgs)
+    log(f"{len(items)} recorded files; rendering espeak-ng speech ...")
+    items += synth.espeak_items(cache, n_train=n_espeak, workers=workers)
+    log(f"decoding {len(items)} files with {workers} workers ...")
+    rows: list[dict] = []
+    errors: list[str] = []
+    with get_context("fork").Pool(workers) as pool:
+        for i, (r, err) in enumerate(pool.imap(process_item, [(it, str(corpus)) for it in items], chunksize=8)):
+            rows.extend(r)
+            if err:
+                errors.append(err)
+            if (i + 1) % 2000 == 0:
+                log(f"  {i + 1}/{len(items)} files, {len(rows)} clips")
+    log("rendering fluidsynth notes ...")
+    sf2 = pkgs / "fluid-soundfont-gm/usr/share/sounds/sf2/FluidR3_GM.sf2"
+    rows += synth.fluidsynth_clips(sf2, cache, corpus, SAMPLE_RATE)
+    manifest = corpus / "manifest.jsonl"
+    tmp = manifest.with_suffix(".jsonl.tmp")
+    with open(tmp, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
+    os.replace(tmp, manifest)
+    tasks = write_tasks(rows, corpus)
+    stats: dict = defaultdict(lambda: {"clips": 0, "hours": 0.0})
+    for r in rows:
+        s = stats[f"{r['source']}/{r['split']}"]
+        s["clips"] += 1
+        s["hours"] += r["duration_s"] / 3600
+    recipe = {
+        "recipe_version": RECIPE_VERSION,
+        "sample_rate": SAMPLE_RATE,
+        "segment_s": SEGMENT_S,
+        "packages": packages,
+        "tools": {"espeak-ng": _tool_version(["espeak-ng", "--version"]),
+                  "fluidsynth": _tool_version(["fluidsynth", "--version"])},
+        "clips": len(rows),
+        "train_hours": round(sum(r["duration_s"] for r in rows if r["split"] == "train") / 3600, 3),
+        "eval_hours": round(sum(r["duration_s"] for r in rows if r["split"] == "eval") / 3600, 3),
+        "by_source": {k: {"clips": v["clips"], "hours": round(v["hours"], 3)} for k, v in sorted(stats.items())},
+        "tasks": tasks,
+        "decode_errors": errors,
+        "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
+        "build_seconds": round(time.time() - t0, 1),
+    }
+    (corpus / "recipe.json").write_text(json.dumps(recipe, indent=2, ensure_ascii=False) + "\n")
+    log(f"corpus: {len(rows)} clips, {recipe['train_hours']} h train, {recipe['eval_hours']} h eval, "
+        f"{len(errors)} undecodable files -> {corpus}")
+    return recipe

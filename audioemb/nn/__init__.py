@@ -1,0 +1,1 @@
+"""The torch side of audioemb: frontend, encoders, the exported model, heads. Needs the [train] extra."""

@@ -1,0 +1,45 @@
+"""AudioNTT: the 2-D CNN clip encoder of BYOL-A (Niizumi et al., 2021), after Koizumi et al.'s NTT model."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import Encoder
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2, 2))
+
+
+class AudioNTT(Encoder):
+    """Three conv blocks (3x3 conv, BN, ReLU, 2x2 max-pool), then a two-layer MLP per frame.
+
+    Output frames are 8 log-mel frames apart (80 ms at a 10 ms hop).
+    """
+
+    frame_hop = 8
+
+    def __init__(self, n_mels: int = 64, channels: int = 64, hidden: int = 256, dropout: float = 0.3):
+        super().__init__()
+        if n_mels % 8:
+            raise ValueError(f"n_mels must be a multiple of 8, got {n_mels}")
+        self._cfg = {"n_mels": n_mels, "channels": channels, "hidden": hidden, "dropout": dropout}
+        self.features = nn.Sequential(_block(1, channels), _block(channels, channels), _block(channels, channels))
+        self.fc = nn.Sequential(
+            nn.Linear(channels * (n_mels // 8), hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.ReLU(),
+        )
+        self.frame_dim = hidden
+        self.n_layers = 2
+
+    def config(self) -> dict:
+        return {"type": "audiontt", **self._cfg}
+
+    def hidden_states(self, logmel: torch.Tensor) -> list[torch.Tensor]:
+        x = self.features(logmel.unsqueeze(1))  # (B, C, F/8, T/8)
+        b, c, f, t = x.shape
+        x = x.permute(0, 3, 1, 2).reshape(b, t, c * f)
+        h1 = self.fc[1](self.fc[0](x))
+        h2 = self.fc[4](self.fc[3](self.fc[2](h1)))
+        return [h1, h2]

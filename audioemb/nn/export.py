@@ -1,0 +1,125 @@
+"""Saving a trained frontend + encoder as a model folder, exporting it to ONNX and checking parity.
+
+Exporting pretrained weights (frontend statistics + encoder) is separate from training checkpoints:
+the folder holds no projector, predictor, target network, queue or optimizer state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from .. import __version__
+from ..modelfolder import ModelFolder, open_folder, write_config
+from .model import AudioEmbedder
+
+ONNX_OPSET = 18
+
+
+def load_module(folder: ModelFolder | str | os.PathLike) -> AudioEmbedder:
+    """Rebuild the torch module of a model folder from its config.json and model.safetensors."""
+    if not isinstance(folder, ModelFolder):
+        folder = open_folder(folder, verify=("model.safetensors",))
+    cfg = folder.config
+    model = AudioEmbedder.from_config(cfg["frontend"], cfg["encoder"])
+    state = load_file(str(folder.file("model.safetensors")))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(("frontend.dft", "frontend.mel_fb"))]
+    if missing or unexpected:
+        raise ValueError(f"{folder.path}: weights do not fit the config (missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]})")
+    return model.eval()
+
+
+def export_onnx(model: AudioEmbedder, path: Path, opset: int = ONNX_OPSET) -> str:
+    """Export with dynamic batch and length: waveform (B, L) -> embedding, frames, layers.
+
+    Uses the dynamo exporter; modules it cannot decompose (``nn.GRU``) fall back to the TorchScript
+    exporter. Returns the exporter used.
+    """
+    import warnings
+
+    model = model.eval()
+    example = torch.randn(2, model.sample_rate, generator=torch.Generator().manual_seed(0)) * 0.1
+    tmp = path.with_name(path.name + ".tmp")
+    names = {"input_names": ["waveform"], "output_names": ["embedding", "frames", "layers"]}
+    try:
+        batch, length = torch.export.Dim("batch", min=1), torch.export.Dim("samples", min=model.min_samples)
+        torch.onnx.export(model, (example,), str(tmp), **names, dynamic_shapes={"wav": {0: batch, 1: length}},
+                          opset_version=opset, dynamo=True, external_data=False, optimize=True, verbose=False)
+        exporter = "dynamo"
+    except Exception:
+        axes = {"waveform": {0: "batch", 1: "samples"}, "embedding": {0: "batch"},
+                "frames": {0: "batch", 1: "frames"}, "layers": {1: "batch", 2: "frames"}}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (example,), str(tmp), **names, dynamic_axes=axes, opset_version=opset,
+                              dynamo=False)
+        exporter = "torchscript"
+    os.replace(tmp, path)
+    return exporter
+
+
+def onnx_parity(model: AudioEmbedder, onnx_path: Path, waves: list[np.ndarray]) -> float:
+    """Max abs difference between torch and onnxruntime outputs (embedding, frames) over ``waves``."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    with torch.inference_mode():
+        for w in waves:
+            x = np.asarray(w, dtype=np.float32)[None]
+            e, f, _ = model(torch.from_numpy(x))
+            oe, of = sess.run(["embedding", "frames"], {"waveform": x})
+            worst = max(worst, float(np.abs(oe - e.numpy()).max()), float(np.abs(of - f.numpy()).max()))
+    return worst
+
+
+def save_model(model: AudioEmbedder, folder: Path, meta: dict, parity_waves: list[np.ndarray]) -> dict:
+    """Write ``folder``: model.safetensors, model.onnx (checked against torch), config.json.
+
+    ``meta`` adds name, objective, training provenance and inference settings to the config. Returns the
+    config written. Raises if ONNX and torch disagree by more than 1e-4.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as t:
+        tmp = Path(t.name)
+    save_file(state, str(tmp), metadata={"format": "pt", "audioemb": __version__})
+    os.replace(tmp, folder / "model.safetensors")
+    exporter = export_onnx(model, folder / "model.onnx")
+    diff = onnx_parity(model, folder / "model.onnx", parity_waves)
+    if diff > 1e-4:
+        raise RuntimeError(f"ONNX and torch outputs differ by {diff:.2e} (> 1e-4)")
+    enc = model.encoder
+    cfg = {
+        "name": meta["name"],
+        "sample_rate": model.sample_rate,
+        "embedding_dim": enc.embedding_dim,
+        "frame_dim": enc.frame_dim,
+        "frame_hop": enc.frame_hop,
+        "frame_rate_hz": model.sample_rate / (model.frontend.cfg.hop_length * enc.frame_hop),
+        "n_layers": enc.n_layers,
+        "parameters": sum(p.numel() for p in enc.parameters()),
+        "frontend": model.frontend.cfg.to_dict(),
+        "encoder": enc.config(),
+        "inference": {"window_s": 10.0, "min_s": 0.25, **meta.get("inference", {}),
+                      "pooling": "window: concat(mean, max) over frames; clip: duration-weighted mean of windows"},
+        "objective": meta.get("objective", {}),
+        "training": meta.get("training", {}),
+        "metrics": meta.get("metrics", {}),
+        "onnx": {"opset": ONNX_OPSET, "exporter": exporter, "max_abs_diff_vs_torch": diff,
+                 "inputs": {"waveform": "float32 (batch, samples) mono at sample_rate"},
+                 "outputs": {"embedding": "(batch, embedding_dim)", "frames": "(batch, frames, frame_dim)",
+                             "layers": "(n_layers, batch, frames, frame_dim)"}},
+        "audioemb_version": __version__,
+    }
+    write_config(folder, cfg)
+    return json.loads((folder / "config.json").read_text())

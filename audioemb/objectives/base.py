@@ -1,0 +1,92 @@
+"""What every SSL objective provides to the one trainer: a loss per step and a few hooks."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..nn.encoders import Encoder
+from ..nn.frontend import LogMel
+from ..train.views import Views
+
+
+class Objective(nn.Module):
+    """Base class: owns the online encoder, its heads and any target networks, queues or banks.
+
+    The trainer calls :meth:`training_step` with waveform crops ``(batch, n_crops, samples)`` and
+    afterwards :meth:`on_after_step` (EMA updates through :meth:`momentum_pairs`, queue pushes) and, at
+    each epoch boundary, :meth:`on_epoch_start` (re-clustering). ``training_step`` returns a dict with
+    ``loss`` and ``embeddings`` (the online clip representations, watched for collapse), plus any scalar
+    tensors to log.
+    """
+
+    name: str = ""
+    n_crops: int = 2  # waveform crops per recording that the data loader supplies
+    base_momentum: float = 0.99  # EMA rate at step 0, raised to 1 on a cosine schedule (BYOL)
+
+    def __init__(self, encoder: Encoder, frontend: LogMel, views: Views):
+        super().__init__()
+        self.encoder = encoder
+        self.frontend = frontend
+        self.views = views
+        self.frontend.requires_grad_(False)
+
+    # --- helpers -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def logmels(self, wav: torch.Tensor) -> torch.Tensor:
+        """(B, n, samples) waveforms -> (B, n, n_mels, frames) normalised log-mels."""
+        b, n, s = wav.shape
+        with torch.autocast(wav.device.type, enabled=False):  # the frontend always runs in float32
+            x = self.frontend(wav.reshape(b * n, s).float())
+        return x.reshape(b, n, *x.shape[1:])
+
+    def embed(self, x: torch.Tensor, encoder: Encoder | None = None) -> torch.Tensor:
+        """Pooled clip representation of log-mel ``x`` (B, n_mels, T) by ``encoder`` (default: online)."""
+        enc = encoder or self.encoder
+        return enc.pool(enc(x))
+
+    @staticmethod
+    def f32(*xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Cast to float32 (losses are computed in float32 under bfloat16 autocast)."""
+        return tuple(x.float() for x in xs)
+
+    # --- hooks -------------------------------------------------------------------------------------
+    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online, target) module pairs updated as target <- m * target + (1 - m) * online."""
+        return []
+
+    def momentum(self, progress: float) -> float:
+        """EMA rate: cosine increase from ``base_momentum`` to 1 over training (BYOL, sec. 3.2)."""
+        return 1 - (1 - self.base_momentum) * (math.cos(math.pi * progress) + 1) / 2
+
+    @torch.no_grad()
+    def on_after_step(self, step: int, progress: float) -> None:
+        m = self.momentum(progress)
+        for online, target in self.momentum_pairs():
+            update_momentum(online, target, m)
+
+    def on_epoch_start(self, epoch: int, trainer) -> None:
+        """Called before each epoch (DeepCluster and Local Aggregation re-cluster here)."""
+
+
+@torch.no_grad()
+def update_momentum(online: nn.Module, target: nn.Module, m: float) -> None:
+    """target <- m * target + (1 - m) * online, for parameters; buffers (BN statistics) are copied."""
+    for po, pt in zip(online.parameters(), target.parameters()):
+        pt.mul_(m).add_(po.detach(), alpha=1 - m)
+    for bo, bt in zip(online.buffers(), target.buffers()):
+        bt.copy_(bo)
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` that gets no gradient (a target / momentum network)."""
+    import copy
+
+    target = copy.deepcopy(module)
+    target.requires_grad_(False)
+    return target

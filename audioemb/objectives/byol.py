@@ -1,0 +1,45 @@
+"""BYOL: Bootstrap Your Own Latent (Grill et al., 2020), with BYOL-A's audio views (Niizumi et al., 2021).
+
+An online network (encoder, projector, predictor) predicts a target network's projection of another view
+of the same recording; the target is an exponential moving average of the online weights.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..losses.byol import byol_loss
+from ..nn.heads import mlp
+from .base import Objective, frozen_copy
+
+
+class BYOL(Objective):
+    name = "byol"
+
+    def __init__(self, encoder, frontend, views, proj_dim: int = 256, hidden: int = 1024,
+                 base_momentum: float = 0.99):
+        super().__init__(encoder, frontend, views)
+        d = encoder.embedding_dim
+        self.projector = mlp(d, hidden, proj_dim)
+        self.predictor = mlp(proj_dim, hidden, proj_dim)
+        self.target_encoder = frozen_copy(encoder)
+        self.target_projector = frozen_copy(self.projector)
+        self.base_momentum = base_momentum
+
+    def momentum_pairs(self):
+        return [(self.encoder, self.target_encoder), (self.projector, self.target_projector)]
+
+    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        x = self.logmels(wav)
+        v1, v2 = self.views(x[:, 0]), self.views(x[:, 1 % x.shape[1]])
+        y1, y2 = self.embed(v1), self.embed(v2)
+        p1, p2 = self.predictor(self.projector(y1)), self.predictor(self.projector(y2))
+        with torch.no_grad():
+            z1 = self.target_projector(self.embed(v1, self.target_encoder))
+            z2 = self.target_projector(self.embed(v2, self.target_encoder))
+        p1, p2, z1, z2 = self.f32(p1, p2, z1, z2)
+        loss = byol_loss(p1, z2) + byol_loss(p2, z1)
+        return {"loss": loss, "embeddings": y1.detach()}
+
+
+OBJECTIVE = BYOL

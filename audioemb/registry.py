@@ -1,0 +1,75 @@
+"""Model names and where their folders are.
+
+Names read ``<objective>-<size>.<data-tag>`` (``byol-s.debian``). A model is given as one of:
+
+- a shipped name, from :func:`list_models`;
+- ``local-dir:PATH`` or a path to an existing model folder;
+- ``hf-hub:ORG/REPO[@REVISION]``, downloaded once with huggingface-hub (the only source that touches
+  the network, and only when asked for by name).
+
+A string that looks like a path but is not a folder is refused: it never falls back to a shipped model.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from importlib import resources
+from pathlib import Path
+
+from .modelfolder import ModelFolderError, read_config
+
+DEFAULT_MODEL = "byol-s.debian"
+
+
+def pretrained_dir() -> Path:
+    """The folder of shipped models (``audioemb.pretrained`` in site-packages, ``pretrained/`` in a checkout)."""
+    return Path(str(resources.files("audioemb.pretrained")))
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Names of the shipped models matching a glob ``pattern`` (``list_models("byol*")``), sorted."""
+    root = pretrained_dir()
+    names = [p.name for p in root.iterdir() if (p / "config.json").is_file()]
+    return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
+
+
+def model_configs(pattern: str = "*") -> dict[str, dict]:
+    """{name: config} of the shipped models matching ``pattern``."""
+    return {n: read_config(pretrained_dir() / n) for n in list_models(pattern)}
+
+
+def resolve(name_or_folder: str | os.PathLike | None = None) -> Path:
+    """The folder of a model given by name, ``local-dir:``/``hf-hub:`` prefix, or folder path."""
+    if name_or_folder is None:
+        name_or_folder = DEFAULT_MODEL
+    s = os.fspath(name_or_folder)
+    if s.startswith("local-dir:"):
+        return _existing_folder(s[len("local-dir:"):])
+    if s.startswith("hf-hub:"):
+        return _from_hub(s[len("hf-hub:"):])
+    if s in list_models():
+        return pretrained_dir() / s
+    if isinstance(name_or_folder, os.PathLike) or os.sep in s or s.startswith(".") or os.path.exists(s):
+        return _existing_folder(s)
+    known = ", ".join(list_models()) or "none"
+    raise ModelFolderError(f"unknown model {s!r}; shipped models: {known}. "
+                           "Give a folder path, local-dir:PATH or hf-hub:ORG/REPO for others.")
+
+
+def _existing_folder(s: str) -> Path:
+    p = Path(s).expanduser()
+    if not p.is_dir():
+        raise ModelFolderError(f"{s}: no such model folder")
+    if not (p / "config.json").is_file():
+        raise ModelFolderError(f"{s}: no config.json; not an audioemb model folder")
+    return p
+
+
+def _from_hub(repo: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    repo_id, _, revision = repo.partition("@")
+    path = snapshot_download(repo_id, revision=revision or None,
+                             allow_patterns=["config.json", "model.onnx", "model.safetensors", "README.md"])
+    return Path(path)

@@ -1,0 +1,141 @@
+"""Training data: the corpus's training clips packed in one int16 memmap, and random crops from it.
+
+Every recording gives ``n_crops`` independent random crops: crops of the same recording are positives,
+other recordings in the batch are negatives. Batches are a pure function of (seed, step), so a resumed
+run sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+PACK_VERSION = 1
+
+
+@dataclass
+class Pack:
+    """All training clips of a corpus: ``audio[offsets[i]:offsets[i] + lengths[i]]`` is clip ``i``."""
+
+    audio: np.ndarray  # int16 memmap
+    offsets: np.ndarray
+    lengths: np.ndarray
+    paths: list[str]
+    sample_rate: int
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def clip(self, i: int) -> np.ndarray:
+        o, n = int(self.offsets[i]), int(self.lengths[i])
+        return self.audio[o:o + n].astype(np.float32) / 32768.0
+
+
+def read_manifest(corpus: Path, split: str | None = None) -> list[dict]:
+    rows = [json.loads(line) for line in open(corpus / "manifest.jsonl")]
+    return [r for r in rows if split is None or r["split"] == split]
+
+
+def load_pack(corpus: Path, split: str = "train", log=print) -> Pack:
+    """Open (building it on first use) ``corpus/cache/pack-<split>.npy`` and its index."""
+    cache = corpus / "cache"
+    cache.mkdir(exist_ok=True)
+    audio_p, index_p = cache / f"pack-{split}.npy", cache / f"pack-{split}.json"
+    manifest_sha = json.loads((corpus / "recipe.json").read_text())["manifest_sha256"]
+    if index_p.exists():
+        idx = json.loads(index_p.read_text())
+        if idx.get("manifest_sha256") != manifest_sha or idx.get("version") != PACK_VERSION:
+            index_p.unlink()
+    if not index_p.exists():
+        rows = read_manifest(corpus, split)
+        infos = [sf.info(str(corpus / r["path"])) for r in rows]
+        lengths = np.array([i.frames for i in infos], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        log(f"packing {len(rows)} {split} clips ({lengths.sum() / infos[0].samplerate / 3600:.2f} h) ...")
+        mm = np.lib.format.open_memmap(audio_p, mode="w+", dtype=np.int16, shape=(int(lengths.sum()),))
+        for r, o, n in zip(rows, offsets, lengths):
+            mm[o:o + n] = sf.read(str(corpus / r["path"]), dtype="int16")[0][:n]
+        mm.flush()
+        del mm
+        index_p.write_text(json.dumps({"version": PACK_VERSION, "manifest_sha256": manifest_sha,
+                                       "sample_rate": infos[0].samplerate, "paths": [r["path"] for r in rows],
+                                       "offsets": offsets.tolist(), "lengths": lengths.tolist()}))
+    idx = json.loads(index_p.read_text())
+    return Pack(np.load(audio_p, mmap_mode="r"), np.array(idx["offsets"]), np.array(idx["lengths"]),
+                idx["paths"], idx["sample_rate"])
+
+
+def random_crop(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """A random ``n``-sample window of ``x``; shorter clips are zero-padded at a random offset."""
+    if len(x) >= n:
+        s = int(rng.integers(0, len(x) - n + 1))
+        return x[s:s + n]
+    out = np.zeros(n, dtype=np.float32)
+    s = int(rng.integers(0, n - len(x) + 1))
+    out[s:s + len(x)] = x
+    return out
+
+
+class CropLoader:
+    """Iterator of (step, batch) with batch a float32 array (batch_size, n_crops, crop_samples).
+
+    ``speed`` > 0 resamples each crop by a factor in [1 - speed, 1 + speed] (pitch and tempo change
+    together, as in Kaldi's speed perturbation). A background thread prepares the next batches.
+    """
+
+    def __init__(self, pack: Pack, batch_size: int, crop_s: float, n_crops: int = 2, speed: float = 0.0,
+                 seed: int = 0, start_step: int = 0, prefetch: int = 4, indices: np.ndarray | None = None):
+        self.pack, self.batch_size, self.n_crops, self.speed, self.seed = pack, batch_size, n_crops, speed, seed
+        self.crop = int(round(crop_s * pack.sample_rate))
+        self.indices = np.arange(len(pack)) if indices is None else indices
+        self.step = start_step
+        self._q: queue.Queue = queue.Queue(maxsize=prefetch)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, daemon=True)
+        self._thread.start()
+
+    def make_batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(clip indices, crops) of ``step``: a pure function of (seed, step)."""
+        rng = np.random.default_rng([self.seed, step])
+        clips = self.indices[rng.integers(0, len(self.indices), self.batch_size)]
+        out = np.empty((self.batch_size, self.n_crops, self.crop), dtype=np.float32)
+        for b, ci in enumerate(clips):
+            x = self.pack.clip(int(ci))
+            for k in range(self.n_crops):
+                if self.speed:
+                    factor = 1 + float(rng.uniform(-self.speed, self.speed))
+                    need = int(np.ceil(self.crop * factor)) + 8
+                    seg = random_crop(x, need, rng)
+                    seg = soxr.resample(seg, self.pack.sample_rate * factor, self.pack.sample_rate, quality="LQ")
+                    out[b, k] = random_crop(seg.astype(np.float32), self.crop, rng)
+                else:
+                    out[b, k] = random_crop(x, self.crop, rng)
+        return clips, out
+
+    def _work(self) -> None:
+        step = self.step
+        while not self._stop.is_set():
+            item = (step, *self.make_batch(step))
+            while not self._stop.is_set():
+                try:
+                    self._q.put(item, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+            step += 1
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> tuple[int, np.ndarray, np.ndarray]:
+        return self._q.get()
+
+    def close(self) -> None:
+        self._stop.set()

@@ -1,0 +1,39 @@
+"""Training recipes: JSON files in ``audioemb/train/recipes/``, one per shipped model."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+from .trainer import TrainConfig
+
+
+def list_recipes() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files(__package__).joinpath("recipes").iterdir()
+                  if p.name.endswith(".json"))
+
+
+def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> TrainConfig:
+    """A recipe by name (``byol-s``) or JSON path, with ``key=value`` overrides (values parsed as JSON)."""
+    p = Path(name_or_path)
+    if p.suffix == ".json" and p.exists():
+        d = json.loads(p.read_text())
+    elif name_or_path in list_recipes():
+        d = json.loads(resources.files(__package__).joinpath("recipes", f"{name_or_path}.json").read_text())
+    else:
+        raise ValueError(f"no recipe {name_or_path!r}; known: {list_recipes()}")
+    for ov in overrides or []:
+        key, _, raw = ov.partition("=")
+        if not _:
+            raise ValueError(f"override {ov!r} is not key=value")
+        try:
+            val = json.loads(raw)
+        except json.JSONDecodeError:
+            val = raw
+        tgt = d
+        *path, last = key.split(".")
+        for k in path:
+            tgt = tgt.setdefault(k, {})
+        tgt[last] = val
+    return TrainConfig.from_dict(d)

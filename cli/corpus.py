@@ -1,0 +1,24 @@
+"""``audioemb corpus build``: the training corpus and evaluation tasks from Debian packages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Build the training corpus from Debian packages.", no_args_is_help=True)
+
+
+@app.command("build")
+def build(
+    out: Annotated[Path, typer.Argument(help="Corpus folder to write.")],
+    cache: Annotated[Path, typer.Option(help="Where .deb files are downloaded and unpacked.")] = Path(
+        "~/.cache/audioemb/debian"),
+    workers: Annotated[int, typer.Option(help="Decoding processes.")] = 2,
+) -> None:
+    """Download the recipe's Debian packages, render espeak-ng and fluidsynth audio, write 16 kHz clips,
+    the manifest and the task CSVs. Deterministic for the same package versions."""
+    from audioemb.corpus.build import build as run
+
+    run(out.expanduser(), cache.expanduser(), workers=workers)

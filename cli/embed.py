@@ -1,0 +1,47 @@
+"""``audioemb embed DIR -o OUT``: embed every audio file under a folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def embed(
+    folder: Annotated[Path, typer.Argument(help="Folder of audio files (searched recursively), or one file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: embeddings.npy, manifest.jsonl.")],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model name or folder (default: the "
+                                              "bundled default model).")] = None,
+    frames: Annotated[bool, typer.Option("--frames", help="Also write frame embeddings with timestamps.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Windows per model call.")] = 32,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Decoding threads.")] = 2,
+    layer: Annotated[str | None, typer.Option(help="Layer to embed from: an index or 'mean' (default: last).")] = None,
+    backend: Annotated[str, typer.Option(help="onnx (default) or torch.")] = "onnx",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Embed a folder. Re-running on the same OUT embeds only new or changed files; an interrupted run resumes.
+
+    Exit code 0 when every file was embedded, 1 when some failed (each failure is in manifest.jsonl with
+    its reason), 2 for usage errors.
+    """
+    from audioemb.audio import AudioError
+    from audioemb.embed import EmbedError, embed_folder
+    from audioemb.modelfolder import ModelFolderError
+    from audioemb.runtime import load
+
+    try:
+        m = load(model, backend=backend)
+        lay = None if layer is None else (layer if layer == "mean" else int(layer))
+        summary = embed_folder(folder, out, m, batch_size=batch_size, workers=workers, frames=frames, layer=lay,
+                               progress=progress)
+    except (EmbedError, ModelFolderError, FileNotFoundError, AudioError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    if summary.failed:
+        _, records = __import__("audioemb.embed", fromlist=["read_embeddings"]).read_embeddings(out)
+        for r in records:
+            if r.get("error"):
+                typer.echo(f"failed: {r['path']}: {r['error']}", err=True)
+    typer.echo(summary.line())
+    raise typer.Exit(1 if summary.failed else 0)

@@ -1,0 +1,56 @@
+"""Shared fixtures: the repository's real example clips and small exported models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIPS = ROOT / "examples" / "clips"
+
+
+@pytest.fixture(scope="session")
+def clip_paths() -> list[Path]:
+    paths = sorted(p for p in CLIPS.iterdir() if p.suffix in {".wav", ".flac", ".ogg", ".mp3"})
+    assert len(paths) >= 8
+    return paths
+
+
+@pytest.fixture(scope="session")
+def clips16k(clip_paths) -> list[np.ndarray]:
+    """The example clips decoded to 16 kHz mono float32."""
+    from audioemb.audio import load
+
+    return [load(p, 16000) for p in clip_paths]
+
+
+def _export(tmp: Path, encoder: dict, waves: list[np.ndarray], name: str) -> Path:
+    import torch
+
+    from audioemb.nn.export import save_model
+    from audioemb.nn.model import AudioEmbedder
+
+    torch.manual_seed(0)
+    model = AudioEmbedder.from_config({"type": "logmel"}, encoder)
+    model.frontend.fit_stats([torch.from_numpy(w) for w in waves])
+    folder = tmp / name
+    save_model(model, folder, {"name": name, "objective": {"name": "none (random init, for tests)"}}, waves[:3])
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, clips16k) -> Path:
+    """A small AudioNTT with seeded random weights, exported as a model folder (torch needed)."""
+    pytest.importorskip("torch")
+    return _export(tmp_path_factory.mktemp("models"), {"type": "audiontt", "channels": 8, "hidden": 32}, clips16k,
+                   "tiny-ntt.test")
+
+
+@pytest.fixture(scope="session")
+def tiny_frame_model(tmp_path_factory, clips16k) -> Path:
+    """A small FrameNet (transformer context), exported as a model folder."""
+    pytest.importorskip("torch")
+    enc = {"type": "framenet", "dim": 32, "layers": 2, "heads": 2, "ff": 64, "channels": 16}
+    return _export(tmp_path_factory.mktemp("models"), enc, clips16k, "tiny-framenet.test")

@@ -1,0 +1,164 @@
+"""``audioemb embed`` through typer's runner: bad files, re-runs, changes, frames, interruption, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+import audioemb.embed as embed_mod
+from audioemb.cli import app
+from audioemb.embed import EmbedError, embed_folder, read_embeddings
+from audioemb.runtime import load
+
+runner = CliRunner()
+BAD = {"empty.wav": "empty", "not_audio.mp3": "not a readable", "all_nan.wav": "NaN", "zero.wav": "no audio frames"}
+
+
+@pytest.fixture()
+def collection(tmp_path, clip_paths):
+    d = tmp_path / "collection"
+    (d / "sub dir").mkdir(parents=True)
+    for i, p in enumerate(clip_paths):
+        shutil.copy(p, d / ("sub dir" if i % 2 else "") / p.name)
+    shutil.copy(clip_paths[0], d / "sub dir" / "ñame with spaces & ünicode.wav")
+    (d / "empty.wav").write_bytes(b"")
+    (d / "not_audio.mp3").write_text("hello")
+    sf.write(d / "all_nan.wav", np.full(800, np.nan, np.float32), 8000, subtype="FLOAT")
+    sf.write(d / "zero.wav", np.zeros(0, np.float32), 16000)
+    (d / "notes.txt").write_text("ignored: not an audio extension")
+    return d
+
+
+def _manifest(out):
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def test_cli_embed_reports_bad_files_and_goes_on(collection, tmp_path, tiny_model, clip_paths):
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["embed", str(collection), "-o", str(out), "--model", str(tiny_model), "--no-progress"])
+    assert r.exit_code == 1, r.output
+    n_good = len(clip_paths) + 1
+    assert r.output.strip().splitlines()[-1].startswith(f"embedded {n_good} files, kept 0, failed {len(BAD)}")
+    emb = np.load(out / "embeddings.npy")
+    recs = _manifest(out)
+    assert emb.shape == (n_good, load(tiny_model).embedding_dim) and emb.dtype == np.float32
+    assert len(recs) == n_good + len(BAD)
+    by_path = {r["path"]: r for r in recs}
+    for name, reason in BAD.items():
+        assert by_path[name]["row"] is None and reason in by_path[name]["error"]
+        assert name in r.output  # each failure is named on stderr
+    rows = sorted(r["row"] for r in recs if r["row"] is not None)
+    assert rows == list(range(n_good))
+    m = load(tiny_model)
+    for rec in recs:
+        if rec["row"] is not None:
+            np.testing.assert_allclose(emb[rec["row"]], m.encode(collection / rec["path"]), atol=1e-5)
+            assert rec["duration_s"] > 0 and rec["sample_rate"] > 0 and rec["error"] is None
+    assert "sub dir/ñame with spaces & ünicode.wav" in by_path
+
+
+def test_rerun_keeps_changes_and_removals(collection, tmp_path, tiny_model):
+    out = tmp_path / "out"
+    first = embed_folder(collection, out, str(tiny_model), progress=False)
+    before = read_embeddings(out)
+    again = embed_folder(collection, out, str(tiny_model), progress=False)
+    assert again.embedded == 0 and again.kept == first.embedded and again.failed == len(BAD)
+    after = read_embeddings(out)
+    np.testing.assert_array_equal(before[0], after[0])
+    # change one file, add one, remove one
+    victim = next(collection.rglob("music_piano*.wav"))
+    x, sr = sf.read(victim)
+    sf.write(victim, x[: len(x) // 2], sr)
+    os.utime(victim, ns=(1, 1))
+    shutil.copy(victim, collection / "new.wav")
+    gone = next(p for p in (collection / "sub dir").iterdir() if p.suffix == ".ogg")
+    gone.unlink()
+    third = embed_folder(collection, out, str(tiny_model), progress=False)
+    assert third.embedded == 2 and third.removed == 1 and third.kept == first.embedded - 2
+    emb, recs = read_embeddings(out)
+    paths = [r["path"] for r in recs]
+    assert "new.wav" in paths and gone.relative_to(collection).as_posix() not in paths
+    assert len(paths) == len(set(paths)) and emb.shape[0] == sum(r["row"] is not None for r in recs)
+
+
+def test_other_model_refused(collection, tmp_path, tiny_model, tiny_frame_model):
+    out = tmp_path / "out"
+    embed_folder(collection, out, str(tiny_model), progress=False)
+    with pytest.raises(EmbedError, match="written with"):
+        embed_folder(collection, out, str(tiny_frame_model), progress=False)
+    r = runner.invoke(app, ["embed", str(collection), "-o", str(out), "--model", str(tiny_frame_model)])
+    assert r.exit_code == 2 and "written with" in r.output
+
+
+def test_frames_written(collection, tmp_path, tiny_model):
+    out = tmp_path / "out"
+    embed_folder(collection, out, str(tiny_model), frames=True, progress=False)
+    m = load(tiny_model)
+    for rec in _manifest(out):
+        if rec["row"] is None:
+            assert "frames" not in rec
+            continue
+        z = np.load(out / rec["frames"])
+        ref = m.encode(collection / rec["path"], output="frames")
+        np.testing.assert_allclose(z["embeddings"], ref.embeddings, atol=1e-5)
+        np.testing.assert_allclose(z["timestamps"], ref.timestamps)
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: nothing after it runs (not even the final merge)."""
+
+
+def test_interrupted_run_resumes_without_loss_or_duplicates(collection, tmp_path, tiny_model, monkeypatch):
+    clean = tmp_path / "clean"
+    embed_folder(collection, clean, str(tiny_model), progress=False)
+    out = tmp_path / "out"
+    real_add, real_flush, calls = embed_mod._Job.add, embed_mod._Job.flush, {"n": 0}
+
+    def dying_add(self, rec, emb):
+        real_add(self, rec, emb)
+        calls["n"] += 1
+        if calls["n"] == 5:
+            self.dead = True
+            raise Killed
+
+    def flush(self):
+        if getattr(self, "dead", False):  # the process is gone: no final flush, no merge
+            raise Killed
+        real_flush(self)
+
+    monkeypatch.setattr(embed_mod._Job, "add", dying_add)
+    monkeypatch.setattr(embed_mod._Job, "flush", flush)
+    with pytest.raises(Killed):
+        embed_folder(collection, out, str(tiny_model), progress=False, flush_every=2)
+    monkeypatch.undo()
+    assert not (out / "embeddings.npy").exists()
+    parts = list((out / "parts").glob("part-*.jsonl"))
+    assert len(parts) == 2  # files 1-4 were saved in two parts; the 5th was in flight and is redone
+    partial_emb, partial_recs = read_embeddings(out)  # OUT is readable mid-way
+    assert len(partial_recs) == 4 and partial_emb.shape[0] == sum(r["row"] is not None for r in partial_recs)
+    resumed = embed_folder(collection, out, str(tiny_model), progress=False)
+    assert resumed.kept == sum(r["error"] is None for r in partial_recs)
+    e1, r1 = read_embeddings(clean)
+    e2, r2 = read_embeddings(out)
+    assert [r["path"] for r in r1] == [r["path"] for r in r2]
+    np.testing.assert_allclose(e1, e2, atol=1e-6)
+    assert not (out / "parts").exists()
+
+
+def test_merge_journal_rolls_forward(collection, tmp_path, tiny_model):
+    out = tmp_path / "out"
+    embed_folder(collection, out, str(tiny_model), progress=False)
+    emb, recs = read_embeddings(out)
+    # a crash after embeddings.npy was replaced but before manifest.jsonl.next was renamed
+    os.replace(out / "manifest.jsonl", out / "manifest.jsonl.next")
+    (out / "manifest.jsonl").write_text("")
+    e2, r2 = read_embeddings(out)
+    np.testing.assert_array_equal(emb, e2)
+    embed_mod._recover(out)
+    assert _manifest(out) == recs and not (out / "manifest.jsonl.next").exists()
