@@ -9,10 +9,10 @@ import shutil
 import numpy as np
 import pytest
 import soundfile as sf
+from audioemb.cli import app
 from typer.testing import CliRunner
 
 import audioemb.embed as embed_mod
-from audioemb.cli import app
 from audioemb.embed import EmbedError, embed_folder, read_embeddings
 from audioemb.runtime import load
 
@@ -160,5 +160,6 @@ def test_merge_journal_rolls_forward(collection, tmp_path, tiny_model):
     (out / "manifest.jsonl").write_text("")
     e2, r2 = read_embeddings(out)
     np.testing.assert_array_equal(emb, e2)
+    assert r2 == recs
     embed_mod._recover(out)
     assert _manifest(out) == recs and not (out / "manifest.jsonl.next").exists()

@@ -19,12 +19,13 @@ class ProjectionHead(nn.Sequential):
         super().__init__(*layers)
 
 
-def mlp(in_dim: int, hidden: int, out_dim: int, layers: int = 2, last_bn: bool = False) -> ProjectionHead:
-    """``layers``-layer MLP with BatchNorm and ReLU between layers (BYOL / SimCLR / MoCo v2 heads)."""
+def mlp(in_dim: int, hidden: int, out_dim: int, layers: int = 2, last_bn: bool = False,
+        batch_norm: bool = True) -> ProjectionHead:
+    """``layers``-layer MLP with (BatchNorm and) ReLU between layers (BYOL, SimCLR, MoCo, SimSiam heads)."""
     blocks = []
     d = in_dim
     for _ in range(layers - 1):
-        blocks.append((d, hidden, nn.BatchNorm1d(hidden), nn.ReLU()))
+        blocks.append((d, hidden, nn.BatchNorm1d(hidden) if batch_norm else None, nn.ReLU()))
         d = hidden
     blocks.append((d, out_dim, nn.BatchNorm1d(out_dim, affine=False) if last_bn else None, None))
     return ProjectionHead(blocks)

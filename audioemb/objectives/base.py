@@ -42,6 +42,11 @@ class Objective(nn.Module):
             x = self.frontend(wav.reshape(b * n, s).float())
         return x.reshape(b, n, *x.shape[1:])
 
+    def two_views(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augmented log-mel views of the first two crops (crops of the same recording are positives)."""
+        x = self.logmels(wav)
+        return self.views(x[:, 0]), self.views(x[:, 1 % x.shape[1]])
+
     def embed(self, x: torch.Tensor, encoder: Encoder | None = None) -> torch.Tensor:
         """Pooled clip representation of log-mel ``x`` (B, n_mels, T) by ``encoder`` (default: online)."""
         enc = encoder or self.encoder
@@ -53,6 +58,9 @@ class Objective(nn.Module):
         return tuple(x.float() for x in xs)
 
     # --- hooks -------------------------------------------------------------------------------------
+    def setup(self, n_clips: int) -> None:
+        """Called once with the number of training clips, before a checkpoint is loaded (memory banks)."""
+
     def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 

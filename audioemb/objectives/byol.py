@@ -30,8 +30,7 @@ class BYOL(Objective):
         return [(self.encoder, self.target_encoder), (self.projector, self.target_projector)]
 
     def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        x = self.logmels(wav)
-        v1, v2 = self.views(x[:, 0]), self.views(x[:, 1 % x.shape[1]])
+        v1, v2 = self.two_views(wav)
         y1, y2 = self.embed(v1), self.embed(v2)
         p1, p2 = self.predictor(self.projector(y1)), self.predictor(self.projector(y2))
         with torch.no_grad():

@@ -31,7 +31,9 @@ def load_run(run_dir: Path):
     frontend = LogMel(LogMelConfig(**{k: v for k, v in cfg.frontend.items() if k != "type"}))
     encoder = build_encoder(cfg.encoder)
     obj = get_objective(cfg.objective)(encoder, frontend, Views(cfg.views, std=frontend.std), **cfg.objective_params)
-    info = load_checkpoint(run_dir / "checkpoint.safetensors", obj, None)
+    ckpt = run_dir / "checkpoint.safetensors"
+    obj.setup(json.loads(ckpt.with_name(ckpt.name + ".json").read_text()).get("n_clips", 0))
+    info = load_checkpoint(ckpt, obj, None)
     return cfg, obj.eval(), info
 
 

@@ -88,6 +88,7 @@ class Trainer:
         self.views = Views(cfg.views, std=self.frontend.std)
         self.objective = get_objective(cfg.objective)(self.encoder, self.frontend, self.views,
                                                       **cfg.objective_params)
+        self.objective.setup(len(self.pack))
         params = [p for p in self.objective.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.ckpt = self.run_dir / "checkpoint.safetensors"
@@ -172,7 +173,8 @@ class Trainer:
 
     def save(self) -> None:
         save_checkpoint(self.ckpt, self.objective, self.optimizer,
-                        {"step": self.step, "wall_s": self.wall_s, "config": asdict(self.cfg)})
+                        {"step": self.step, "wall_s": self.wall_s, "n_clips": len(self.pack),
+                         "config": asdict(self.cfg)})
 
     @torch.no_grad()
     def embed_clips(self, indices: np.ndarray, encoder=None, crop_s: float | None = None,
@@ -193,6 +195,8 @@ class Trainer:
                 a = max(0, (len(x) - n) // 2)
                 seg = x[a:a + n]
                 wav[j, :len(seg)] = seg
-            out.append(enc.pool(enc(self.frontend(torch.from_numpy(wav)))))
+            x = self.frontend(torch.from_numpy(wav))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+                out.append(enc.pool(enc(x)).float())
         enc.train(was_training)
         return torch.cat(out)

@@ -1,0 +1,60 @@
+"""DeepCluster (Caron et al., 2018): k-means pseudo-labels recomputed every epoch, a classification loss.
+
+At each epoch start the training clips are embedded, PCA-whitened, clustered with faiss k-means, and the
+classifier head is re-initialised (with its optimizer state). Clips are weighted by the inverse size of
+their cluster, which stands in for the paper's uniform sampling over clusters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn.heads import mlp
+from ._kmeans import kmeans, pca_whiten
+from .base import Objective
+
+
+class DeepCluster(Objective):
+    name = "deepcluster"
+    n_crops = 1
+    wants_clip_ids = True
+
+    def __init__(self, encoder, frontend, views, clusters: int = 256, hidden: int = 1024, proj_dim: int = 256,
+                 pca_dim: int = 128):
+        super().__init__(encoder, frontend, views)
+        self.head = mlp(encoder.embedding_dim, hidden, proj_dim)
+        self.classifier = nn.Linear(proj_dim, clusters)
+        self.k, self.pca_dim = clusters, pca_dim
+        self.register_buffer("labels", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("weights", torch.ones(clusters))
+
+    def setup(self, n_clips: int) -> None:
+        self.labels = torch.zeros(n_clips, dtype=torch.long)
+
+    def on_epoch_start(self, epoch: int, trainer) -> None:
+        idx = np.arange(len(trainer.pack))
+        feats = trainer.embed_clips(idx).float().numpy()
+        labels, _ = kmeans(pca_whiten(feats, self.pca_dim), self.k, seed=epoch)
+        self.labels = torch.from_numpy(labels)
+        counts = torch.bincount(self.labels, minlength=self.k).float()
+        self.weights = torch.where(counts > 0, counts.sum() / (self.k * counts.clamp_min(1)), torch.zeros(()))
+        self.classifier.reset_parameters()
+        opt = getattr(trainer, "optimizer", None)
+        if opt is not None:
+            for p in self.classifier.parameters():
+                opt.state.pop(p, None)
+        self.last_nmi_input = labels
+
+    def training_step(self, wav: torch.Tensor, step: int, clips: np.ndarray) -> dict[str, torch.Tensor]:
+        x = self.logmels(wav)
+        y = self.embed(self.views(x[:, 0]))
+        logits = self.classifier(self.head(y)).float()
+        target = self.labels[torch.as_tensor(clips)]
+        loss = F.cross_entropy(logits, target, weight=self.weights)
+        return {"loss": loss, "embeddings": y.detach()}
+
+
+OBJECTIVE = DeepCluster

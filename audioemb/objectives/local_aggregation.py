@@ -1,0 +1,83 @@
+"""Local Aggregation (Zhuang, Zhai & Yamins, 2019).
+
+Each clip's embedding v_i (a linear projection, L2-normalised) is pulled toward its close neighbours C_i
+and away from its background neighbours B_i: B_i are the ``background`` nearest entries of a memory
+bank holding every clip's embedding; C_i are the clips sharing v_i's k-means cluster in any of
+``clusterings`` runs (re-clustered each epoch). Loss -log P(C_i ∩ B_i | v_i) / P(B_i | v_i). The first
+epoch uses C_i = {i} (instance recognition), as LA starts from an IR-trained network.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..losses.clustering import local_aggregation_loss
+from ._kmeans import kmeans
+from .base import Objective
+
+
+class LocalAggregation(Objective):
+    name = "local_aggregation"
+    n_crops = 1
+    wants_clip_ids = True
+
+    def __init__(self, encoder, frontend, views, dim: int = 128, background: int = 512, clusters: int = 200,
+                 clusterings: int = 3, temperature: float = 0.07, bank_momentum: float = 0.5):
+        super().__init__(encoder, frontend, views)
+        self.projector = nn.Linear(encoder.embedding_dim, dim)
+        self.kb, self.k, self.h = background, clusters, clusterings
+        self.temperature, self.bank_momentum = temperature, bank_momentum
+        self.register_buffer("memory", torch.zeros(0, dim))
+        self.register_buffer("labels", torch.zeros(clusterings, 0, dtype=torch.long))
+        self.register_buffer("use_clusters", torch.zeros((), dtype=torch.bool))
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def setup(self, n_clips: int) -> None:
+        self.memory = F.normalize(torch.randn(n_clips, self.memory.shape[1]), dim=1)
+        self.labels = torch.zeros(self.h, n_clips, dtype=torch.long)
+
+    def project(self, y: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.projector(y).float(), dim=1)
+
+    @torch.no_grad()
+    def on_epoch_start(self, epoch: int, trainer) -> None:
+        if epoch == 0:  # fill the memory bank with the initial network's embeddings
+            idx = np.arange(len(trainer.pack))
+            self.memory = self.project(trainer.embed_clips(idx).float())
+            return
+        bank = self.memory.numpy()
+        self.labels = torch.stack([torch.from_numpy(kmeans(bank, self.k, seed=epoch * 100 + h)[0])
+                                   for h in range(self.h)])
+        self.use_clusters.fill_(True)
+
+    def training_step(self, wav: torch.Tensor, step: int, clips: np.ndarray) -> dict[str, torch.Tensor]:
+        x = self.logmels(wav)
+        y = self.embed(self.views(x[:, 0]))
+        v = self.project(y)
+        ids = torch.as_tensor(clips)
+        sim = v @ self.memory.T / self.temperature
+        kb = min(self.kb, sim.shape[1])
+        background = torch.zeros_like(sim, dtype=torch.bool).scatter_(1, sim.detach().topk(kb, dim=1).indices, True)
+        close = torch.zeros_like(background)
+        close[torch.arange(len(ids)), ids] = True
+        background[torch.arange(len(ids)), ids] = True
+        if bool(self.use_clusters):
+            own = self.labels[:, ids]  # (H, B)
+            close |= (own[:, :, None] == self.labels[:, None, :]).any(dim=0)
+        loss = local_aggregation_loss(sim, background, close)
+        self._last = (ids, v.detach())
+        return {"loss": loss, "embeddings": y.detach()}
+
+    @torch.no_grad()
+    def on_after_step(self, step: int, progress: float) -> None:
+        if self._last is not None:
+            ids, v = self._last
+            m = self.bank_momentum
+            self.memory[ids] = F.normalize(m * self.memory[ids] + (1 - m) * v, dim=1)
+            self._last = None
+
+
+OBJECTIVE = LocalAggregation
