@@ -71,6 +71,9 @@ def write_card(folder: Path, curve: list[dict] | None = None) -> None:
     marks = [r for r in curve if r["step"] in _marks([r["step"] for r in curve])]
     loss_rows = "\n".join(f"| {r['step']} | {r['loss']:.4f} | {r.get('collapse_std')} |" for r in marks)
     data = t.get("data", {})
+    training_section = _training_section(t, data)
+    loss_section = ("![loss curve](loss.png)\n\n| step | loss | collapse_std (batch) |\n|---|---|---|\n"
+                    + loss_rows + "\n") if curve else ""
     task_lines = "\n".join(f"- `{k}`: {v}" for k, v in TASK_NOTES.items()
                            if k in cfg.get("metrics", {}).get("heldout_tasks", {}))
     card = f"""---
@@ -110,28 +113,8 @@ n_fft {cfg['frontend']['n_fft']}, hop {cfg['frontend']['hop_length']} at {cfg['s
 | ONNX | opset {cfg['onnx']['opset']}, max abs difference to torch \
 {cfg['onnx']['max_abs_diff_vs_torch']:.1e} on real clips |
 
-## Training
-
-Trained on this project's CPU machine (no GPU) with the exact command:
-
-```bash
-{t.get('command') or '(not recorded)'}
-```
-
-- data: {data.get('corpus', '?')}, recipe v{data.get('recipe_version')}, {data.get('train_clips', '?')} training \
-clips ({data.get('train_hours', '?')} h, 16 kHz mono), manifest sha256 `{str(data.get('manifest_sha256', ''))[:16]}…`
-- {t.get('steps')} steps of {t.get('batch_size')} recordings × 2 crops of {t.get('crop_s')} s; wall time \
-{t.get('wall_time_s', 0) / 3600:.2f} h on {t.get('hardware', '?')}
-- torch {t.get('torch')}, audioemb {t.get('audioemb')}, commit `{t.get('git_commit')}`, {t.get('date')}
-- collapse watch: std of L2-normalised held-out embeddings × √dim = {t.get('final_collapse_std_heldout')} \
-(0 = collapsed, about 1 = spread)
-
-![loss curve](loss.png)
-
-| step | loss | collapse_std (batch) |
-|---|---|---|
-{loss_rows}
-
+{training_section}
+{loss_section}
 ## Held-out evaluation
 
 Clips never used in training, from the corpus's held-out groups. Linear probe: 5-fold cross-validated logistic
@@ -174,3 +157,24 @@ def _plot(path: Path, curve: list[dict], title: str) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _training_section(t: dict, data: dict) -> str:
+    head = "## Training\n\n"
+    common = (f"- data: {data.get('corpus', '?')}, recipe v{data.get('recipe_version')}, "
+              f"{data.get('train_clips', '?')} training clips ({data.get('train_hours', '?')} h, 16 kHz mono), "
+              f"manifest sha256 `{str(data.get('manifest_sha256', ''))[:16]}…`\n")
+    tail = (f"- torch {t.get('torch')}, audioemb {t.get('audioemb')}, commit `{t.get('git_commit')}`, {t.get('date')}\n"
+            f"- collapse watch: std of L2-normalised held-out embeddings × √dim = "
+            f"{t.get('final_collapse_std_heldout')} (0 = collapsed, about 1 = spread)\n")
+    if "parts" in t:
+        lines = [head, "Built from trained models, without further training:\n\n```bash\n",
+                 f"{t.get('command') or '(not recorded)'}\n```\n\n"]
+        for name, p in t["parts"].items():
+            lines.append(f"- `{name}`: `{p.get('command')}`, {p.get('steps')} steps of {p.get('batch_size')} × "
+                         f"{p.get('crop_s')} s, {(p.get('wall_time_s') or 0) / 3600:.2f} h\n")
+        return "".join(lines) + common + tail
+    return (head + "Trained on this project's CPU machine (no GPU) with the exact command:\n\n```bash\n"
+            f"{t.get('command') or '(not recorded)'}\n```\n\n" + common
+            + f"- {t.get('steps')} steps of {t.get('batch_size')} recordings, crops of {t.get('crop_s')} s; "
+            f"wall time {t.get('wall_time_s', 0) / 3600:.2f} h on {t.get('hardware', '?')}\n" + tail)

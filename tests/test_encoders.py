@@ -16,6 +16,8 @@ CONFIGS = [
      "causal": True},
     {"type": "framenet", "dim": 32, "context": "gru", "layers": 2, "causal": True, "channels": 16},
     {"type": "framenet", "dim": 32, "context": "none", "channels": 16},
+    {"type": "framenet", "dim": 32, "context": "gru", "layers": 1, "causal": True, "channels": 16, "reverse": True},
+    {"type": "npcnet", "dim": 16, "layers": 2},
 ]
 
 

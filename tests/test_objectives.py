@@ -25,6 +25,22 @@ SMALL = {  # smaller heads and banks so that the smoke test runs in seconds
              "queue_start": 0, "freeze_prototypes": 0, "epsilon": 0.5},
     "deepcluster": {"clusters": 4, "hidden": 64, "proj_dim": 16, "pca_dim": 8},
     "local_aggregation": {"dim": 16, "background": 6, "clusters": 3, "clusterings": 2},
+    "apc": {"shift": 2},
+    "mpc": {"ratio": 0.3, "span": 2},
+    "npc": {},
+    "cpc": {"steps": 3, "negatives": 4},
+    "wav2vec2": {"span": 2, "distractors": 4, "proj_dim": 16},
+    "audio2vec_cbow": {"segment_frames": 10, "hidden": 64},
+    "audio2vec_skipgram": {"segment_frames": 10, "hidden": 64},
+    "temporal_order": {"segment_frames": 12, "hidden": 64},
+}
+TINY_SEQ = {"type": "framenet", "dim": 32, "layers": 1, "heads": 2, "ff": 64, "channels": 16}
+ENCODERS = {
+    "apc": {**TINY_SEQ, "context": "gru", "causal": True},
+    "cpc": {**TINY_SEQ, "context": "gru", "causal": True},
+    "mpc": TINY_SEQ,
+    "wav2vec2": TINY_SEQ,
+    "npc": {"type": "npcnet", "dim": 16, "layers": 2},
 }
 
 
@@ -49,7 +65,8 @@ def make(name, clips16k):
     torch.manual_seed(0)
     fe = LogMel()
     fe.fit_stats([torch.from_numpy(w) for w in clips16k])
-    obj = get_objective(name)(build_encoder(TINY_NTT), fe, Views({"mixup": 0.2}, std=fe.std), **SMALL.get(name, {}))
+    enc = build_encoder(ENCODERS.get(name, TINY_NTT))
+    obj = get_objective(name)(enc, fe, Views({"mixup": 0.2}, std=fe.std), **SMALL.get(name, {}))
     rng = np.random.default_rng(0)
     wav = torch.from_numpy(np.stack([[random_crop(w, 8000, rng) for _ in range(obj.n_crops)] for w in clips16k]))
     obj.setup(len(wav))
@@ -117,3 +134,29 @@ def test_moco_v2_queue_is_a_ring_buffer(clips16k):
     assert int(obj.queue_ptr) == (40 + 30) % 64
     assert torch.allclose(obj.queue[40:64], keys[:24]) and torch.allclose(obj.queue[:6], keys[24:30])
     assert obj.momentum(0.5) == 0.9  # constant (SMALL sets m = 0.9; the default is 0.999)
+
+
+def test_backward_apc_predicts_the_past(clips16k):
+    torch.manual_seed(0)
+    fe = LogMel()
+    enc = build_encoder({**ENCODERS["apc"], "reverse": True}).eval()  # eval: no batch statistics
+    obj = get_objective("apc")(enc, fe, Views({"mixup": 0.0, "rrc": False, "gain_db": 0}), shift=2)
+    x = torch.randn(1, 64, 80)
+    frames = enc(x)
+    x2 = x.clone()
+    x2[..., :20] += 3.0  # change the start: a backward causal context at late frames must not see it
+    assert torch.allclose(frames[:, -5:], enc(x2)[:, -5:], atol=1e-5)
+    obj.train()
+    wav = torch.from_numpy(np.stack([[clips16k[0][:8000]], [clips16k[1][:8000]]])).float()
+    assert obj.training_step(wav, 0)["loss"] > 0
+
+
+def test_npc_representation_never_sees_its_frame():
+    torch.manual_seed(0)
+    enc = build_encoder(ENCODERS["npc"]).eval()
+    x = torch.randn(1, 64, 40)
+    x2 = x.clone()
+    x2[..., 20] += 10.0
+    for a, b in zip(enc.hidden_states(x), enc.hidden_states(x2)):
+        assert torch.allclose(a[:, 19:22], b[:, 19:22], atol=1e-5)  # the frame and its neighbours (mask=1)
+        assert not torch.allclose(a, b)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from .audiontt import AudioNTT
 from .base import Encoder
+from .concat import ConcatEncoder
 from .framenet import FrameNet
+from .npcnet import NPCNet
 
-ENCODERS: dict[str, type[Encoder]] = {"audiontt": AudioNTT, "framenet": FrameNet}
+ENCODERS: dict[str, type[Encoder]] = {"audiontt": AudioNTT, "framenet": FrameNet, "npcnet": NPCNet,
+                                     "concat": ConcatEncoder}
 
 
 def build_encoder(cfg: dict) -> Encoder:
@@ -18,4 +21,4 @@ def build_encoder(cfg: dict) -> Encoder:
     return ENCODERS[kind](**cfg)
 
 
-__all__ = ["ENCODERS", "AudioNTT", "Encoder", "FrameNet", "build_encoder"]
+__all__ = ["ENCODERS", "AudioNTT", "ConcatEncoder", "Encoder", "FrameNet", "NPCNet", "build_encoder"]

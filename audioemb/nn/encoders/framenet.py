@@ -89,12 +89,14 @@ class FrameNet(Encoder):
     frame_hop = 4
 
     def __init__(self, n_mels: int = 64, dim: int = 128, context: str = "transformer", layers: int = 2,
-                 heads: int = 4, ff: int = 256, dropout: float = 0.1, causal: bool = False, channels: int = 64):
+                 heads: int = 4, ff: int = 256, dropout: float = 0.1, causal: bool = False, channels: int = 64,
+                 reverse: bool = False):
         super().__init__()
         if context not in ("transformer", "gru", "none"):
             raise ValueError(f"context must be transformer, gru or none, got {context!r}")
         self._cfg = {"n_mels": n_mels, "dim": dim, "context": context, "layers": layers, "heads": heads, "ff": ff,
-                     "dropout": dropout, "causal": causal, "channels": channels}
+                     "dropout": dropout, "causal": causal, "channels": channels, "reverse": reverse}
+        self.reverse = reverse
         self.features = ConvFeatures(n_mels, dim, channels)
         self.context_type, self.causal = context, causal
         if context == "transformer":
@@ -134,5 +136,10 @@ class FrameNet(Encoder):
         return outs
 
     def hidden_states(self, logmel: torch.Tensor) -> list[torch.Tensor]:
+        """Layer outputs in real time order. With ``reverse`` the network reads the clip backwards (a
+        causal context then summarises the future: backward APC) and its outputs are flipped back."""
+        if self.reverse:
+            logmel = logmel.flip(-1)
         z = self.local_features(logmel)
-        return [z, *self.contextualize(z)]
+        out = [z, *self.contextualize(z)]
+        return [h.flip(1) for h in out] if self.reverse else out

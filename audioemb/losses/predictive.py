@@ -1,0 +1,68 @@
+"""Predictive losses: masked/future reconstruction (APC, MPC, NPC, Audio2Vec) and CPC / wav2vec 2.0 InfoNCE."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def masked_l1_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean absolute error over the positions where ``mask`` (broadcast over the last dim) is true."""
+    err = (pred - target).abs().mean(dim=-1)
+    if mask is None:
+        return err.mean()
+    return err[mask].mean()
+
+
+def frame_blocks(logmel: torch.Tensor, hop: int) -> torch.Tensor:
+    """(B, n_mels, T) log-mel -> (B, T // hop, hop * n_mels): the log-mel frames each output frame covers."""
+    b, m, t = logmel.shape
+    n = t // hop
+    return logmel[:, :, :n * hop].reshape(b, m, n, hop).permute(0, 2, 3, 1).reshape(b, n, hop * m)
+
+
+def cpc_loss(context: torch.Tensor, latents: torch.Tensor, predictors, negatives: int = 16,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """CPC (van den Oord et al., 2018): W_k c_t scored against z_{t+k} and ``negatives`` latents drawn
+    from the whole batch (the same and other sequences), InfoNCE averaged over k = 1..len(predictors)."""
+    b, t, d = latents.shape
+    flat = latents.reshape(b * t, d)
+    total = context.new_zeros(())
+    for k, w in enumerate(predictors, start=1):
+        if t - k <= 0:
+            break
+        pred = w(context[:, : t - k]).float()  # (B, T-k, D)
+        pos = latents[:, k:]
+        idx = torch.randint(0, b * t, (b, t - k, negatives), generator=generator, device=latents.device)
+        neg = flat[idx]  # (B, T-k, N, D)
+        logits = torch.cat([(pred * pos).sum(-1, keepdim=True), torch.einsum("btd,btnd->btn", pred, neg)], dim=-1)
+        total = total + F.cross_entropy(logits.reshape(-1, negatives + 1),
+                                        torch.zeros(b * (t - k), dtype=torch.long, device=latents.device))
+    return total / len(predictors)
+
+
+def masked_contrastive_loss(context: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, distractors: int = 10,
+                            temperature: float = 0.1, generator: torch.Generator | None = None) -> torch.Tensor:
+    """wav2vec 2.0's contrastive task (Baevski et al., 2020, eq. 3): at each masked step t, pick the true
+    latent q_t among ``distractors`` latents sampled from the other steps of the same sequence, by cosine
+    similarity / temperature."""
+    t = targets.shape[1]
+    bi, ti = mask.nonzero(as_tuple=True)
+    if len(bi) == 0:
+        return context.new_zeros(())
+    off = torch.randint(1, t, (len(bi), distractors), generator=generator, device=targets.device)
+    neg_t = (ti[:, None] + off) % t  # any other step of the same sequence
+    c = F.normalize(context[bi, ti], dim=-1)
+    pos = F.normalize(targets[bi, ti], dim=-1)
+    neg = F.normalize(targets[bi[:, None], neg_t], dim=-1)
+    logits = torch.cat([(c * pos).sum(-1, keepdim=True), torch.einsum("nd,nkd->nk", c, neg)], dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(len(bi), dtype=torch.long, device=targets.device))
+
+
+def span_mask(batch: int, length: int, ratio: float, span: int,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """(batch, length) boolean mask of random spans covering about ``ratio`` of the steps (at least one span)."""
+    n_spans = max(1, round(ratio * length / span))
+    starts = torch.randint(0, max(1, length - span + 1), (batch, n_spans), generator=generator)
+    pos = torch.arange(length)
+    return ((pos[None, None] >= starts[..., None]) & (pos[None, None] < starts[..., None] + span)).any(dim=1)

@@ -1,0 +1,36 @@
+"""Audio2Vec, skip-gram variant (Tagliasacchi et al., 2019): reconstruct each surrounding segment's log-mel
+from the middle segment's embedding (one MLP decoder per offset, MSE loss)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn.heads import mlp
+from ._segments import segments
+from .base import Objective
+
+
+class Audio2VecSkipGram(Objective):
+    name = "audio2vec_skipgram"
+    n_crops = 1
+
+    def __init__(self, encoder, frontend, views, context: int = 2, segment_frames: int = 40, hidden: int = 512):
+        super().__init__(encoder, frontend, views)
+        self.context, self.segment_frames = context, segment_frames
+        self.decoders = nn.ModuleList(mlp(encoder.embedding_dim, hidden, frontend.cfg.n_mels * segment_frames)
+                                      for _ in range(2 * context))
+
+    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        x = self.views(self.logmels(wav)[:, 0])
+        n = 2 * self.context + 1
+        seg = segments(x, n, self.segment_frames)
+        b = seg.shape[0]
+        emb = self.embed(seg[:, self.context])
+        targets = [seg[:, i] for i in range(n) if i != self.context]
+        loss = sum(F.mse_loss(*self.f32(dec(emb), t.reshape(b, -1))) for dec, t in zip(self.decoders, targets))
+        return {"loss": loss / len(targets), "embeddings": emb.detach()}
+
+
+OBJECTIVE = Audio2VecSkipGram

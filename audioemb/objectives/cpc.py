@@ -1,0 +1,36 @@
+"""CPC: Contrastive Predictive Coding (van den Oord, Li & Vinyals, 2018).
+
+The encoder's conv latents z_t feed a causal (GRU) context network c_t; a linear W_k c_t scores the true
+z_{t+k} (k = 1..K) against latents drawn from the same and other sequences of the batch with InfoNCE.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..losses.predictive import cpc_loss
+from .base import Objective
+
+
+class CPC(Objective):
+    name = "cpc"
+    n_crops = 1
+
+    def __init__(self, encoder, frontend, views, steps: int = 6, negatives: int = 16):
+        super().__init__(encoder, frontend, views)
+        if not getattr(encoder, "causal", False):
+            raise ValueError("CPC needs a causal context (framenet with causal=true)")
+        d = encoder.frame_dim
+        self.predictors = nn.ModuleList(nn.Linear(d, d, bias=False) for _ in range(steps))
+        self.negatives = negatives
+
+    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        x = self.views(self.logmels(wav)[:, 0])
+        z = self.encoder.local_features(x)
+        c = self.encoder.contextualize(z)[-1]
+        loss = cpc_loss(c, z.float(), self.predictors, self.negatives)
+        return {"loss": loss, "embeddings": self.encoder.pool(c).detach()}
+
+
+OBJECTIVE = CPC

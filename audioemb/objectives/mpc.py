@@ -1,0 +1,52 @@
+"""MPC: Masked Predictive Coding (Jiang et al., 2019), BERT-style and bidirectional.
+
+Spans of output frames are selected (about ``ratio`` of them); their log-mel frames are zeroed (80 %),
+replaced by other frames of the batch (10 %) or left unchanged (10 %), and a bidirectional transformer
+reconstructs the selected frames (L1 loss on the selected positions only).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..losses.predictive import frame_blocks, masked_l1_loss, span_mask
+from .base import Objective
+
+
+class MPC(Objective):
+    name = "mpc"
+    n_crops = 1
+
+    def __init__(self, encoder, frontend, views, ratio: float = 0.15, span: int = 3):
+        super().__init__(encoder, frontend, views)
+        self.ratio, self.span = ratio, span
+        self.head = nn.Linear(encoder.frame_dim, encoder.frame_hop * frontend.cfg.n_mels)
+
+    def corrupt(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(corrupted log-mel, (B, T') mask of selected output frames)."""
+        hop = self.encoder.frame_hop
+        b, _, t = x.shape
+        sel = span_mask(b, t // hop, self.ratio, self.span)
+        frame_sel = sel.repeat_interleave(hop, dim=1)
+        frame_sel = torch.cat([frame_sel, frame_sel.new_zeros(b, t - frame_sel.shape[1])], dim=1)
+        action = torch.rand(b, t // hop).repeat_interleave(hop, dim=1)
+        action = torch.cat([action, action.new_ones(b, t - action.shape[1])], dim=1)
+        out = x.clone()
+        zero = frame_sel & (action < 0.8)
+        swap = frame_sel & (action >= 0.8) & (action < 0.9)
+        out = out.masked_fill(zero[:, None, :], 0.0)
+        donor = x.roll(1, dims=0).roll(int(torch.randint(1, max(2, t), ())), dims=2)
+        out = torch.where(swap[:, None, :], donor, out)
+        return out, sel
+
+    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        x = self.views(self.logmels(wav)[:, 0])
+        corrupted, sel = self.corrupt(x)
+        frames = self.encoder(corrupted)
+        target = frame_blocks(x, self.encoder.frame_hop)[:, : frames.shape[1]]
+        loss = masked_l1_loss(*self.f32(self.head(frames), target), sel[:, : frames.shape[1]])
+        return {"loss": loss, "embeddings": self.encoder.pool(frames).detach()}
+
+
+OBJECTIVE = MPC

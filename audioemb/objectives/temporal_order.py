@@ -1,0 +1,48 @@
+"""Temporal order: shuffled segments of a clip are restored to their order (jigsaw; Noroozi & Favaro, 2016
+for images, applied to audio segments), or, with ``mode="binary"``, the model decides whether an order is
+the right one (Misra et al., 2016)."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn.functional as F
+
+from ..nn.heads import mlp
+from ._segments import segments
+from .base import Objective
+
+
+class TemporalOrder(Objective):
+    name = "temporal_order"
+    n_crops = 1
+
+    def __init__(self, encoder, frontend, views, n_segments: int = 4, segment_frames: int = 50, hidden: int = 512,
+                 mode: str = "jigsaw"):
+        super().__init__(encoder, frontend, views)
+        if mode not in ("jigsaw", "binary"):
+            raise ValueError(f"mode must be jigsaw or binary, got {mode!r}")
+        self.n, self.segment_frames, self.mode = n_segments, segment_frames, mode
+        perms = torch.tensor(list(itertools.permutations(range(n_segments))))
+        self.register_buffer("perms", perms, persistent=False)
+        self.classifier = mlp(n_segments * encoder.embedding_dim, hidden, len(perms) if mode == "jigsaw" else 2)
+
+    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        x = self.views(self.logmels(wav)[:, 0])
+        seg = segments(x, self.n, self.segment_frames)
+        b = seg.shape[0]
+        # jigsaw: which permutation; binary: 1 = in order (permutation 0, the identity), 0 = any other order
+        label = torch.randint(len(self.perms), (b,)) if self.mode == "jigsaw" else (torch.rand(b) < 0.5).long()
+        perm_idx = label if self.mode == "jigsaw" else torch.where(
+            label == 1, torch.zeros_like(label), torch.randint(1, len(self.perms), (b,)))
+        order = self.perms[perm_idx]  # (B, n)
+        shuffled = seg[torch.arange(b)[:, None], order]
+        emb = self.embed(shuffled.reshape(b * self.n, *seg.shape[2:])).reshape(b, self.n, -1)
+        logits = self.classifier(emb.reshape(b, -1)).float()
+        loss = F.cross_entropy(logits, label)
+        acc = (logits.argmax(1) == label).float().mean()
+        return {"loss": loss, "embeddings": emb[:, 0].detach(), "accuracy": acc}
+
+
+OBJECTIVE = TemporalOrder

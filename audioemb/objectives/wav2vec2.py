@@ -1,0 +1,41 @@
+"""wav2vec 2.0-style masked contrastive prediction (Baevski et al., 2020), on log-mel conv latents.
+
+Spans of the latents z are replaced by a learned mask embedding; a bidirectional transformer context must
+identify each masked step's true latent (plain, unquantised, through a linear projection) among
+distractors from other steps of the same sequence (cosine similarity, temperature 0.1).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..losses.predictive import masked_contrastive_loss, span_mask
+from .base import Objective
+
+
+class Wav2Vec2(Objective):
+    name = "wav2vec2"
+    n_crops = 1
+
+    def __init__(self, encoder, frontend, views, ratio: float = 0.4, span: int = 3, distractors: int = 10,
+                 temperature: float = 0.1, proj_dim: int = 128):
+        super().__init__(encoder, frontend, views)
+        d = encoder.frame_dim
+        self.mask_embedding = nn.Parameter(torch.randn(d) * 0.1)
+        self.project_q = nn.Linear(d, proj_dim)
+        self.project_c = nn.Linear(d, proj_dim)
+        self.ratio, self.span, self.distractors, self.temperature = ratio, span, distractors, temperature
+
+    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        x = self.views(self.logmels(wav)[:, 0])
+        z = self.encoder.local_features(x)
+        mask = span_mask(z.shape[0], z.shape[1], self.ratio, self.span)
+        zm = torch.where(mask[..., None], self.mask_embedding.to(z.dtype), z)
+        c = self.encoder.contextualize(zm)[-1]
+        loss = masked_contrastive_loss(*self.f32(self.project_c(c), self.project_q(z)), mask, self.distractors,
+                                       self.temperature)
+        return {"loss": loss, "embeddings": self.encoder.pool(c).detach()}
+
+
+OBJECTIVE = Wav2Vec2
