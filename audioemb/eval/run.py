@@ -13,6 +13,18 @@ from .metrics import knn_precision, linear_probe, retrieval_map
 METRICS = ("probe_acc", "knn_p10", "map")
 
 
+class LayerView:
+    """A model scored on one of its layers (``layer`` index or "mean"), named ``<model>@layer<i>``."""
+
+    def __init__(self, model, layer):
+        self.model, self.layer = model, layer
+        self.name = f"{model.name}@layer{layer}"
+        self.config = model.config
+
+    def encode(self, paths, batch_size: int = 32, **_):
+        return self.model.encode(paths, batch_size=batch_size, layer=self.layer)
+
+
 def score(x: np.ndarray, ds: LabelledSet, standardize: bool = False) -> dict:
     """Probe accuracy (mean and std over folds), kNN precision@10 and mAP of embeddings ``x``."""
     if standardize:

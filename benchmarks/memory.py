@@ -1,0 +1,73 @@
+"""Peak memory (RSS) of ``audioemb embed`` on one 60-minute file and on a folder of 10,000 short files.
+
+    python benchmarks/memory.py [--minutes 60] [--files 10000]
+
+Each case runs in a fresh process, so ru_maxrss is that job's own peak; a baseline process that only
+loads the model gives the fixed cost. Both cases should stay flat, not grow with the input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from common import table
+
+CHILD = """
+import json, resource, sys
+import audioemb
+from audioemb.embed import embed_folder
+m = audioemb.load(None, threads=2)
+if sys.argv[1] != "-":
+    embed_folder(sys.argv[1], sys.argv[2], m, progress=False)
+print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def peak(folder: str, out: str) -> float:
+    r = subprocess.run([sys.executable, "-c", CHILD, folder, out], capture_output=True, text=True, check=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])["peak_mb"]
+
+
+def main(argv: list[str] | None = None) -> str:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=60)
+    ap.add_argument("--files", type=int, default=10000)
+    args = ap.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="audioemb-mem-"))
+    rng = np.random.default_rng(0)
+    try:
+        rows = [["model loaded, nothing embedded", "-", f"{peak('-', '-'):.0f}"]]
+        for minutes in (args.minutes / 6, args.minutes):
+            d = tmp / f"long{minutes:g}"
+            d.mkdir()
+            n = int(minutes * 60 * 44100)
+            with sf.SoundFile(d / "long.flac", "w", 44100, 2, subtype="PCM_16") as f:
+                for s in range(0, n, 44100 * 60):
+                    f.write((rng.standard_normal((min(44100 * 60, n - s), 2)) * 0.05).astype(np.float32))
+            mb = peak(str(d), str(tmp / "o" / d.name))
+            rows.append([f"one {minutes:g}-minute file (44.1 kHz stereo FLAC)", "1", f"{mb:.0f}"])
+        for count in (args.files // 10, args.files):
+            d = tmp / f"short{count}"
+            d.mkdir()
+            clip = (rng.standard_normal(16000) * 0.05).astype(np.float32)
+            for i in range(count):
+                sf.write(d / f"c{i:05d}.wav", clip[: 8000 + (i % 8000)], 16000, subtype="PCM_16")
+            mb = peak(str(d), str(tmp / "o" / d.name))
+            rows.append([f"{count} short files (0.5-1 s wav)", str(count), f"{mb:.0f}"])
+        text = table(["case", "files", "peak RSS (MB)"], rows)
+        print(text)
+        return text
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Shipped models: golden outputs, ONNX against torch, self-consistent folders, cards with figures."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audioemb.modelfolder import open_folder
+from audioemb.registry import DEFAULT_MODEL, list_models, pretrained_dir
+
+sys.path.insert(0, str(Path(__file__).parent / "golden"))
+from update import compute  # noqa: E402
+
+MODELS = list_models()
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def test_default_model_is_shipped():
+    assert DEFAULT_MODEL in MODELS
+
+
+def test_shipped_models_fit_the_size_budget():
+    total = sum(p.stat().st_size for p in pretrained_dir().rglob("*") if p.is_file())
+    assert total < 80e6, f"pretrained/ holds {total / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_folder_is_complete_and_verified(name):
+    folder = open_folder(pretrained_dir() / name)  # checks the sha256 of both weight files
+    cfg = folder.config
+    assert cfg["name"] == name
+    for key in ("frontend", "encoder", "objective", "training", "metrics", "onnx", "sample_rate", "embedding_dim"):
+        assert cfg.get(key), f"{name}: config.json has no {key}"
+    assert cfg["onnx"]["max_abs_diff_vs_torch"] <= 1e-4
+    assert cfg["training"].get("command", "").startswith("audioemb ")
+    assert cfg["metrics"]["results"][name]  # held-out figures were measured
+    card = (pretrained_dir() / name / "README.md").read_text()
+    assert cfg["training"]["command"] in card and "Held-out evaluation" in card
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_golden_outputs(name):
+    golden = GOLDEN / f"{name}.npz"
+    assert golden.exists(), f"no golden file for {name}: run python tests/golden/update.py {name}"
+    want = np.load(golden)
+    got = compute(name)
+    for key in want.files:
+        np.testing.assert_allclose(got[key], want[key], atol=1e-4, rtol=1e-4, err_msg=f"{name}: {key}")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_onnx_matches_torch_on_real_clips(name):
+    pytest.importorskip("torch")
+    onnx, torch_out = compute(name, "onnx"), compute(name, "torch")
+    for key in onnx:
+        assert np.abs(onnx[key] - torch_out[key]).max() <= 1e-4, key
+
+
+def test_cards_have_their_results_row():
+    results = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+    text = results.read_text()
+    for name in MODELS:
+        assert f"[{name}](" in text
+        assert json.loads((pretrained_dir() / name / "config.json").read_text())["metrics"]
