@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import corpus, embed, export, models, train
+from . import cluster, corpus, embed, evaluate, export, index, models, results, search, train
 
 app = typer.Typer(
     name="audioemb",
@@ -21,7 +21,12 @@ app.command("embed")(embed.embed)
 app.command("models")(models.models)
 app.command("train")(train.train)
 app.command("export")(export.export)
+app.command("eval")(evaluate.evaluate)
+app.command("results")(results.results)
 app.add_typer(corpus.app, name="corpus")
+app.add_typer(index.app, name="index")
+app.command("search")(search.search)
+app.command("cluster")(cluster.cluster)
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from audioemb.modelfolder import open_folder
 from audioemb.registry import DEFAULT_MODEL, list_models, pretrained_dir
 
 sys.path.insert(0, str(Path(__file__).parent / "golden"))
-from update import compute  # noqa: E402
+from update import compute
 
 MODELS = list_models()
 GOLDEN = Path(__file__).parent / "golden"

@@ -13,7 +13,7 @@ import soundfile as sf
 torch = pytest.importorskip("torch")
 
 from audioemb.train.data import CropLoader, load_pack  # noqa: E402
-from audioemb.train.trainer import Trainer, TrainConfig  # noqa: E402
+from audioemb.train.trainer import TrainConfig, Trainer  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,8 @@ class ViewConfig:
     mixup: float = 0.4  # upper bound of the mixing ratio; 0 disables
     mixup_memory: int = 2048
     rrc: bool = True
-    rrc_virtual_scale: float = 1.5
+    rrc_virtual_scale: float = 1.5  # time axis
+    rrc_freq_virtual_scale: float = 1.5  # frequency axis; 1.0 with rrc_freq_scale (1, 1) keeps pitch intact
     rrc_time_scale: tuple[float, float] = (0.6, 1.5)
     rrc_freq_scale: tuple[float, float] = (0.6, 1.5)
     gain_db: float = 6.0  # +- uniform, 0 disables
@@ -58,7 +59,8 @@ class Views:
         if c.mixup:
             x = self.mix(x)
         if c.rrc:
-            x = random_resize_crop(x, c.rrc_virtual_scale, c.rrc_time_scale, c.rrc_freq_scale)
+            x = random_resize_crop(x, (c.rrc_freq_virtual_scale, c.rrc_virtual_scale), c.rrc_time_scale,
+                                   c.rrc_freq_scale)
         if c.mel_shift:
             x = mel_shift(x, c.mel_shift)
         if c.freq_masks or c.time_masks:
@@ -87,11 +89,14 @@ class Views:
         return out
 
 
-def random_resize_crop(x: torch.Tensor, virtual_scale: float, time_scale: tuple[float, float],
+def random_resize_crop(x: torch.Tensor, virtual_scale: tuple[float, float], time_scale: tuple[float, float],
                        freq_scale: tuple[float, float]) -> torch.Tensor:
-    """BYOL-A's RandomResizeCrop: crop a random box of a zero-padded canvas, resize it back (bicubic)."""
+    """BYOL-A's RandomResizeCrop: crop a random box of a zero-padded canvas, resize it back (bicubic).
+
+    ``virtual_scale`` is the canvas size (frequency, time) relative to the input.
+    """
     b, f, t = x.shape
-    vf, vt = int(f * virtual_scale), int(t * virtual_scale)
+    vf, vt = int(f * virtual_scale[0]), int(t * virtual_scale[1])
     canvas = x.new_zeros(b, vf, vt)
     f0, t0 = (vf - f) // 2, (vt - t) // 2
     canvas[:, f0:f0 + f, t0:t0 + t] = x

@@ -8,26 +8,34 @@ from torch import nn
 from .base import Encoder
 
 
-def _block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2, 2))
+def _block(cin: int, cout: int, freq_pool: int = 2) -> nn.Sequential:
+    pool = (freq_pool, 2)
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(pool, pool))
 
 
 class AudioNTT(Encoder):
-    """Three conv blocks (3x3 conv, BN, ReLU, 2x2 max-pool), then a two-layer MLP per frame.
+    """Three conv blocks (3x3 conv, BN, ReLU, max-pool), then a two-layer MLP per frame.
 
-    Output frames are 8 log-mel frames apart (80 ms at a 10 ms hop).
+    Output frames are 8 log-mel frames apart (80 ms at a 10 ms hop). ``freq_pools`` sets each block's pooling
+    along frequency (BYOL-A: 2, 2, 2); less pooling keeps finer frequency (pitch) resolution.
     """
 
     frame_hop = 8
 
-    def __init__(self, n_mels: int = 64, channels: int = 64, hidden: int = 256, dropout: float = 0.3):
+    def __init__(self, n_mels: int = 64, channels: int = 64, hidden: int = 256, dropout: float = 0.3,
+                 freq_pools: tuple[int, int, int] | list[int] = (2, 2, 2)):
         super().__init__()
-        if n_mels % 8:
-            raise ValueError(f"n_mels must be a multiple of 8, got {n_mels}")
+        fp = list(freq_pools)
+        reduce = fp[0] * fp[1] * fp[2]
+        if len(fp) != 3 or n_mels % reduce:
+            raise ValueError(f"n_mels ({n_mels}) must be divisible by the product of 3 freq_pools {fp}")
         self._cfg = {"n_mels": n_mels, "channels": channels, "hidden": hidden, "dropout": dropout}
-        self.features = nn.Sequential(_block(1, channels), _block(channels, channels), _block(channels, channels))
+        if fp != [2, 2, 2]:  # recorded only when it differs from BYOL-A's, so older configs stay valid
+            self._cfg["freq_pools"] = fp
+        self.features = nn.Sequential(_block(1, channels, fp[0]), _block(channels, channels, fp[1]),
+                                      _block(channels, channels, fp[2]))
         self.fc = nn.Sequential(
-            nn.Linear(channels * (n_mels // 8), hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(channels * (n_mels // reduce), hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, hidden), nn.ReLU(),
         )
         self.frame_dim = hidden

@@ -1,0 +1,580 @@
+"""``Index``: search an audio collection by example, with faiss and SQLite metadata.
+
+>>> idx = Index.build("sounds/", "sounds.idx", segments=5.0)      # one vector per 5 s of audio
+>>> idx.search("query.wav", k=10)                                   # [Hit(path, start, end, score, rank, row)]
+>>> idx.search(("long.wav", 60.0, 65.0)); idx.search("long.wav@60-65")
+>>> Index.load("sounds.idx").add("sounds/")                         # new and changed files only
+
+Vectors are L2-normalised embeddings compared by inner product (cosine); the faiss index type (flat, HNSW,
+IVF, IVF-PQ) is chosen from the collection's size and a memory budget, see :mod:`audioemb._faiss` for the
+thresholds. Without ``segments`` each file is one vector (its clip embedding, segment = whole file); with
+``segments=S`` each file is cut into consecutive S-second windows and each window is one vector; a tail
+shorter than S/2 is replaced by the file's last S seconds (overlapping the previous window), one shorter
+than S/10 is dropped.
+
+INDEX/ holds::
+
+    current.json            the committed version: {"version", "files": {faiss, vectors, meta}, "previous"}
+    index.NNNNNN.faiss      faiss index; its ids are rows of vectors.NNNNNN.npy
+    vectors.NNNNNN.npy      every vector (float32), so the index can always be rebuilt
+    meta.NNNNNN.sqlite      tables info (key, JSON value), files (path relative to the collection folder,
+                            size, mtime_ns, duration_s, error) and segments (row = faiss id, file_id,
+                            start_s, end_s, model); view ``vectors`` joins them
+    index.faiss, vectors.npy, meta.sqlite   hard links to the current version's files (for other tools)
+    .lock                   writers hold an fcntl.flock on it
+
+Writers (``add``, ``build`` over an existing index) take the lock, write the next version's files through
+temporary names and os.replace, then swap current.json; a new index is built in a temporary folder renamed
+into place. A crash at any point leaves the last committed version readable. Readers take no lock: they read
+current.json and open the files it names; the previous version's files are kept for readers that raced a
+writer, older ones are deleted. Rows of removed segments (changed or pruned files) stay in vectors.npy as
+dead rows until they outnumber the live ones; then the index is rebuilt compactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, _faiss
+from . import audio as audio_io
+from ._index_store import CURRENT, FILE_COLS, IndexStoreError, Meta, Version, locked, open_version
+from .runtime import Batcher, EmbeddingModel, load, windows
+
+_RANGE = re.compile(r"^(.*)@(\d+(?:\.\d*)?)-(\d+(?:\.\d*)?)?$")
+
+
+class ModelMismatchError(IndexStoreError, ValueError):
+    """A model, query vector or embedding folder that does not match the index's model."""
+
+
+@dataclass
+class Hit:
+    """One search result: a segment ``[start, end]`` seconds of ``path`` (relative to the collection)."""
+
+    path: str
+    start: float
+    end: float
+    score: float
+    rank: int
+    row: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class AddSummary:
+    added: int
+    changed: int
+    removed: int
+    failed: int
+    unchanged: int
+    rebuilt: bool
+    count: int
+
+    def line(self) -> str:
+        return (f"added {self.added} files, re-embedded {self.changed}, removed {self.removed}, failed {self.failed}, "
+                f"unchanged {self.unchanged}{' (index rebuilt)' if self.rebuilt else ''}; {self.count} vectors")
+
+
+# -------------------------------------------------------------------------------------------------- embedding
+def _scan(root: Path) -> list[tuple[Path, str, os.stat_result]]:
+    out = []
+    for p in audio_io.find_audio(root):
+        rel = p.relative_to(root).as_posix() if root.is_dir() else p.name
+        try:
+            out.append((p, rel, p.stat()))
+        except OSError:
+            out.append((p, rel, os.stat_result((0,) * 10)))
+    return out
+
+
+def _segments(model: EmbeddingModel, path: Path, seconds: float) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(start sample, length, audio) of consecutive ``seconds`` windows of a file, decoded as a stream."""
+    seg = max(1, int(round(seconds * model.sample_rate)))
+    prev = None
+    for w in windows(audio_io.stream(path, model.sample_rate), seg, 1):
+        if prev is not None and w.valid < seg / 10:  # a sliver: already covered by the previous window
+            return
+        if prev is not None and w.valid < seg / 2:  # short tail: the file's last full window instead
+            yield w.start + w.valid - seg, seg, np.concatenate([prev[w.valid:], w.audio[:w.valid]])
+        else:
+            yield w.start, w.valid, w.audio[:w.valid]
+        prev = w.audio
+
+
+def _embed_files(model: EmbeddingModel, todo: list, segments: float | None, batch_size: int,
+                 on_file: Callable[[], None] = lambda: None, chunk_files: int = 64):
+    """Yield (file record, [(start_s, end_s)], vectors (n, D)) per file; a failed file has its error and none."""
+    sr = model.sample_rate
+    for c in range(0, len(todo), chunk_files):
+        on_result, finish = model.make_collector(True, None)
+        batcher = Batcher(model.run_batch(None), batch_size, on_result)
+        done, key = [], 0
+        for path, rel, st in todo[c:c + chunk_files]:
+            rec = {"path": rel, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "duration_s": None, "error": None}
+            keys, spans, n = [], [], 0
+            try:
+                if segments:
+                    for start, length, audio in _segments(model, path, segments):
+                        keys.append(key)
+                        spans.append((start / sr, (start + length) / sr))
+                        for w in model.window_stream(audio, key):
+                            batcher.add(w)
+                        key += 1
+                        n = max(n, start + length)
+                else:
+                    keys.append(key)
+                    for w in model.window_stream(path, key):
+                        batcher.add(w)
+                        n += w.valid
+                    spans.append((0.0, n / sr))
+                    key += 1
+                rec["duration_s"] = round(n / sr, 4)
+            except audio_io.AudioError as e:
+                rec["error"] = e.reason
+            except Exception as e:  # a decoder bug must not stop the job: record it with the file
+                rec["error"] = f"{type(e).__name__}: {e}"
+            done.append((rec, keys, spans))
+        batcher.flush()
+        for rec, keys, spans in done:
+            if rec["error"]:
+                for k in keys:
+                    finish(k, discard=True)
+                yield rec, [], np.zeros((0, model.embedding_dim), np.float32)
+            else:
+                yield rec, spans, np.stack([finish(k)[0] for k in keys])
+            on_file()
+
+
+class _Collected:
+    """Files, segments and vectors gathered for a build or an add."""
+
+    def __init__(self, dim: int):
+        self.files: list[dict] = []
+        self.file_of: list[int] = []
+        self.spans: list[tuple[float, float]] = []
+        self.vecs: list[np.ndarray] = [np.zeros((0, dim), np.float32)]
+
+    def add(self, rec: dict, spans: list, vecs: np.ndarray) -> None:
+        self.file_of += [len(self.files)] * len(spans)
+        self.files.append(rec)
+        self.spans += spans
+        self.vecs.append(_l2(vecs))
+
+    def meta(self, info: dict, first_row: int = 0) -> tuple[Meta, np.ndarray]:
+        v = np.concatenate(self.vecs)
+        s = np.array(self.spans, np.float64).reshape(-1, 2)
+        return Meta(info, self.files, first_row + np.arange(len(v), dtype=np.int64),
+                     np.array(self.file_of, np.int64), s[:, 0].copy(), s[:, 1].copy()), v
+
+
+def _l2(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, np.float32)
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+@contextlib.contextmanager
+def _progress(total: int, enabled: bool, label: str = "embedding") -> Iterator[Callable[[], None]]:
+    if not enabled or not total:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True) as bar:
+        task = bar.add_task("files", total=total)
+        yield lambda: bar.advance(task)
+
+
+def _model_sha(m: EmbeddingModel) -> str | None:
+    return m.folder.config["files"].get("model.onnx")
+
+
+def _model_ref(m: EmbeddingModel) -> str:
+    """How to load ``m`` again: its name for a shipped model, else its folder's absolute path."""
+    from .registry import pretrained_dir
+
+    p = Path(m.folder.path).resolve()
+    return m.name if p.parent == pretrained_dir().resolve() else str(p)
+
+
+def parse_query(s: str) -> tuple[str, float | None, float | None]:
+    """``"path@START-END"`` (seconds; END may be left out) -> (path, start, end); a plain path -> (path, None, None)."""
+    m = _RANGE.match(s)
+    if m and not os.path.exists(s):
+        return m[1], float(m[2]), (float(m[3]) if m[3] else None)
+    return s, None, None
+
+
+def _read_range(path, start: float, end: float | None, sr: int) -> np.ndarray:
+    """Samples [start, end) seconds of a file at ``sr``, decoding only up to ``end``."""
+    a = int(round(start * sr))
+    b = None if end is None else int(round(end * sr))
+    if b is not None and b <= a:
+        raise ValueError(f"{path}@{start}-{end}: the end must come after the start")
+    got, at = [], 0
+    for block in audio_io.stream(path, sr):
+        lo, hi = max(a - at, 0), len(block) if b is None else min(b - at, len(block))
+        if hi > lo:
+            got.append(block[lo:hi])
+        at += len(block)
+        if b is not None and at >= b:
+            break
+    if not got:
+        raise ValueError(f"{path}: start {start} s is past the end of the file ({at / sr:.2f} s)")
+    return np.concatenate(got)
+
+
+# ------------------------------------------------------------------------------------------------------ Index
+class Index:
+    """A searchable index of an audio collection (see the module docstring); ``Index.build`` or ``Index.load``."""
+
+    def __init__(self, path: Path, cur: dict, meta: Meta, index, vectors: np.ndarray, model=None):
+        self.path, self._cur, self._meta, self._faiss, self._vectors = Path(path), cur, meta, index, vectors
+        self._model: EmbeddingModel | None = None
+        self._seg_of_row: np.ndarray | None = None
+        if model is not None:
+            self._model = self._checked(model)
+
+    # ---------------------------------------------------------------------------------------- construction
+    @classmethod
+    def load(cls, path: str | os.PathLike, model: str | EmbeddingModel | None = None) -> Index:
+        """Open the committed version of an index. ``model`` (name, folder or loaded model) must be the
+        index's own model, else :class:`ModelMismatchError`; None loads it by name when first needed."""
+        path = Path(path)
+        return cls(path, *open_version(path), model=model)
+
+    @classmethod
+    def build(cls, root: str | os.PathLike, out: str | os.PathLike, model: str | EmbeddingModel | None = None,
+              segments: float | None = None, index_type: str = "auto", from_embed: str | os.PathLike | None = None,
+              overwrite: bool = False, memory_budget_gb: float = 4.0, target_recall: float = 0.95,
+              batch_size: int = 32, seed: int = 0, progress: bool = False) -> Index:
+        """Embed every audio file under ``root`` (or reuse an ``embed`` output folder ``from_embed``) and
+        write a faiss index to ``out``.
+
+        Args:
+            segments: index windows of this many seconds instead of whole files.
+            index_type: ``auto`` (by size and ``memory_budget_gb``), ``flat``, ``hnsw``, ``ivf`` or ``ivfpq``.
+            overwrite: replace an existing index at ``out`` (as a new version, readers keep working).
+            target_recall: nprobe / efSearch are raised until recall@10 vs exact search reaches this.
+        """
+        root, out = Path(root), Path(out)
+        if index_type != "auto" and index_type not in _faiss.TYPES:
+            raise ValueError(f"index type must be auto, {', '.join(_faiss.TYPES)}; got {index_type!r}")
+        if segments is not None and segments <= 0:
+            raise ValueError(f"segments must be a positive number of seconds, got {segments}")
+        if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / CURRENT).exists())):
+            raise IndexStoreError(f"{out} exists and is not an audioemb index; choose another output folder")
+        if (out / CURRENT).exists() and not overwrite:
+            raise IndexStoreError(f"{out} is already an index; use add to update it, or overwrite to rebuild it")
+        if from_embed is not None:
+            if segments:
+                raise ValueError("segments cannot be used with from_embed (embed outputs hold one vector per file)")
+            m, col = _from_embed(Path(from_embed), model)
+        else:
+            m = model if isinstance(model, EmbeddingModel) else load(model)
+            col = _Collected(m.embedding_dim)
+            todo = _scan(root)
+            with _progress(len(todo), progress) as step:
+                for rec, spans, vecs in _embed_files(m, todo, segments, batch_size, step):
+                    col.add(rec, spans, vecs)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        info = {"format_version": 1, "audioemb_version": __version__, "model": m.name, "model_sha256": _model_sha(m),
+                "model_ref": _model_ref(m), "dim": m.embedding_dim, "sample_rate": m.sample_rate,
+                "metric": "inner product of L2-normalised vectors (cosine)", "segments_s": segments,
+                "root": str(root.resolve()), "index_type_requested": index_type, "memory_budget_gb": memory_budget_gb,
+                "target_recall": target_recall, "seed": seed, "created": now}
+        meta, vecs = col.meta(info)
+        if not len(vecs):
+            raise IndexStoreError(f"nothing to index: {len(col.files)} audio files under {root}, none embedded"
+                                  + "".join(f"\n  {f['path']}: {f['error']}" for f in col.files[:10]))
+
+        def write(folder: Path) -> None:
+            ver = Version(folder)
+            stored = ver.write_vectors([vecs])
+            ver.commit(meta, _make_faiss(meta, stored, None, now))
+
+        if (out / CURRENT).exists():
+            with locked(out):
+                write(out)
+        else:
+            tmp = out.parent / f".{out.name}.building-{os.getpid()}"
+            _remove_stale_builds(out)
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            try:
+                write(tmp)
+                os.rename(tmp, out)  # replaces an empty folder too
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return cls.load(out, model=m)
+
+    # ------------------------------------------------------------------------------------------ properties
+    @property
+    def info(self) -> dict:
+        """Model, dim, index type, count, recall@10, build params, created/updated times, ..."""
+        return dict(self._meta.info)
+
+    def __len__(self) -> int:
+        return len(self._meta.rows)
+
+    def __repr__(self) -> str:
+        i = self._meta.info
+        return f"Index({str(self.path)!r}, {len(self)} vectors, {i['index_type']}, model={i['model']!r})"
+
+    @property
+    def model(self) -> EmbeddingModel:
+        """The index's model, loaded by its recorded name or folder when first needed."""
+        if self._model is None:
+            ref = self._meta.info["model_ref"]
+            try:
+                m = load(ref)
+            except Exception as e:
+                raise IndexStoreError(f"{self.path} was built with model {self._meta.info['model']!r} from {ref}, "
+                                      f"which cannot be loaded ({e}); pass model= to Index.load") from None
+            self._model = self._checked(m)
+        return self._model
+
+    def _checked(self, model: str | EmbeddingModel) -> EmbeddingModel:
+        m = model if isinstance(model, EmbeddingModel) else load(model)
+        i = self._meta.info
+        if _model_sha(m) != i["model_sha256"] or m.embedding_dim != i["dim"]:
+            raise ModelMismatchError(
+                f"{self.path} was built with model {i['model']!r} (sha256 {str(i['model_sha256'])[:12]}, dim "
+                f"{i['dim']}); model {m.name!r} (sha256 {str(_model_sha(m))[:12]}, dim {m.embedding_dim}) embeds "
+                "differently, so its vectors cannot be searched here. Use the index's model or rebuild the index.")
+        return m
+
+    def disk_size(self) -> int:
+        """Bytes of the committed version's files."""
+        return sum((self.path / f).stat().st_size for f in set(self._cur["files"].values())) + \
+            (self.path / CURRENT).stat().st_size
+
+    def items(self) -> tuple[np.ndarray, list[dict]]:
+        """Every live vector (N, D) and its {path, start, end, row}, in row order."""
+        m = self._meta
+        vecs = np.asarray(self._vectors[m.rows], dtype=np.float32)
+        recs = [{"path": m.files[f]["path"], "start": float(a), "end": float(b), "row": int(r)}
+                for r, f, a, b in zip(m.rows, m.file_of, m.start, m.end)]
+        return vecs, recs
+
+    @property
+    def files(self) -> list[dict]:
+        """Every file of the collection: path, size, mtime_ns, duration_s, error."""
+        return [dict(f) for f in self._meta.files]
+
+    # -------------------------------------------------------------------------------------------------- search
+    def embed_query(self, query, sample_rate: int | None = None) -> np.ndarray:
+        """The query's embedding: a path, ``"path@START-END"``, ``(path, start, end)``, a waveform (with
+        ``sample_rate``) or an embedding vector (no ``sample_rate``)."""
+        if not isinstance(query, (str, os.PathLike, tuple)):
+            arr = np.asarray(query, dtype=np.float32)
+            return arr if sample_rate is None else self.model.encode(arr, sample_rate=sample_rate)
+        if isinstance(query, tuple):
+            path, start, end = query
+        else:
+            path, start, end = parse_query(os.fspath(query))
+        if start is None and end is None:
+            return self.model.encode(path)
+        return self.model.encode(_read_range(path, start or 0.0, end, self.model.sample_rate))
+
+    def search(self, query, k: int = 10, collapse: bool = True, sample_rate: int | None = None) -> list[Hit]:
+        """The ``k`` nearest segments to ``query`` (see :meth:`embed_query`), best first.
+
+        With ``collapse`` each file appears once, with its best segment.
+        """
+        return self.search_vector(self.embed_query(query, sample_rate), k, collapse)
+
+    def search_vector(self, vector: np.ndarray, k: int = 10, collapse: bool = True) -> list[Hit]:
+        """Search with a pre-computed embedding of the index's model (its dimension is checked)."""
+        v = np.asarray(vector, dtype=np.float32)
+        dim = self._meta.info["dim"]
+        if v.shape != (dim,):
+            raise ModelMismatchError(f"query vector has shape {v.shape}; this index holds {dim}-d vectors of model "
+                                     f"{self._meta.info['model']!r} (pass sample_rate= to search a waveform)")
+        n = len(self)
+        if n == 0 or k <= 0:
+            return []
+        if self._seg_of_row is None:
+            self._seg_of_row = np.full(len(self._vectors), -1, np.int64)
+            self._seg_of_row[self._meta.rows] = np.arange(n)
+        q = _l2(v)[None]
+        kk = min(n, 4 * k if collapse else k)
+        while True:
+            scores, rows = self._faiss.search(q, kk)
+            hits, seen = [], set()
+            for score, row in zip(scores[0], rows[0]):
+                s = self._seg_of_row[row] if 0 <= row < len(self._seg_of_row) else -1
+                if s < 0:
+                    continue
+                f = int(self._meta.file_of[s])
+                if collapse and f in seen:
+                    continue
+                seen.add(f)
+                hits.append(Hit(self._meta.files[f]["path"], float(self._meta.start[s]), float(self._meta.end[s]),
+                                float(score), len(hits) + 1, int(row)))
+                if len(hits) == k:
+                    return hits
+            if kk >= n:
+                return hits
+            kk = min(n, kk * 4)
+
+    # ----------------------------------------------------------------------------------------------- update
+    def add(self, root: str | os.PathLike | None = None, prune: bool = False, batch_size: int = 32,
+            progress: bool = False) -> AddSummary:
+        """Embed files under ``root`` (default: the folder the index was built from) that are new, changed
+        (size or mtime_ns differs) or failed before; a changed file's old vectors are removed. ``prune``
+        also removes files no longer under ``root``. Atomic: a crash leaves the previous version."""
+        root = Path(root) if root is not None else Path(self._meta.info["root"])
+        with locked(self.path):
+            self._reload()
+            old, model = self._meta, self.model
+            known = {f["path"]: i for i, f in enumerate(old.files)}
+            scanned = _scan(root)
+            todo, drop, added = [], set(), 0
+            for p, rel, st in scanned:
+                i = known.get(rel)
+                if i is None:
+                    todo.append((p, rel, st))
+                    added += 1
+                elif old.files[i]["error"] or (old.files[i]["size"], old.files[i]["mtime_ns"]) != (
+                        st.st_size, st.st_mtime_ns):
+                    todo.append((p, rel, st))
+                    drop.add(i)
+            if prune:
+                drop |= {i for rel, i in known.items() if rel not in {s[1] for s in scanned}}
+            unchanged = len(scanned) - len(todo)
+            if not todo and not drop:
+                return AddSummary(0, 0, 0, 0, unchanged, False, len(self))
+            col = _Collected(old.info["dim"])
+            with _progress(len(todo), progress) as step:
+                for rec, spans, vecs in _embed_files(model, todo, old.info["segments_s"], batch_size, step):
+                    col.add(rec, spans, vecs)
+            rebuilt = self._apply(col, sorted(drop))
+        failed = sum(1 for f in col.files if f["error"])
+        return AddSummary(added, len(todo) - added, len(drop) - (len(todo) - added), failed, unchanged, rebuilt,
+                          len(self))
+
+    def _reload(self) -> None:
+        cur, meta, index, vectors = open_version(self.path)
+        self._cur, self._meta, self._faiss, self._vectors, self._seg_of_row = cur, meta, index, vectors, None
+        if self._model is not None and _model_sha(self._model) != meta.info["model_sha256"]:
+            self._model = None  # rebuilt with another model meanwhile: load that one when needed
+
+    def _apply(self, col: _Collected, drop: list[int]) -> bool:
+        """Commit a new version without the files ``drop`` and with ``col``'s; True if rebuilt from scratch."""
+        import faiss
+
+        old, info = self._meta, dict(self._meta.info)
+        keep = np.setdiff1d(np.arange(len(old.files)), np.asarray(drop, np.int64))
+        remap = np.full(len(old.files), -1, np.int64)
+        remap[keep] = np.arange(len(keep))
+        seg_keep = remap[old.file_of] >= 0
+        n_rows = len(self._vectors)
+        new, new_vecs = col.meta(info, first_row=n_rows)
+        meta = Meta(info, [old.files[i] for i in keep] + new.files,
+                     np.concatenate([old.rows[seg_keep], new.rows]),
+                     np.concatenate([remap[old.file_of[seg_keep]], new.file_of + len(keep)]),
+                     np.concatenate([old.start[seg_keep], new.start]), np.concatenate([old.end[seg_keep], new.end]))
+        live, removed = len(meta.rows), old.rows[~seg_keep]
+        kind = info["index_type"]
+        if info["index_type_requested"] == "auto":
+            want = _faiss.choose_type(live, info["dim"], info["memory_budget_gb"])
+        else:
+            want = kind
+        ver = Version(self.path)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        rebuild = want != kind or n_rows + len(new_vecs) - live > live
+        if rebuild:  # compact: renumber live rows 0..live-1 and build afresh
+            stored = ver.write_vectors([self._vectors[old.rows[seg_keep]], new_vecs])
+            meta.rows = np.arange(live, dtype=np.int64)
+            index = _make_faiss(meta, stored, None, now, kind=want)
+        else:
+            stored = ver.write_vectors([self._vectors, new_vecs]) if len(new_vecs) else self._vectors
+            if not len(new_vecs):
+                ver.reuse_vectors()
+            if len(removed) and kind == "hnsw":  # HNSW cannot remove: rebuild the graph from the stored vectors
+                index = _faiss.build(stored[np.sort(meta.rows)], np.sort(meta.rows), kind, info["build_params"])
+            else:
+                index = faiss.clone_index(self._faiss)
+                if len(removed):
+                    index.remove_ids(removed.astype(np.int64))
+                _faiss.add(index, new_vecs, new.rows)
+            _record_recall(meta, index, stored, now)
+        ver.commit(meta, index)
+        self._reload()
+        return bool(rebuild)
+
+
+def _make_faiss(meta: Meta, vectors: np.ndarray, params: dict | None, now: str, kind: str | None = None):
+    """Build the faiss index for ``meta`` (choosing its type unless forced) and record recall in ``meta.info``."""
+    info = meta.info
+    n, dim = len(meta.rows), info["dim"]
+    req = info["index_type_requested"]
+    kind = kind or (_faiss.choose_type(n, dim, info["memory_budget_gb"]) if req == "auto" else req)
+    info["index_type"] = kind
+    info["build_params"] = params or _faiss.default_params(kind, n, dim)
+    index = _faiss.build(vectors[meta.rows], meta.rows, kind, info["build_params"], seed=info.get("seed", 0))
+    _record_recall(meta, index, vectors, now)
+    return index
+
+
+def _record_recall(meta: Meta, index, vectors: np.ndarray, now: str) -> None:
+    info = meta.info
+    recall, params = _faiss.tune(index, info["index_type"], info["build_params"], vectors, meta.rows,
+                                 target=info["target_recall"], seed=info.get("seed", 0))
+    info.update(build_params=params, **{"recall@10": round(recall, 4)}, count=len(meta.rows),
+                n_files=len(meta.files), n_failed=sum(1 for f in meta.files if f["error"]), n_rows=len(vectors),
+                updated=now)
+
+
+def _from_embed(out: Path, model) -> tuple[EmbeddingModel, _Collected]:
+    """Vectors and files of an ``audioemb embed`` output folder, checked against ``model``."""
+    from .embed import read_embeddings
+
+    try:
+        have = json.loads((out / "info.json").read_text())
+    except FileNotFoundError:
+        raise IndexStoreError(f"{out}: no info.json; not an `audioemb embed` output folder") from None
+    if model is None:
+        try:
+            model = load(have["model"])
+        except Exception as e:
+            raise IndexStoreError(f"{out} was embedded with model {have['model']!r}, which cannot be loaded by name "
+                                  f"({e}); pass its folder as model") from None
+    m = model if isinstance(model, EmbeddingModel) else load(model)
+    if have.get("model") != m.name or have.get("model_sha256") != _model_sha(m):
+        raise ModelMismatchError(f"{out} was embedded with model {have.get('model')!r} (sha256 "
+                                 f"{str(have.get('model_sha256'))[:12]}), not {m.name!r} "
+                                 f"(sha256 {str(_model_sha(m))[:12]})")
+    if have.get("layer") is not None:
+        raise ModelMismatchError(f"{out} holds layer {have['layer']!r} embeddings; queries use the last layer")
+    emb, records = read_embeddings(out)
+    col = _Collected(m.embedding_dim)
+    for r in records:
+        rec = {k: r.get(k) for k in FILE_COLS}
+        ok = r.get("row") is not None
+        col.add(rec, [(0.0, float(r.get("duration_s") or 0.0))] if ok else [],
+                emb[[r["row"]]] if ok else np.zeros((0, m.embedding_dim), np.float32))
+    return m, col
+
+
+def _remove_stale_builds(out: Path) -> None:
+    """Delete temporary build folders for ``out`` left by processes that no longer exist."""
+    for p in out.parent.glob(f".{out.name}.building-*"):
+        with contextlib.suppress(ValueError, OSError):
+            pid = int(p.name.rsplit("-", 1)[1])
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                shutil.rmtree(p, ignore_errors=True)

@@ -1,0 +1,110 @@
+"""``audioemb index build|add|info``: faiss indexes of audio collections, searched with ``audioemb search``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Build, update and describe search indexes of audio collections.", no_args_is_help=True)
+
+def _fail(e: Exception) -> None:
+    typer.echo(f"error: {e}", err=True)
+    raise typer.Exit(2) from None
+
+
+def _known_errors() -> tuple[type[Exception], ...]:
+    from audioemb.audio import AudioError
+    from audioemb.index import IndexStoreError
+    from audioemb.modelfolder import ModelFolderError
+
+    return IndexStoreError, ModelFolderError, AudioError, FileNotFoundError, ValueError
+
+
+@app.command("build")
+def build(
+    folder: Annotated[Path, typer.Argument(help="Folder of audio files (searched recursively).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Index folder to write.")],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model name or folder (default: the default "
+                                              "model; with --from-embed: the model that wrote it).")] = None,
+    segments: Annotated[float | None, typer.Option(help="Index windows of this many seconds instead of whole "
+                                                   "files, so a query can land inside a long recording.")] = None,
+    index_type: Annotated[str, typer.Option("--type", "-t", help="auto, flat, hnsw, ivf or ivfpq (auto: flat "
+                                            "below 20k vectors, hnsw below 1M, ivf above; ivfpq beyond "
+                                            "--memory-gb).")] = "auto",
+    from_embed: Annotated[Path | None, typer.Option(help="Reuse an `audioemb embed` output folder of FOLDER "
+                                                    "instead of embedding again.")] = None,
+    memory_gb: Annotated[float, typer.Option(help="Memory budget for raw vectors; above it auto picks ivfpq.")] = 4.0,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild an existing index at OUT.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Windows per model call.")] = 32,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Embed a folder (or reuse its embed output) and build a cosine-similarity index of it."""
+    from audioemb.index import Index
+
+    try:
+        idx = Index.build(folder, out, model=model, segments=segments, index_type=index_type.lower(),
+                          from_embed=from_embed, overwrite=force, memory_budget_gb=memory_gb, batch_size=batch_size,
+                          progress=progress)
+    except _known_errors() as e:
+        _fail(e)
+    for f in idx.files:
+        if f["error"]:
+            typer.echo(f"failed: {f['path']}: {f['error']}", err=True)
+    i = idx.info
+    typer.echo(f"indexed {len(idx)} vectors from {i['n_files'] - i['n_failed']} files ({i['n_failed']} failed) with "
+               f"{i['model']}: {i['index_type']} index, recall@10 {i['recall@10']:.3f} -> {out}")
+
+
+@app.command("add")
+def add(
+    index: Annotated[Path, typer.Argument(help="Index folder.")],
+    folder: Annotated[Path | None, typer.Argument(help="Collection folder (default: the one it was built "
+                                                  "from).")] = None,
+    prune: Annotated[bool, typer.Option(help="Also remove files that are no longer in the folder.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Windows per model call.")] = 32,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Add new files and re-embed changed ones (size or modification time differs), atomically."""
+    from audioemb.index import Index
+
+    try:
+        summary = Index.load(index).add(folder, prune=prune, batch_size=batch_size, progress=progress)
+    except _known_errors() as e:
+        _fail(e)
+    typer.echo(summary.line())
+
+
+@app.command("info")
+def info(
+    index: Annotated[Path, typer.Argument(help="Index folder.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Index type, vectors, files, model, dimension, size on disk and the recall@10 measured at build."""
+    import json
+
+    from audioemb.index import Index
+
+    try:
+        idx = Index.load(index)
+    except _known_errors() as e:
+        _fail(e)
+    data = {"path": str(index), **idx.info, "size_bytes": idx.disk_size()}
+    if json_out:
+        typer.echo(json.dumps(data, indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"index {index}", show_header=False)
+    rows = [("type", data["index_type"] + ("" if data["index_type_requested"] == "auto" else " (forced)")),
+            ("vectors", str(data["count"])), ("files", f"{data['n_files']} ({data['n_failed']} failed)"),
+            ("segments", "whole files" if not data["segments_s"] else f"{data['segments_s']:g} s"),
+            ("model", f"{data['model']} (sha256 {str(data['model_sha256'])[:12]})"), ("dim", str(data["dim"])),
+            ("size on disk", f"{data['size_bytes'] / 1e6:.2f} MB"), ("recall@10", f"{data['recall@10']:.4f}"),
+            ("params", json.dumps(data["build_params"])), ("collection", data["root"]),
+            ("created", data["created"]), ("updated", data["updated"])]
+    for k, v in rows:
+        table.add_row(k, v)
+    Console().print(table)
