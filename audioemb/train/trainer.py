@@ -120,6 +120,7 @@ class Trainer:
         log_f = open(self.run_dir / "log.jsonl", "a")
         window: list[float] = []
         collapsed_logs = 0
+        recent: list[float] = []
         t_last = time.time()
         try:
             while self.step < cfg.steps:
@@ -147,8 +148,13 @@ class Trainer:
                 window.append(loss.item())
                 self.step += 1
                 now = time.time()
-                self.wall_s += now - t_last
+                dt_step = now - t_last
                 t_last = now
+                recent.append(dt_step)
+                # a step far slower than the recent median is the process being paused (SIGSTOP) or the
+                # machine suspended: count the median instead, so wall_s stays the training's own time
+                med = float(np.median(recent[-50:]))
+                self.wall_s += dt_step if dt_step <= 10 * med or len(recent) < 10 else med
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     cstd = collapse_std(out["embeddings"])
                     collapsed_logs = collapsed_logs + 1 if cstd < COLLAPSE_THRESHOLD else 0
