@@ -126,8 +126,11 @@ class Trainer:
             while self.step < cfg.steps:
                 step, clips, batch = next(loader)
                 assert step == self.step
+                hook_s = 0.0
                 if step % self.epoch_steps() == 0:
+                    t_hook = time.time()
                     obj.on_epoch_start(step // self.epoch_steps(), self)
+                    hook_s = time.time() - t_hook
                 obj.train()
                 torch.manual_seed(cfg.seed * 1_000_003 + step)
                 for g in self.optimizer.param_groups:
@@ -148,8 +151,9 @@ class Trainer:
                 window.append(loss.item())
                 self.step += 1
                 now = time.time()
-                dt_step = now - t_last
+                dt_step = now - t_last - hook_s
                 t_last = now
+                self.wall_s += hook_s  # re-clustering counts in full
                 recent.append(dt_step)
                 # a step far slower than the recent median is the process being paused (SIGSTOP) or the
                 # machine suspended: count the median instead, so wall_s stays the training's own time
