@@ -18,6 +18,10 @@ CONFIGS = [
     {"type": "framenet", "dim": 32, "context": "none", "channels": 16},
     {"type": "framenet", "dim": 32, "context": "gru", "layers": 1, "causal": True, "channels": 16, "reverse": True},
     {"type": "npcnet", "dim": 16, "layers": 2},
+    {"type": "concat", "parts": [
+        {"type": "framenet", "dim": 16, "context": "gru", "layers": 1, "causal": True, "channels": 8},
+        {"type": "framenet", "dim": 16, "context": "gru", "layers": 1, "causal": True, "channels": 8,
+         "reverse": True}]},
 ]
 
 
