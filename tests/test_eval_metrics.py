@@ -50,9 +50,8 @@ def test_linear_probe_separable_and_grouped():
 def test_eval_cli_on_class_folders(tmp_path, tiny_model, clip_paths):
     import shutil
 
-    from typer.testing import CliRunner
-
     from audioemb.cli import app
+    from typer.testing import CliRunner
 
     for i, p in enumerate(clip_paths):
         d = tmp_path / "data" / ("speech" if "speech" in p.name else "other")
