@@ -30,7 +30,7 @@ def collect(pattern: str = "*") -> tuple[list[str], dict[str, dict], dict[str, d
         for other, r in res.items():
             if other.endswith("@random-init"):
                 baselines.setdefault(f"random-init {arch_name(cfg['encoder'])}", r)
-            elif other != name:
+            elif other != name and other not in configs:  # shipped models are rows of their own
                 baselines.setdefault(other, r)
     return tasks, {**rows, **dict(sorted(baselines.items()))}, configs
 

@@ -90,11 +90,24 @@ def _save_and_evaluate(model: AudioEmbedder, out: Path, meta: dict, corpus: Path
     if evaluate:
         models = [load(out), random_init_model(str(out)), LogMelStats(config["frontend"])]
         result = run_eval(models, corpus_tasks(corpus), log=log)
+        _add_reference(result, config["name"])
         config["metrics"] = {"heldout_tasks": result["tasks"], "results": result["results"],
                              "protocol": "audioemb eval: 5-fold linear probe (grouped), kNN precision@10 and mAP on "
                                          "cosine similarity, same-group neighbours excluded"}
         write_config(out, config)
     return config
+
+
+def _add_reference(result: dict, name: str) -> None:
+    """Put the shipped default model's stored figures beside a new model's, when measured on the same tasks."""
+    from ..registry import DEFAULT_MODEL, pretrained_dir
+
+    ref = pretrained_dir() / DEFAULT_MODEL / "config.json"
+    if name == DEFAULT_MODEL or not ref.exists():
+        return
+    metrics = json.loads(ref.read_text()).get("metrics", {})
+    if metrics.get("heldout_tasks") == result["tasks"] and DEFAULT_MODEL in metrics.get("results", {}):
+        result["results"][DEFAULT_MODEL] = metrics["results"][DEFAULT_MODEL]
 
 
 def _data_meta(corpus: Path) -> dict:
