@@ -56,7 +56,24 @@ def verdict(cfg: dict) -> str:
         s = f"- against **{o}**: better on {len(wins)} of {len(res[name])} tasks"
         s += f"; worse or equal on {', '.join(losses)}." if losses else "."
         out.append(s)
+    domains = sorted({t.split("-")[0] for t in res[name]})
+    means = {n: {d: _mean(res[n], d) for d in domains} for n in res}
+    out.append("\nMean probe accuracy by domain (the foundation's bar: the trained model beats both baselines on "
+               "speech and on music):\n")
+    out.append("| domain | " + " | ".join(res) + " |")
+    out.append("|---|" + "---|" * len(res))
+    for d in domains:
+        out.append(f"| {d} | " + " | ".join(f"{means[n][d]:.3f}" for n in res) + " |")
+    beaten = [d for d in ("speech", "music") if d in domains
+              and any(means[o][d] >= means[name][d] for o in others if "@random-init" in o or o == "logmel-stats")]
+    out.append("\n" + (f"**Misses the bar on {' and '.join(beaten)}**: a baseline scores as high or higher there."
+                       if beaten else "Beats both baselines on the speech and music means."))
     return "\n".join(out)
+
+
+def _mean(r: dict, domain: str) -> float:
+    vals = [v["probe_acc"] for t, v in r.items() if t.split("-")[0] == domain]
+    return sum(vals) / len(vals)
 
 
 def write_card(folder: Path, curve: list[dict] | None = None) -> None:
@@ -164,7 +181,8 @@ def _training_section(t: dict, data: dict) -> str:
     common = (f"- data: {data.get('corpus', '?')}, recipe v{data.get('recipe_version')}, "
               f"{data.get('train_clips', '?')} training clips ({data.get('train_hours', '?')} h, 16 kHz mono), "
               f"manifest sha256 `{str(data.get('manifest_sha256', ''))[:16]}…`\n")
-    tail = (f"- torch {t.get('torch')}, audioemb {t.get('audioemb')}, commit `{t.get('git_commit')}`, {t.get('date')}\n"
+    tail = (f"- torch {t.get('torch')}, audioemb {t.get('audioemb')}, exported at commit `{t.get('git_commit')}`, "
+            f"{t.get('date')}\n"
             f"- collapse watch: std of L2-normalised held-out embeddings × √dim = "
             f"{t.get('final_collapse_std_heldout')} (0 = collapsed, about 1 = spread)\n")
     if "parts" in t:

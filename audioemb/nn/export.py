@@ -93,6 +93,7 @@ def save_model(model: AudioEmbedder, folder: Path, meta: dict, parity_waves: lis
     with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as t:
         tmp = Path(t.name)
     save_file(state, str(tmp), metadata={"format": "pt", "audioemb": __version__})
+    tmp.chmod(0o644)  # NamedTemporaryFile creates 0600; a model folder is for everyone to read
     os.replace(tmp, folder / "model.safetensors")
     exporter = export_onnx(model, folder / "model.onnx")
     diff = onnx_parity(model, folder / "model.onnx", parity_waves)
