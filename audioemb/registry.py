@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .modelfolder import ModelFolderError, read_config
 
-DEFAULT_MODEL = "byol-s.debian"
+DEFAULT_MODEL = "npc-s.debian"
 
 
 def pretrained_dir() -> Path:

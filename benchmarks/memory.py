@@ -2,7 +2,7 @@
 
     python benchmarks/memory.py [--minutes 60] [--files 10000]
 
-Each case runs in a fresh process, so ru_maxrss is that job's own peak; a baseline process that only
+Each case runs in a fresh process and reads its own VmHWM (peak RSS) from /proc; a baseline process that only
 loads the model gives the fixed cost. Both cases should stay flat, not grow with the input.
 """
 
@@ -21,13 +21,15 @@ import soundfile as sf
 from common import table
 
 CHILD = """
-import json, resource, sys
+import json, re, sys
 import audioemb
 from audioemb.embed import embed_folder
 m = audioemb.load(None, threads=2)
 if sys.argv[1] != "-":
     embed_folder(sys.argv[1], sys.argv[2], m, progress=False)
-print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork+exec, so it would report the parent's peak
+hwm = re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read())
+print(json.dumps({"peak_mb": int(hwm.group(1)) / 1024}))
 """
 
 

@@ -20,6 +20,8 @@ import search
 import speed
 from common import machine
 
+from audioemb.registry import DEFAULT_MODEL
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 
@@ -31,7 +33,7 @@ def main() -> None:
     q = args.quick
     sections = [
         ("Embedding speed (2 CPU threads, onnxruntime vs torch eager; target: onnxruntime at least as fast)",
-         speed.main([] if not q else ["--models", "byol-s.debian"])),
+         speed.main([] if not q else ["--models", DEFAULT_MODEL])),
         ("End-to-end `audioemb embed` (target: at most 25 % overhead over the model alone)",
          embed_e2e.main(["--files", "100" if q else "1000"])),
         ("Peak memory (should stay flat, not grow with the input)",

@@ -98,16 +98,20 @@ def _save_and_evaluate(model: AudioEmbedder, out: Path, meta: dict, corpus: Path
     return config
 
 
+REFERENCE_MODEL = "byol-s.debian"  # every card compares with BYOL, the trainer's first objective
+
+
 def _add_reference(result: dict, name: str) -> None:
-    """Put the shipped default model's stored figures beside a new model's, when measured on the same tasks."""
+    """Put BYOL's and the default model's stored figures beside a new model's, when measured on the same tasks."""
     from ..registry import DEFAULT_MODEL, pretrained_dir
 
-    ref = pretrained_dir() / DEFAULT_MODEL / "config.json"
-    if name == DEFAULT_MODEL or not ref.exists():
-        return
-    metrics = json.loads(ref.read_text()).get("metrics", {})
-    if metrics.get("heldout_tasks") == result["tasks"] and DEFAULT_MODEL in metrics.get("results", {}):
-        result["results"][DEFAULT_MODEL] = metrics["results"][DEFAULT_MODEL]
+    for ref_name in dict.fromkeys([REFERENCE_MODEL, DEFAULT_MODEL]):
+        ref = pretrained_dir() / ref_name / "config.json"
+        if ref_name == name or not ref.exists():
+            continue
+        metrics = json.loads(ref.read_text()).get("metrics", {})
+        if metrics.get("heldout_tasks") == result["tasks"] and ref_name in metrics.get("results", {}):
+            result["results"][ref_name] = metrics["results"][ref_name]
 
 
 def _data_meta(corpus: Path) -> dict:
