@@ -66,3 +66,19 @@ def test_cards_have_their_results_row():
     for name in MODELS:
         assert f"[{name}](" in text
         assert json.loads((pretrained_dir() / name / "config.json").read_text())["metrics"]
+
+
+def test_models_command_lists_every_model_with_its_figures():
+    from typer.testing import CliRunner
+
+    from audioemb.cli import app
+
+    r = CliRunner().invoke(app, ["models", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = {row["name"]: row for row in json.loads(r.output)}
+    assert set(rows) == set(MODELS)
+    assert [n for n, row in rows.items() if row["default"]] == [DEFAULT_MODEL]
+    for name, row in rows.items():
+        cfg = open_folder(pretrained_dir() / name).config
+        assert row["dim"] == cfg["embedding_dim"]
+        assert row["probe_acc"] == {t: m["probe_acc"] for t, m in cfg["metrics"]["results"][name].items()}
