@@ -69,9 +69,8 @@ def test_cards_have_their_results_row():
 
 
 def test_models_command_lists_every_model_with_its_figures():
-    from typer.testing import CliRunner
-
     from audioemb.cli import app
+    from typer.testing import CliRunner
 
     r = CliRunner().invoke(app, ["models", "--json"])
     assert r.exit_code == 0, r.output
