@@ -21,7 +21,8 @@ def models(
         folder = pretrained_dir() / name
         size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
         res = cfg.get("metrics", {}).get("results", {}).get(name, {})
-        rows.append({"name": name, "default": name == DEFAULT_MODEL, "objective": cfg.get("objective", {}).get("name"), "dim": cfg["embedding_dim"],
+        rows.append({"name": name, "default": name == DEFAULT_MODEL,
+                     "objective": cfg.get("objective", {}).get("name"), "dim": cfg["embedding_dim"],
                      "frames_per_s": cfg.get("frame_rate_hz"), "parameters": cfg.get("parameters"),
                      "size_mb": round(size / 1e6, 2),
                      "probe_acc": {t: r["probe_acc"] for t, r in res.items()}})
@@ -36,6 +37,7 @@ def models(
     for col in ("name", "objective", "dim", "params", "MB", *tasks):
         table.add_column(col, justify="left" if col in ("name", "objective") else "right")
     for r in rows:
-        table.add_row(r["name"] + (" (default)" if r["default"] else ""), str(r["objective"]), str(r["dim"]), f"{(r['parameters'] or 0) / 1e6:.2f}M",
+        table.add_row(r["name"] + (" (default)" if r["default"] else ""), str(r["objective"]), str(r["dim"]),
+                      f"{(r['parameters'] or 0) / 1e6:.2f}M",
                       f"{r['size_mb']:.1f}", *[f"{r['probe_acc'].get(t, float('nan')):.3f}" for t in tasks])
     Console().print(table)
