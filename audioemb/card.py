@@ -58,7 +58,7 @@ def verdict(cfg: dict) -> str:
         out.append(s)
     domains = sorted({t.split("-")[0] for t in res[name]})
     means = {n: {d: _mean(res[n], d) for d in domains} for n in res}
-    out.append("\nMean probe accuracy by domain (the foundation's bar: the trained model beats both baselines on "
+    out.append("\nMean probe accuracy by domain (the bar a default model must clear: it beats both baselines on "
                "speech and on music):\n")
     out.append("| domain | " + " | ".join(res) + " |")
     out.append("|---|" + "---|" * len(res))
