@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 
@@ -48,8 +51,6 @@ def test_linear_probe_separable_and_grouped():
 
 
 def test_eval_cli_on_class_folders(tmp_path, tiny_model, clip_paths):
-    import shutil
-
     from audioemb.cli import app
     from typer.testing import CliRunner
 
@@ -63,8 +64,6 @@ def test_eval_cli_on_class_folders(tmp_path, tiny_model, clip_paths):
                                  "--json", str(out)])
     assert r.exit_code == 0, r.output
     assert "linear probe accuracy" in r.output and "tiny-ntt.test" in r.output
-    import json
-
     res = json.loads(out.read_text())
     assert res["tasks"]["data"]["classes"] == 2
     scores = res["results"]["tiny-ntt.test"]["data"]

@@ -103,15 +103,15 @@ REFERENCE_MODEL = "byol-s.debian"  # every card compares with BYOL, the trainer'
 
 def _add_reference(result: dict, name: str) -> None:
     """Put BYOL's and the default model's stored figures beside a new model's, when measured on the same tasks."""
-    from ..registry import DEFAULT_MODEL, pretrained_dir
+    from ..registry import DEFAULT_MODEL, model_configs
 
     for ref_name in dict.fromkeys([REFERENCE_MODEL, DEFAULT_MODEL]):
-        ref = pretrained_dir() / ref_name / "config.json"
-        if ref_name == name or not ref.exists():
+        if ref_name == name:
             continue
-        metrics = json.loads(ref.read_text()).get("metrics", {})
-        if metrics.get("heldout_tasks") == result["tasks"] and ref_name in metrics.get("results", {}):
-            result["results"][ref_name] = metrics["results"][ref_name]
+        for cfg in model_configs(ref_name).values():  # empty when that model isn't shipped
+            metrics = cfg.get("metrics", {})
+            if metrics.get("heldout_tasks") == result["tasks"] and ref_name in metrics.get("results", {}):
+                result["results"][ref_name] = metrics["results"][ref_name]
 
 
 def _data_meta(corpus: Path) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -120,7 +121,7 @@ class Trainer:
         log_f = open(self.run_dir / "log.jsonl", "a")
         window: list[float] = []
         collapsed_logs = 0
-        recent: list[float] = []
+        recent: deque[float] = deque(maxlen=50)  # recent step times, to spot pauses
         t_last = time.time()
         try:
             while self.step < cfg.steps:
@@ -157,7 +158,7 @@ class Trainer:
                 recent.append(dt_step)
                 # a step far slower than the recent median is the process being paused (SIGSTOP) or the
                 # machine suspended: count the median instead, so wall_s stays the training's own time
-                med = float(np.median(recent[-50:]))
+                med = float(np.median(recent))
                 self.wall_s += dt_step if dt_step <= 10 * med or len(recent) < 10 else med
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     cstd = collapse_std(out["embeddings"])
