@@ -1,23 +1,20 @@
 """Clustering an embedded collection: spherical k-means on faiss, and Local Aggregation.
 
 - :func:`kmeans`: spherical k-means (faiss, Johnson et al. 2019) on L2-normalised vectors; without ``k`` it
-  is chosen by the silhouette score (cosine distance, on a sample of at most 5000 points) over 2..30.
+  is chosen by :func:`choose_k` from silhouette, Calinski-Harabasz or Davies-Bouldin scores over 2..50,
+  with a floor of min(10, sqrt(N/2)) that only clearly separated groups can go below.
 - :func:`local_aggregation`: Local Aggregation (Zhuang, Zhai & Yamins, "Local Aggregation for Unsupervised
   Learning of Visual Embeddings", ICCV 2019) applied to a fixed collection: a linear projection of the
   embeddings is adapted so that each point moves toward its close neighbours and away from its background
   neighbours, then the adapted vectors are clustered with k-means. Plain numpy with hand-written
   gradients: no torch needed.
 - :func:`cluster_scores`: NMI, ARI and purity against reference labels.
-- :func:`cluster_collection`: what ``audioemb cluster`` runs on an ``embed`` output or an index folder.
+- reading collections and writing the report (``cluster_collection``): :mod:`audioemb.cluster_report`.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -76,46 +73,124 @@ def silhouette(x: np.ndarray, labels: np.ndarray) -> float | None:
     return float(s.mean())
 
 
-def kmeans(x: np.ndarray, k: int | None = None, seed: int = 0, k_range: tuple[int, int] = (2, 30),
-           sample: int = 5000, niter: int = 25, nredo: int = 3) -> ClusterResult:
+CRITERIA = ("silhouette", "calinski-harabasz", "davies-bouldin")
+
+
+def _centroids(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x as float64, labels as 0..k-1, cluster sizes, Euclidean cluster means)."""
+    _, lab = np.unique(labels, return_inverse=True)
+    x = np.asarray(x, np.float64)
+    k = lab.max() + 1 if len(lab) else 0
+    counts = np.bincount(lab, minlength=k).astype(np.float64)
+    cents = np.zeros((k, x.shape[1]))
+    np.add.at(cents, lab, x)
+    return x, lab, counts, cents / np.maximum(counts[:, None], 1)
+
+
+def calinski_harabasz(x: np.ndarray, labels: np.ndarray) -> float | None:
+    """Calinski-Harabasz index (Calinski & Harabasz, 1974): between- over within-cluster dispersion, each
+    divided by its degrees of freedom; higher is better. None when k < 2 or k >= N."""
+    x, lab, counts, cents = _centroids(x, labels)
+    n, k = len(lab), len(counts)
+    if not 2 <= k < n:
+        return None
+    within = float(((x - cents[lab]) ** 2).sum())
+    between = float((counts * ((cents - x.mean(axis=0)) ** 2).sum(axis=1)).sum())
+    return float("inf") if within == 0 else between * (n - k) / (within * (k - 1))
+
+
+def davies_bouldin(x: np.ndarray, labels: np.ndarray) -> float | None:
+    """Davies-Bouldin index (Davies & Bouldin, 1979): mean over clusters of the worst (s_i + s_j) / d_ij,
+    s = mean distance to the centroid, d = distance between centroids; lower is better. None when k < 2."""
+    x, lab, counts, cents = _centroids(x, labels)
+    k = len(counts)
+    if k < 2:
+        return None
+    spread = np.bincount(lab, np.linalg.norm(x - cents[lab], axis=1), minlength=k) / counts
+    d = np.linalg.norm(cents[:, None] - cents[None], axis=2)
+    np.fill_diagonal(d, np.inf)
+    return float(np.max((spread[:, None] + spread[None]) / np.maximum(d, 1e-12), axis=1).mean())
+
+
+def default_k_range(n: int) -> tuple[int, int]:
+    """(floor, ceiling) of automatic k for ``n`` items: floor min(10, round(sqrt(n / 2))), at least 2; ceiling
+    min(50, n - 1). The floor is the rule-of-thumb k = sqrt(n/2) (Mardia et al., 1979), capped so that big
+    collections still start at a readable 10 groups; see :func:`choose_k` for when a smaller k wins."""
+    ceiling = max(1, min(50, n - 1))
+    return min(ceiling, max(2, min(10, int(round(np.sqrt(n / 2)))))), ceiling
+
+
+def choose_k(scores: dict[int, dict], criterion: str, floor: int, strong: float = 0.5, margin: float = 0.1) -> int:
+    """The k to keep from ``scores`` ({k: {criterion: value}}): the best by ``criterion`` among k >= ``floor``.
+    A k below the floor wins only with a silhouette showing reasonable structure (>= ``strong``, Kaufman &
+    Rousseeuw 1990) that beats the best k at or above the floor by ``margin``: obvious groups fewer than the
+    floor are kept, while the weak 2-way split silhouette favours on real embeddings is not."""
+    sign = -1.0 if criterion == "davies-bouldin" else 1.0
+
+    def best(ks: list[int], crit: str, sgn: float) -> int | None:
+        ks = [k for k in ks if scores[k].get(crit) is not None]
+        return max(ks, key=lambda k: (sgn * scores[k][crit], -k)) if ks else None
+
+    above = best([k for k in scores if k >= floor], criterion, sign)
+    below = best([k for k in scores if k < floor], "silhouette", 1.0)
+    if above is None:
+        return below if below is not None else min(scores)
+    if below is not None:
+        sb, sa = scores[below]["silhouette"], scores[above].get("silhouette")
+        if sb >= strong and (sa is None or sb >= sa + margin):
+            return below
+    return above
+
+
+def kmeans(x: np.ndarray, k: int | None = None, seed: int = 0, k_range: tuple[int, int] | None = None,
+           sample: int = 5000, niter: int = 25, nredo: int = 3, criterion: str | None = None,
+           on_k=None) -> ClusterResult:
     """Spherical k-means of ``x`` (rows are L2-normalised first) on faiss.
 
-    Without ``k``, every k in ``k_range`` (capped at N-1) is tried and the one with the best silhouette on
-    a random sample of at most ``sample`` points is kept. ``nredo`` restarts keep the best objective.
+    Without ``k``, every k from 2 to the ceiling of ``k_range`` (default :func:`default_k_range`) is
+    clustered on a random sample of at most ``sample`` points and scored by silhouette, Calinski-Harabasz
+    and Davies-Bouldin; :func:`choose_k` keeps one by ``criterion`` (default silhouette) above the floor,
+    and all points are then clustered with it. ``nredo`` restarts keep the best objective. ``on_k(done,
+    total)`` reports progress.
     """
+    criterion = criterion or "silhouette"
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}; got {criterion!r}")
     x = _l2(x)
     n = len(x)
     if n == 0:
         raise ValueError("nothing to cluster: no vectors")
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(n, min(n, sample), replace=False))
-    tried = {}
+    tried: dict[int, dict] = {}
+    info: dict = {}
     if k is None:
-        best = None
-        for kk in range(k_range[0], min(k_range[1], n - 1) + 1):
-            labels, cents = _kmeans_once(x, kk, seed, niter, nredo)
-            s = silhouette(x[pick], labels[pick])
-            tried[kk] = s
-            if s is not None and (best is None or s > best[0]):
-                best = (s, kk, labels, cents)
-        if best is None:  # fewer than 3 points
-            k = 1
-        else:
-            s, k, labels, cents = best
-    if k is not None and (not tried or k not in tried):
-        k = max(1, min(int(k), n))
-        labels, cents = _kmeans_once(x, k, seed, niter, nredo)
-        s = silhouette(x[pick], labels[pick])
+        floor, ceiling = k_range or default_k_range(n)
+        ks = list(range(2, min(ceiling, len(pick) - 1) + 1))
+        xs = x[pick]
+        for i, kk in enumerate(ks):
+            lab = _kmeans_once(xs, kk, seed, niter, nredo)[0]
+            tried[kk] = {"silhouette": silhouette(xs, lab), "calinski-harabasz": calinski_harabasz(xs, lab),
+                         "davies-bouldin": davies_bouldin(xs, lab)}
+            if on_k:
+                on_k(i + 1, len(ks))
+        k = choose_k(tried, criterion, floor) if tried else 1
+        info = {"criterion": criterion, "k_range": [floor, ceiling],
+                "scores_by_k": {kk: {c: None if v is None else round(v, 5) for c, v in d.items()}
+                                for kk, d in tried.items()}}
+    k = max(1, min(int(k), n))
+    labels, cents = _kmeans_once(x, k, seed, niter, nredo)
+    s = silhouette(x[pick], labels[pick])
     distances = 1.0 - np.einsum("nd,nd->n", x, cents[labels])
-    return ClusterResult(labels, cents, distances.astype(np.float32), int(k), s, x,
-                         {"silhouette_by_k": tried} if tried else {})
+    return ClusterResult(labels, cents, distances.astype(np.float32), int(k), s, x, info)
 
 
 def local_aggregation(x: np.ndarray, k: int | None = None, dim: int = 64, epochs: int = 6, batch_size: int = 256,
                       background: int = 128, clusters: int | None = None, clusterings: int = 3,
                       temperature: float = 0.07, bank_momentum: float = 0.5, lr: float = 0.05,
                       momentum: float = 0.9, weight_decay: float = 1e-4, refresh: int = 2, max_train: int = 20000,
-                      seed: int = 0, k_range: tuple[int, int] = (2, 30)) -> ClusterResult:
+                      seed: int = 0, k_range: tuple[int, int] | None = None, criterion: str | None = None,
+                      on_k=None) -> ClusterResult:
     """Local Aggregation (Zhuang, Zhai & Yamins, 2019) on a fixed collection, then k-means.
 
     A linear map W (D x ``dim``, initialised with the top principal directions) gives v_i = x_i W / |x_i W|.
@@ -125,8 +200,8 @@ def local_aggregation(x: np.ndarray, k: int | None = None, dim: int = 64, epochs
     seeds) with ``clusters`` centroids on the bank. SGD (``lr``, ``momentum``, ``weight_decay``) on W
     minimises -log( sum_{j in C∩B} exp(v_i·m_j/τ) / sum_{j in B} exp(v_i·m_j/τ) ), τ = ``temperature``.
     W is trained on at most ``max_train`` points; all points are then projected and clustered with
-    :func:`kmeans` (k chosen by silhouette when None). ``clusters`` defaults to 2·k (or 2x the k that the
-    silhouette picks on the raw vectors), so the close neighbourhoods stay local.
+    :func:`kmeans` (k chosen automatically when None, see :func:`choose_k`). ``clusters`` defaults to 2·k
+    (or 2x the k chosen on the raw vectors), so the close neighbourhoods stay local.
     """
     x = _l2(x)
     n, d = x.shape
@@ -135,7 +210,7 @@ def local_aggregation(x: np.ndarray, k: int | None = None, dim: int = 64, epochs
     rng = np.random.default_rng(seed)
     train = x[np.sort(rng.choice(n, min(n, max_train), replace=False))]
     nt = len(train)
-    k_hint = k or kmeans(train, None, seed, k_range).k
+    k_hint = k or kmeans(train, None, seed, k_range, criterion=criterion).k
     clusters = max(2, min(clusters or 2 * k_hint, nt - 1))
     p = min(dim, d)
     centred = train - train.mean(axis=0)
@@ -164,7 +239,7 @@ def local_aggregation(x: np.ndarray, k: int | None = None, dim: int = 64, epochs
             bank[idx] = _l2(bank_momentum * bank[idx] + (1 - bank_momentum) * v)
         losses.append(total / nt)
     z = _l2(x @ w)
-    res = kmeans(z, k, seed, k_range)
+    res = kmeans(z, k, seed, k_range, criterion=criterion, on_k=on_k)
     res.info.update(loss_by_epoch=[round(v, 4) for v in losses], clusters=clusters, projection_dim=p,
                     trained_on=nt)
     return res
@@ -227,121 +302,10 @@ def cluster_scores(labels_true, labels_pred) -> dict:
             "purity": float(table.max(axis=1).sum() / len(t))}
 
 
-# ------------------------------------------------------------------------------------------------ collections
-@dataclass
-class Collection:
-    """Vectors of an embed output or index, with one item ({path[, start, end]}) per row."""
+def __getattr__(name: str):
+    """``read_collection``, ``read_labels`` and ``cluster_collection`` live in :mod:`audioemb.cluster_report`."""
+    if name in ("Collection", "read_collection", "read_labels", "cluster_collection"):
+        from . import cluster_report
 
-    vectors: np.ndarray
-    items: list[dict]
-    kind: str  # "embed" or "index"
-    model: str | None
-
-
-def read_collection(path: str | os.PathLike) -> Collection:
-    """Read an ``audioemb embed`` output folder or an index folder (from ``audioemb index build``)."""
-    path = Path(path)
-    if (path / "current.json").exists():
-        from .index import Index
-
-        idx = Index.load(path)
-        vecs, recs = idx.items()
-        return Collection(vecs, [{"path": r["path"], "start": r["start"], "end": r["end"]} for r in recs], "index",
-                          idx.info["model"])
-    if (path / "manifest.jsonl").exists() or (path / "parts").is_dir():
-        from .embed import read_embeddings
-
-        emb, records = read_embeddings(path)
-        info = json.loads((path / "info.json").read_text()) if (path / "info.json").exists() else {}
-        rows = [r for r in records if r.get("row") is not None]
-        return Collection(np.asarray(emb[[r["row"] for r in rows]], np.float32), [{"path": r["path"]} for r in rows],
-                          "embed", info.get("model"))
-    raise FileNotFoundError(f"{path}: neither an `audioemb embed` output (manifest.jsonl) nor an index "
-                            "(current.json)")
-
-
-def read_labels(csv_path: str | os.PathLike) -> dict[str, str]:
-    """{path: label} from a CSV with columns path,label."""
-    with open(csv_path, newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
-            raise ValueError(f"{csv_path}: needs a header with columns path,label (got {reader.fieldnames})")
-        return {row["path"]: row["label"] for row in reader}
-
-
-def plot_map(x: np.ndarray, labels: np.ndarray, out: str | os.PathLike, title: str = "", max_points: int = 50000,
-             seed: int = 0) -> None:
-    """A PNG scatter of ``x`` projected on its first two principal components, coloured by cluster."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(len(x), min(len(x), max_points), replace=False))
-    xs = np.asarray(x[pick], np.float64)
-    xs = xs - xs.mean(axis=0)
-    vt = np.linalg.svd(xs, full_matrices=False)[2] if len(xs) > 1 else np.eye(xs.shape[1])
-    xy = xs @ vt[:2].T if vt.shape[0] >= 2 else np.c_[xs @ vt[:1].T, np.zeros(len(xs))]
-    fig = Figure(figsize=(7, 6), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    top = int(labels.max())
-    cmap, n_colours = ("tab10", 10) if top < 10 else ("tab20", 20) if top < 20 else ("turbo", top + 1)
-    sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels[pick], cmap=cmap, vmin=-0.5, vmax=n_colours - 0.5,
-                    s=float(np.clip(4000 / len(pick), 4, 40)), alpha=0.8, linewidths=0)
-    ax.set_xlabel("PC 1")
-    ax.set_ylabel("PC 2")
-    ax.set_title(title)
-    if top < 20:
-        ax.legend(*sc.legend_elements(), title="cluster", fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(out)
-
-
-def cluster_collection(source: str | os.PathLike, out: str | os.PathLike, method: str = "kmeans",
-                       k: int | None = None, eval_labels: str | os.PathLike | None = None, seed: int = 0,
-                       n_exemplars: int = 5) -> dict:
-    """Cluster an embed output or index folder and write OUT/assignments.csv, exemplars.json, summary.json
-    and map.png. With ``eval_labels`` (CSV path,label) the summary holds NMI/ARI/purity; for
-    ``local-aggregation`` those of plain k-means with the same k too. Returns the summary."""
-    if method not in ("kmeans", "local-aggregation"):
-        raise ValueError(f"method must be kmeans or local-aggregation, got {method!r}")
-    col = read_collection(source)
-    if not len(col.vectors):
-        raise ValueError(f"{source}: no embedded items to cluster")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    res = kmeans(col.vectors, k, seed) if method == "kmeans" else local_aggregation(col.vectors, k, seed=seed)
-    segs = col.kind == "index"
-    with open(out / "assignments.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", *(["start", "end"] if segs else []), "cluster", "distance"])
-        for it, c, dist in zip(col.items, res.labels, res.distances):
-            w.writerow([it["path"], *([f"{it['start']:.3f}", f"{it['end']:.3f}"] if segs else []), int(c),
-                        f"{dist:.6f}"])
-    sizes = np.bincount(res.labels, minlength=res.k)
-    exemplars = []
-    for c in range(res.k):
-        members = np.flatnonzero(res.labels == c)
-        best = members[np.argsort(res.distances[members], kind="stable")[:n_exemplars]]
-        exemplars.append({"cluster": c, "size": int(sizes[c]),
-                          "exemplars": [{**col.items[i], "distance": round(float(res.distances[i]), 6)} for i in best]})
-    (out / "exemplars.json").write_text(json.dumps(exemplars, indent=1, ensure_ascii=False))
-    summary = {"source": str(source), "kind": col.kind, "model": col.model, "method": method, "n": len(col.items),
-               "dim": int(col.vectors.shape[1]), "k": res.k, "silhouette": res.silhouette,
-               "sizes": sizes.tolist(), "info": {str(a): b for a, b in res.info.items()}, "scores": None}
-    if eval_labels is not None:
-        labels = read_labels(eval_labels)
-        have = np.array([it["path"] in labels for it in col.items])
-        if not have.any():
-            raise ValueError(f"{eval_labels}: no path matches the collection's paths (e.g. {col.items[0]['path']!r})")
-        truth = [labels[it["path"]] for it, h in zip(col.items, have) if h]
-        scores = {method: cluster_scores(truth, res.labels[have])}
-        if method == "local-aggregation":
-            scores["kmeans"] = cluster_scores(truth, kmeans(col.vectors, res.k, seed).labels[have])
-        summary["scores"] = scores
-        summary["eval"] = {"labels": str(eval_labels), "n_labelled": int(have.sum()),
-                           "n_unlabelled": int((~have).sum())}
-    summary["exemplars"] = [[e["path"] for e in c["exemplars"][:3]] for c in exemplars]
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
-    plot_map(col.vectors, res.labels, out / "map.png", f"{Path(source).name}: {method}, k={res.k} (PCA)", seed=seed)
-    return summary
+        return getattr(cluster_report, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

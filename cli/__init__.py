@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import cluster, corpus, embed, evaluate, export, index, models, results, search, train
+from . import cluster, corpus, embed, evaluate, export, index, models, push, results, search, serve, train
 
 app = typer.Typer(
     name="audioemb",
@@ -27,6 +27,8 @@ app.add_typer(corpus.app, name="corpus")
 app.add_typer(index.app, name="index")
 app.command("search")(search.search)
 app.command("cluster")(cluster.cluster)
+app.command("serve")(serve.serve)
+app.command("push")(push.push)
 
 
 def main() -> None:

@@ -11,34 +11,52 @@ import typer
 def cluster(
     source: Annotated[Path, typer.Argument(help="An `audioemb embed` output folder or an index folder.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: assignments.csv, exemplars.json, "
-                                      "summary.json, map.png.")],
+                                      "summary.json, map.json, map.html, map.png.")],
     method: Annotated[str, typer.Option(help="kmeans (spherical, faiss) or local-aggregation (Zhuang et al. "
                                         "2019: adapt a projection, then k-means).")] = "kmeans",
-    k: Annotated[int | None, typer.Option("-k", "--k", min=1, help="Number of clusters (default: best "
-                                          "silhouette over 2..30).")] = None,
+    k: Annotated[int | None, typer.Option("-k", "--k", min=1, help="Number of clusters (default: chosen from "
+                                          "2..50 with a floor of min(10, sqrt(N/2)), see --criterion).")] = None,
+    criterion: Annotated[str, typer.Option(help="How automatic k is scored: silhouette, calinski-harabasz or "
+                                           "davies-bouldin.")] = "silhouette",
     eval_labels: Annotated[Path | None, typer.Option("--eval", help="CSV with columns path,label: report NMI, "
-                                                     "ARI and purity.")] = None,
+                                                     "ARI and purity (the [eval] extra).")] = None,
+    root: Annotated[Path | None, typer.Option(help="The audio folder an embed output was made from, so that "
+                                              "map.html can play the sounds (an index knows its own).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of tables.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Cluster a collection; prints cluster sizes and exemplars (the items nearest each centre)."""
-    from audioemb.cluster import cluster_collection
+    """Cluster a collection; prints each cluster's name, size and exemplars (the items nearest its centre)."""
+    import json
+
+    from audioemb.cluster_report import cluster_collection
     from audioemb.index import IndexStoreError
 
     try:
-        s = cluster_collection(source, out, method=method, k=k, eval_labels=eval_labels, seed=seed)
+        with _bar(progress and not json_out) as step:
+            s = cluster_collection(source, out, method=method, k=k, eval_labels=eval_labels, seed=seed,
+                                   criterion=criterion, root=root, on_step=step)
+    except ImportError as e:
+        typer.echo(f"error: {e.name or e} is not installed; --eval needs the [eval] extra: "
+                   "pip install 'audioemb[eval]'", err=True)
+        raise typer.Exit(2) from None
     except (IndexStoreError, FileNotFoundError, ValueError, KeyError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
+    if json_out:
+        typer.echo(json.dumps(s, indent=1, ensure_ascii=False))
+        return
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
     sil = "n/a" if s["silhouette"] is None else f"{s['silhouette']:.3f}"
-    table = Table(title=f"{s['method']}: {s['n']} items, k={s['k']}, silhouette {sil}")
-    for col, just in (("cluster", "right"), ("size", "right"), ("exemplars", "left")):
+    how = f", k by {s['k_chosen_by']}" if s.get("k_chosen_by") else ""
+    table = Table(title=f"{s['method']}: {s['n']} items, k={s['k']}{how}, silhouette {sil}")
+    for col, just in (("cluster", "right"), ("name", "left"), ("size", "right"), ("exemplars", "left")):
         table.add_column(col, justify=just, overflow="fold")
-    for c, (size, ex) in enumerate(zip(s["sizes"], s["exemplars"])):
-        table.add_row(str(c), str(size), ", ".join(ex))
+    for c, (name, size, ex) in enumerate(zip(s["names"], s["sizes"], s["exemplars"])):
+        table.add_row(str(c), name, str(size), ", ".join(ex))
     console.print(table)
     if s["scores"]:
         ev = Table(title=f"against {eval_labels} ({s['eval']['n_labelled']} labelled items)")
@@ -47,4 +65,31 @@ def cluster(
         for name, sc in s["scores"].items():
             ev.add_row(name, f"{sc['nmi']:.3f}", f"{sc['ari']:.3f}", f"{sc['purity']:.3f}")
         console.print(ev)
-    typer.echo(f"wrote {out}/assignments.csv, exemplars.json, summary.json, map.png")
+    typer.echo(f"wrote {out}/{', '.join(s['outputs'])}")
+    for name, why in s.get("outputs_missing", {}).items():
+        typer.echo(f"no {name}: {why}")
+
+
+def _bar(enabled: bool):
+    """A context giving ``step(stage, done, total)`` that drives a rich progress bar (or does nothing)."""
+    import contextlib
+
+    if not enabled:
+        return contextlib.nullcontext(None)
+
+    @contextlib.contextmanager
+    def bar():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      transient=True) as p:
+            tasks: dict[str, int] = {}
+
+            def step(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = p.add_task(stage, total=total)
+                p.update(tasks[stage], completed=done, total=total)
+
+            yield step
+
+    return bar()

@@ -10,17 +10,21 @@ import shutil
 import numpy as np
 import pytest
 from audioemb.cli import app
-from sklearn.metrics import silhouette_score
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 from typer.testing import CliRunner
 
 from audioemb.cluster import (
+    calinski_harabasz,
+    choose_k,
     cluster_scores,
+    davies_bouldin,
+    default_k_range,
     kmeans,
     la_loss_grad,
     local_aggregation,
-    read_collection,
     silhouette,
 )
+from audioemb.cluster_report import cluster_name, cluster_names, read_collection
 from audioemb.embed import embed_folder
 from audioemb.index import Index
 
@@ -42,15 +46,60 @@ def test_kmeans_picks_k_by_silhouette_and_recovers_blobs():
     assert res.k == 5 and cluster_scores(y, res.labels)["nmi"] > 0.9
     assert res.centroids.shape == (5, 32) and np.allclose(np.linalg.norm(res.centroids, axis=1), 1, atol=1e-5)
     np.testing.assert_allclose(res.distances, 1 - np.sum(x * res.centroids[res.labels], axis=1), atol=1e-5)
-    assert max(res.info["silhouette_by_k"], key=lambda k: res.info["silhouette_by_k"][k] or -1) == 5
+    by_k = res.info["scores_by_k"]
+    assert max(by_k, key=lambda k: by_k[k]["silhouette"]) == 5 and res.info["k_range"] == [10, 50]
+    assert res.info["criterion"] == "silhouette"  # 5 is below the floor of 10 but clearly separated: kept
     assert kmeans(x, k=3).k == 3 and len(np.unique(kmeans(x, k=3).labels)) == 3
 
 
-def test_silhouette_matches_sklearn():
+def test_criteria_match_sklearn():
     x, _ = blobs(40, 4, 16, 0.4, seed=3)
     labels = kmeans(x, 4).labels
     assert silhouette(x, labels) == pytest.approx(silhouette_score(x, labels, metric="cosine"), abs=1e-6)
-    assert silhouette(x, np.zeros(len(x))) is None
+    assert calinski_harabasz(x, labels) == pytest.approx(calinski_harabasz_score(x, labels), rel=1e-6)
+    assert davies_bouldin(x, labels) == pytest.approx(davies_bouldin_score(x, labels), rel=1e-6)
+    for f in (silhouette, calinski_harabasz, davies_bouldin):
+        assert f(x, np.zeros(len(x))) is None
+
+
+def test_automatic_k_floor_and_criteria():
+    assert default_k_range(104) == (7, 50) and default_k_range(100000) == (10, 50) and default_k_range(5) == (2, 4)
+    # silhouette prefers a weak 2-way split; the floor keeps the best k at or above it
+    weak = {2: {"silhouette": 0.45}, 7: {"silhouette": 0.25}, 8: {"silhouette": 0.30}, 9: {"silhouette": 0.2}}
+    assert choose_k(weak, "silhouette", floor=7) == 8
+    # a clearly separated k below the floor wins (silhouette >= 0.5 and 0.1 above the best above the floor)
+    strong = {3: {"silhouette": 0.8}, 7: {"silhouette": 0.5}, 8: {"silhouette": 0.55}}
+    assert choose_k(strong, "silhouette", floor=7) == 3
+    near = {5: {"silhouette": 0.76}, 7: {"silhouette": 0.73}}
+    assert choose_k(near, "silhouette", floor=7) == 7
+    db = {7: {"silhouette": 0.3, "davies-bouldin": 1.2}, 9: {"silhouette": 0.2, "davies-bouldin": 0.9}}
+    assert choose_k(db, "davies-bouldin", floor=7) == 9 and choose_k(db, "silhouette", floor=7) == 7
+    with pytest.raises(ValueError, match="criterion"):
+        kmeans(blobs(10, 3)[0], criterion="elbow")
+
+
+def test_eight_groups_found_where_silhouette_alone_picks_fewer():
+    # 8 groups of 13 as two well-separated families of 4 close groups: unconstrained silhouette picks 2
+    rng = np.random.default_rng(4)
+    fam = rng.standard_normal((2, 48)) * 3
+    centres = np.concatenate([fam[i] + rng.standard_normal((4, 48)) for i in range(2)])
+    y = np.repeat(np.arange(8), 13)
+    x = centres[y] + 0.4 * rng.standard_normal((len(y), 48))
+    free = kmeans(x, k_range=(2, 50))  # no floor: silhouette's best k overall
+    auto = kmeans(x)
+    assert free.k == 2 and auto.k == 8
+    assert cluster_scores(y, free.labels)["nmi"] == pytest.approx(0.5, abs=0.01)
+    assert cluster_scores(y, auto.labels)["nmi"] > 0.95
+
+
+def test_cluster_names_from_exemplar_file_names():
+    assert cluster_name(["dogs/bark_01.wav", "dogs/bark_07.wav", "dogs/growl_2.wav"]) == "dogs bark"
+    assert cluster_name(["a/x1.wav"]) == "x1"
+    assert cluster_name(["Piano/C4.flac", "Violin/A4.flac"]) == "C4"  # nothing shared: the nearest one's name
+    ex = [{"cluster": 0, "exemplars": [{"path": "bell_1.wav"}, {"path": "bell_2.wav"}]},
+          {"cluster": 1, "exemplars": [{"path": "bell_3.wav"}, {"path": "bell_4.wav"}]},
+          {"cluster": 2, "exemplars": [{"path": "speech/hello_en.ogg"}, {"path": "speech/bye_en.ogg"}]}]
+    assert cluster_names(ex) == ["bell #0", "bell #1", "speech en"]
 
 
 def test_local_aggregation_clusters_blobs():
@@ -140,6 +189,11 @@ def test_cli_cluster_embed_output(embedded, tmp_path, clip_paths):
     for sc in s["scores"].values():
         assert 0 <= sc["nmi"] <= 1 and 1 / 3 <= sc["purity"] <= 1
     assert (out / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert all(c["name"] for c in ex) and s["names"] == [c["name"] for c in ex]
+    mp = json.loads((out / "map.json").read_text())
+    assert len(mp["x"]) == len(clip_paths) and sorted(set(mp["cluster"])) == [0, 1, 2]
+    page = (out / "map.html").read_text()
+    assert "AudioembMap.draw" in page and '"paths"' in page and "http" not in page.split("<script>")[1]
 
 
 def test_cluster_index_with_segments(embedded, tmp_path, tiny_model):
@@ -156,3 +210,26 @@ def test_cluster_index_with_segments(embedded, tmp_path, tiny_model):
     assert (out / "map.png").stat().st_size > 1000
     r = runner.invoke(app, ["cluster", str(clips), "-o", str(out)])
     assert r.exit_code == 2 and "neither" in r.output
+
+
+def test_cli_cluster_json_and_no_matplotlib(embedded, tmp_path, monkeypatch):
+    import builtins
+
+    _, emb, _ = embedded
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    out = tmp_path / "plain"
+    r = runner.invoke(app, ["cluster", str(emb), "-o", str(out), "-k", "2", "--json", "--root", str(embedded[0])])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.output)
+    assert s["k"] == 2 and s["map_png"] is None and "audioemb[plot]" in s["outputs_missing"]["map.png"]
+    assert not (out / "map.png").exists() and (out / "map.html").exists()
+    assert json.loads((out / "map.json").read_text())["root"] == str(embedded[0].resolve())
+    r = runner.invoke(app, ["cluster", str(emb), "-o", str(out), "--no-progress"])
+    assert r.exit_code == 0 and "no map.png: matplotlib is not installed; pip install 'audioemb[plot]'" in r.output
