@@ -149,7 +149,7 @@ async function loadClusters() {
 async function loadMap() {
   const data = await api("/api/map");
   const audio = $("map-player");
-  AudioembMap.draw($("map"), data, (i) => {
+  window.audioembMapView = AudioembMap.draw($("map"), data, (i) => {
     const p = data.paths[data.path[i]], s = data.start[i], e = data.end[i];
     $("map-now").textContent = p + (e > 0 ? ` (${s.toFixed(1)}–${e.toFixed(1)} s)` : "");
     audio.src = `/api/audio?path=${enc(p)}` + (e > 0 ? `#t=${s},${e}` : "");
