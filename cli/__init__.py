@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import cluster, corpus, embed, evaluate, export, index, models, push, results, search, serve, train
+from . import cluster, corpus, embed, evaluate, export, index, models, push, quantize, results, search, serve, train
 
 app = typer.Typer(
     name="audioemb",
@@ -29,6 +29,7 @@ app.command("search")(search.search)
 app.command("cluster")(cluster.cluster)
 app.command("serve")(serve.serve)
 app.command("push")(push.push)
+app.command("quantize")(quantize.quantize)
 
 
 def main() -> None:

@@ -1,0 +1,200 @@
+"""Smaller model variants: int8 (onnxruntime dynamic quantization) or fp16 weights, measured against the float model.
+
+``quantize_model("npc-s.debian", "out/npc-s.debian-int8", "int8")`` writes a model folder whose ``model.onnx``
+is the variant (``model.safetensors`` stays the float weights, for the torch backend) and records in its
+config and card, measured in the same run:
+
+- parity: cosine similarity and max abs difference of clip embeddings against the float model, on real clips;
+- speed: clips per second of both models on the same batches (same threads), and the file size;
+- quality (with a corpus): linear-probe accuracy and kNN precision@10 of both on the corpus's held-out tasks.
+
+int8 uses ``onnxruntime.quantization.quantize_dynamic`` (weights int8, activations quantized per batch at run
+time) on the encoder only: the log-mel frontend (every node feeding the ``Log``) stays float, since its DFT
+and mel weights are not where the size is and int8 STFTs lose the quiet bands. fp16 converts weights and
+compute to float16 with float32 inputs and outputs (``onnxruntime.transformers.float16``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .modelfolder import WEIGHT_FILES, open_folder, write_config
+from .registry import resolve
+
+KINDS = ("int8", "fp16")
+
+
+class QuantizeError(Exception):
+    """A variant that cannot be written: unknown kind, missing onnx package, or an output folder in the way."""
+
+
+def frontend_nodes(model) -> list[str]:
+    """Names of the nodes that compute the log-mel frontend: every ancestor of the graph's ``Log`` node."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    logs = [n for n in model.graph.node if n.op_type == "Log"]
+    seen: dict[str, object] = {}
+    todo = list(logs)
+    while todo:
+        n = todo.pop()
+        if n.name in seen:
+            continue
+        seen[n.name] = n
+        todo += [producer[i] for i in n.input if i in producer]
+    return sorted(seen)
+
+
+def write_variant_onnx(src: Path, dst: Path, kind: str) -> dict:
+    """Write the ``kind`` variant of the ONNX file ``src`` to ``dst``; returns what was done."""
+    try:
+        import onnx
+    except ImportError:
+        raise QuantizeError("quantizing needs the onnx package: pip install 'audioemb[quantize]'") from None
+    if kind == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        graph = onnx.load(str(src))
+        keep = frontend_nodes(graph)
+        inits = {t.name for t in graph.graph.initializer}
+        # weights computed in the graph (weight norm, tied weights) cannot be quantized statically: keep those float
+        keep += [n.name for n in graph.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")
+                 and len(n.input) > 1 and n.input[1] not in inits and n.name not in keep]
+        with tempfile.TemporaryDirectory() as tmp:  # quantize_dynamic writes helper files beside its output
+            out = Path(tmp) / "model.onnx"
+            quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, nodes_to_exclude=keep,
+                             op_types_to_quantize=["Conv", "MatMul", "Gemm", "GRU", "LSTM", "Attention"])
+            shutil.copy(out, dst)
+        return {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8",
+                "float_nodes": len(keep), "note": "log-mel frontend kept in float32"}
+    if kind == "fp16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        m = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+        onnx.save(m, str(dst))
+        return {"method": "onnxruntime.transformers.float16.convert_float_to_float16", "keep_io_types": True}
+    raise QuantizeError(f"--to must be one of {', '.join(KINDS)}; got {kind!r}")
+
+
+def _clips(clips: Path | None) -> list[Path]:
+    from .audio import find_audio
+
+    folder = Path(clips) if clips else Path(__file__).resolve().parents[1] / "examples" / "clips"
+    paths = find_audio(folder) if folder.exists() else []
+    if not paths:
+        raise QuantizeError(f"{folder}: no audio to measure parity on; pass --clips FOLDER")
+    return paths
+
+
+def _speed(model, batches: list[np.ndarray], repeat: int = 3) -> float:
+    """Clips per second of ``model``'s backend over ``batches`` (best of ``repeat`` after a warm-up)."""
+    model.backend.run(batches[0])
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        for b in batches:
+            model.backend.run(b)
+        best = min(best, time.perf_counter() - t)
+    return sum(len(b) for b in batches) / best
+
+
+def measure(float_model, variant, clips: list[Path], threads_note: str = "") -> dict:
+    """Parity on ``clips`` and speed on fixed random batches (1 s x 32 and 10 s x 8), both models alike."""
+    a, b = float_model.encode([str(p) for p in clips]), variant.encode([str(p) for p in clips])
+    cos = np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    sr = float_model.sample_rate
+    rng = np.random.default_rng(0)
+    batches = [(0.1 * rng.standard_normal((32, sr))).astype(np.float32),
+               (0.1 * rng.standard_normal((8, 10 * sr))).astype(np.float32)]
+    f_speed, v_speed = _speed(float_model, batches), _speed(variant, batches)
+    return {"parity": {"clips": len(clips), "cosine_min": round(float(cos.min()), 5),
+                       "cosine_mean": round(float(cos.mean()), 5), "max_abs_diff": float(np.abs(a - b).max())},
+            "speed": {"float_clips_per_s": round(f_speed, 1), "variant_clips_per_s": round(v_speed, 1),
+                      "speedup": round(v_speed / f_speed, 3), "batches": "32 x 1 s + 8 x 10 s, noise",
+                      "threads": threads_note or "onnxruntime default"}}
+
+
+def quality(float_model, variant, corpus: Path, log: Callable[[str], None] = print) -> dict:
+    """Linear-probe accuracy and kNN precision@10 of both models on each held-out task of ``corpus``."""
+    from .eval.run import corpus_tasks, score
+
+    out = {}
+    for ds in corpus_tasks(corpus):
+        row = {}
+        for tag, m in (("float", float_model), ("variant", variant)):
+            s = score(m.encode(list(ds.paths)), ds)
+            row[tag] = {"probe_acc": s["probe_acc"], "knn_p10": s["knn_p10"]}
+        row["probe_acc_change"] = round(row["variant"]["probe_acc"] - row["float"]["probe_acc"], 4)
+        out[ds.name] = row
+        log(f"  {ds.name}: probe {row['float']['probe_acc']:.3f} -> {row['variant']['probe_acc']:.3f}")
+    return out
+
+
+def quantize_model(model: str | os.PathLike, out: str | os.PathLike, kind: str = "int8",
+                   clips: str | os.PathLike | None = None, corpus: str | os.PathLike | None = None,
+                   log: Callable[[str], None] = print) -> dict:
+    """Write the ``kind`` variant of a model folder to ``out`` with its measured cost; returns its config."""
+    from .card import render_card
+    from .runtime import load
+
+    if kind not in KINDS:
+        raise QuantizeError(f"--to must be one of {', '.join(KINDS)}; got {kind!r}")
+    src = open_folder(resolve(model))
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise QuantizeError(f"{out} exists and is not empty; choose another output folder")
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        log(f"{src.name}: writing the {kind} variant")
+        how = write_variant_onnx(src.file("model.onnx"), out / "model.onnx", kind)
+        for name in {*WEIGHT_FILES, "loss.png"} - {"model.onnx"}:
+            if src.file(name).is_file():
+                shutil.copy2(src.file(name), out / name)
+        cfg = json.loads(json.dumps(src.config))
+        cfg["name"] = f"{src.name}-{kind}"
+        cfg.pop("metrics", None)  # the float model's held-out figures are not this variant's: see quality below
+        cfg["quantization"] = {"kind": kind, "from": src.name, "from_sha256": src.config["files"]["model.onnx"], **how}
+        write_config(out, cfg)
+        float_model, variant = load(src.path), load(out)
+        log("measuring parity and speed against the float model")
+        q = cfg["quantization"]
+        q.update(measure(float_model, variant, _clips(Path(clips) if clips else None)))
+        q["size_mb"] = round((out / "model.onnx").stat().st_size / 1e6, 3)
+        q["float_size_mb"] = round(src.file("model.onnx").stat().st_size / 1e6, 3)
+        q["size_ratio"] = round(q["size_mb"] / q["float_size_mb"], 3)
+        if corpus is not None:
+            log("scoring both on the corpus's held-out tasks")
+            q["quality"] = quality(float_model, variant, Path(corpus), log)
+        write_config(out, cfg)
+        (out / "README.md").write_text(render_card(cfg, cfg.get("training", {}).get("loss_curve", [])))
+        _append_card(out / "README.md", cfg)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return cfg
+
+
+def _append_card(card: Path, cfg: dict) -> None:
+    """Add the variant's measured cost to its card."""
+    q = cfg["quantization"]
+    p, s = q["parity"], q["speed"]
+    lines = ["", f"## {q['kind']} variant of {q['from']}", "",
+             f"Written by `audioemb quantize {q['from']} -o OUT --to {q['kind']}` ({q['method']}"
+             + (f"; {q['note']}" if q.get("note") else "") + ").", "",
+             "| measure | float | this variant |", "|---|---|---|",
+             f"| model.onnx size (MB) | {q['float_size_mb']:.2f} | {q['size_mb']:.2f} ({q['size_ratio']:.2f}x) |",
+             f"| clips/s ({s['batches']}) | {s['float_clips_per_s']} | {s['variant_clips_per_s']} "
+             f"({s['speedup']:.2f}x) |",
+             f"| cosine to float on {p['clips']} clips (min / mean) | 1 | {p['cosine_min']:.4f} / "
+             f"{p['cosine_mean']:.4f} |"]
+    for task, r in (q.get("quality") or {}).items():
+        lines.append(f"| {task}: probe accuracy · kNN@10 | {r['float']['probe_acc']:.3f} · {r['float']['knn_p10']:.3f}"
+                     f" | {r['variant']['probe_acc']:.3f} · {r['variant']['knn_p10']:.3f} |")
+    with open(card, "a") as f:
+        f.write("\n".join(lines) + "\n")

@@ -1,0 +1,31 @@
+"""``audioemb quantize MODEL -o OUT --to int8|fp16``: a smaller model variant, measured against the float one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def quantize(
+    model: Annotated[str, typer.Argument(help="Model name or folder (float32).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")],
+    to: Annotated[str, typer.Option("--to", help="int8 (dynamic weight quantization) or fp16.")] = "int8",
+    clips: Annotated[Path | None, typer.Option(help="Folder of audio to measure parity and speed on (default: the "
+                                               "example clips).")] = None,
+    corpus: Annotated[Path | None, typer.Option(help="A corpus folder: also score both models on its held-out "
+                                                "tasks (the [eval] extra).")] = None,
+) -> None:
+    """Write the variant with its config, card and measured parity, speed and (with --corpus) quality cost."""
+    from audioemb.modelfolder import ModelFolderError
+    from audioemb.quantize import QuantizeError, quantize_model
+
+    try:
+        cfg = quantize_model(model, out, to, clips=clips, corpus=corpus, log=typer.echo)
+    except (QuantizeError, ModelFolderError, FileNotFoundError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    q = cfg["quantization"]
+    typer.echo(f"wrote {cfg['name']} -> {out}: {q['size_mb']:.2f} MB ({q['size_ratio']:.2f}x of float), "
+               f"cosine to float {q['parity']['cosine_min']:.4f} min, speed {q['speed']['speedup']:.2f}x")
