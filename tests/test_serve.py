@@ -194,3 +194,16 @@ def test_keeps_answering_while_index_add_writes(tmp_path, clip_paths):
     assert c.get("/api/info").json()["n_files"] == len(clip_paths)  # the new version is picked up
     r = c.get("/api/search", params={"path": clip_paths[-1].name, "k": 1}).json()
     assert r["hits"][0]["path"] == clip_paths[-1].name and r["index_version"] == 2
+
+
+def test_an_index_rebuilt_with_another_model_keeps_the_loaded_version(tmp_path, clip_paths):
+    root = tmp_path / "s"
+    root.mkdir()
+    for p in clip_paths[:3]:
+        shutil.copy(p, root / p.name)
+    idx = Index.build(root, tmp_path / "idx", model="npc-s.debian")
+    c = TestClient(create_app(tmp_path / "idx", model=idx.model))
+    Index.build(root, tmp_path / "idx", model="byol-s.debian", overwrite=True)
+    r = c.get("/api/search", params={"path": clip_paths[0].name, "k": 2})
+    assert r.status_code == 200 and r.json()["index_version"] == 1 and r.json()["hits"][0]["score"] > 0.999
+    assert c.get("/api/info").json()["model"] == "npc-s.debian"

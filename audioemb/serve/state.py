@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import threading
 from pathlib import Path
 
-from ..index import Index
+from ..index import Index, IndexStoreError
+
+log = logging.getLogger("audioemb.serve")
 
 
 class Collection:
@@ -20,6 +23,7 @@ class Collection:
         self.path = Path(index_path)
         self._lock = threading.Lock()
         self._stamp = self._current_stamp()
+        self.version = self._read_version()
         self._index = Index.load(self.path, model=model)
         self.model = self._index.model  # loaded now: a model that cannot be loaded fails at start, not mid-search
         self._root_override = Path(root) if root is not None else None
@@ -27,6 +31,9 @@ class Collection:
         self.clusters_dir = Path(clusters) if clusters is not None else None
         self.clusters = read_clusters(self.clusters_dir) if self.clusters_dir else None
         self._map: tuple[object, dict] | None = None
+
+    def _read_version(self) -> int:
+        return int(json.loads((self.path / "current.json").read_text())["version"])
 
     def _current_stamp(self) -> tuple[int, int]:
         st = (self.path / "current.json").stat()
@@ -46,14 +53,16 @@ class Collection:
         if stamp != self._stamp:
             with self._lock:
                 if stamp != self._stamp:
-                    fresh = Index.load(self.path, model=self.model)  # same model, checked by its sha256
-                    self._index, self._stamp = fresh, stamp
+                    try:
+                        version = self._read_version()
+                        fresh = Index.load(self.path, model=self.model)  # same model, checked by its sha256
+                    except IndexStoreError as e:  # e.g. rebuilt with another model: keep serving what we have
+                        log.warning("%s: keeping version already loaded: %s", self.path, e)
+                        self._stamp = stamp
+                        return self._index
+                    self._index, self._stamp, self.version = fresh, stamp, version
                     self._refresh_files()
         return self._index
-
-    @property
-    def version(self) -> int:
-        return int(json.loads((self.path / "current.json").read_text())["version"])
 
     def map_data(self) -> dict:
         """The 2-D map: the clusters folder's ``map.json`` when given, else a PCA of the index's vectors."""
