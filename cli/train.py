@@ -1,7 +1,11 @@
-"""``audioemb train RECIPE``: train an encoder with one SSL objective (needs the [train] extra)."""
+"""``audioemb train RECIPE``: train an encoder with one SSL objective (needs the [train] extra).
+
+Also the entry point of ``torchrun --nproc_per_node N -m audioemb.train RECIPE ...`` (DDP).
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -10,18 +14,85 @@ import typer
 
 def train(
     recipe: Annotated[str, typer.Argument(help="Recipe name (see audioemb/train/recipes/) or a recipe JSON file.")],
-    corpus: Annotated[Path, typer.Option(help="Corpus folder made by `audioemb corpus build`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: config, log and checkpoint; resumes.")],
+    corpus: Annotated[Path | None, typer.Option(help="Corpus folder made by `audioemb corpus build`.")] = None,
+    data: Annotated[list[Path] | None, typer.Option(
+        "--data", help="A folder of any audio (recursive; repeat for several). Replaces --corpus.")] = None,
+    init: Annotated[str | None, typer.Option(
+        help="Start from this model (shipped name, folder or hf-hub:ORG/NAME): domain adaptation.")] = None,
+    renormalise: Annotated[bool, typer.Option(
+        "--renormalise", help="With --init: re-estimate the frontend's normalisation on the new data.")] = False,
+    device: Annotated[str | None, typer.Option(help="auto (CUDA when available), cpu or cuda.")] = None,
+    cache: Annotated[Path | None, typer.Option(
+        help="Where --data audio is decoded to (default RUN/cache); never inside your folders.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe setting: key=value.")] = None,
 ) -> None:
     """Train (or resume) a run; checkpoints every few hundred steps, so a killed run loses little."""
+    from audioemb.train.config import ConfigError
+    from audioemb.train.folders import DataError
     from audioemb.train.recipes import load_recipe
     from audioemb.train.trainer import Trainer
 
-    cfg = load_recipe(recipe, set_)
-    _record_command(out)
-    result = Trainer(cfg, corpus, out).fit()
-    typer.echo(f"trained {cfg.name}: {result['steps']} steps, {result['wall_s'] / 60:.1f} min -> {out}")
+    overrides = list(set_ or []) + ([f"device={device}"] if device else [])
+    try:
+        cfg = load_recipe(recipe, overrides)
+        if renormalise and not init:
+            raise ConfigError("--renormalise needs --init MODEL")
+        if corpus is not None and data:
+            raise ConfigError("give either --corpus or --data, not both")
+        with _Progress() as progress:
+            trainer = Trainer(cfg, corpus, out, log=progress.log, data=data, init=init, renormalise=renormalise,
+                              cache=cache, progress=progress.update)
+            if trainer.is_main:
+                _record_command(out)
+            result = trainer.fit()
+    except (ConfigError, DataError, ValueError, FileNotFoundError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        from audioemb.nn.distributed import shutdown
+
+        shutdown()
+    if trainer.is_main:
+        typer.echo(f"trained {cfg.name}: {result['steps']} steps, {result['wall_s'] / 60:.1f} min -> {out}")
+
+
+class _Progress:
+    """A rich progress bar (loss, views/s, ETA) on a terminal; plain log lines otherwise (nohup, CI)."""
+
+    def __init__(self):
+        self.bar = None
+        if sys.stderr.isatty():
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),
+                                TimeRemainingColumn(), transient=False)
+        self.task = None
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+
+    def log(self, msg: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(msg)
+        else:
+            typer.echo(msg)
+
+    def update(self, rec: dict) -> None:
+        info = f"loss {rec['loss']:.4f}  {rec['views_per_s']:.0f} views/s  collapse_std {rec['collapse_std']:.2f}"
+        if self.bar is None:
+            typer.echo(f"step {rec['step']}/{rec['steps']} {info}  {rec['wall_s'] / 60:.1f} min")
+            return
+        if self.task is None:
+            self.task = self.bar.add_task("train", total=rec["steps"], info=info)
+        self.bar.update(self.task, completed=rec["step"], info=info)
 
 
 def _record_command(run_dir: Path) -> None:
@@ -29,10 +100,15 @@ def _record_command(run_dir: Path) -> None:
     import datetime as dt
     import json
     import shlex
-    import sys
 
     run_dir.mkdir(parents=True, exist_ok=True)
     p = run_dir / "command.json"
     if not p.exists():
-        p.write_text(json.dumps({"argv": "audioemb " + shlex.join(sys.argv[1:]),
+        argv = sys.argv[1:] if Path(sys.argv[0]).name == "audioemb" else ["train", *sys.argv[1:]]
+        p.write_text(json.dumps({"argv": "audioemb " + shlex.join(argv),
                                  "started": dt.datetime.now().isoformat(timespec="seconds")}) + "\n")
+
+
+def main() -> None:
+    """``python -m audioemb.train ...`` (what torchrun runs in each process)."""
+    typer.run(train)

@@ -16,6 +16,7 @@ from audioemb.train.views import Views  # noqa: E402
 TINY_NTT = {"type": "audiontt", "channels": 8, "hidden": 32}
 SMALL = {  # smaller heads and banks so that the smoke test runs in seconds
     "byol": {"proj_dim": 32, "hidden": 64},
+    "byol_frames": {"proj_dim": 32, "hidden": 64, "mask_ratio": 0.3},
     "simclr": {"proj_dim": 32, "hidden": 64},
     "moco_v2": {"proj_dim": 32, "hidden": 64, "queue_size": 64, "momentum": 0.9},
     "moco_v3": {"proj_dim": 32, "hidden": 64},

@@ -25,6 +25,8 @@ class Objective(nn.Module):
     name: str = ""
     n_crops: int = 2  # waveform crops per recording that the data loader supplies
     base_momentum: float = 0.99  # EMA rate at step 0, raised to 1 on a cosine schedule (BYOL)
+    supports_ddp: bool = True  # False: the trainer refuses several processes with a clear message
+    ddp_unused_parameters: bool = False  # True when some steps leave parameters out of the loss (DDP must know)
 
     def __init__(self, encoder: Encoder, frontend: LogMel, views: Views):
         super().__init__()
@@ -63,6 +65,10 @@ class Objective(nn.Module):
 
     def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def forward(self, wav: torch.Tensor, step: int, **kwargs) -> dict[str, torch.Tensor]:
+        """:meth:`training_step`; the trainer calls the objective (or its DDP wrapper) this way."""
+        return self.training_step(wav, step, **kwargs)
 
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """(online, target) module pairs updated as target <- m * target + (1 - m) * online."""

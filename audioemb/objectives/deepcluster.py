@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..nn.distributed import broadcast_, broadcast_module_, rank
 from ..nn.heads import mlp
 from ._kmeans import kmeans, pca_whiten
 from .base import Objective
@@ -35,24 +36,27 @@ class DeepCluster(Objective):
         self.labels = torch.zeros(n_clips, dtype=torch.long)
 
     def on_epoch_start(self, epoch: int, trainer) -> None:
-        idx = np.arange(len(trainer.pack))
-        feats = trainer.embed_clips(idx).float().numpy()
-        labels, _ = kmeans(pca_whiten(feats, self.pca_dim), self.k, seed=epoch)
-        self.labels = torch.from_numpy(labels)
+        # clustered once on rank 0 and shared, so every rank trains towards the same pseudo-labels under DDP
+        if rank() == 0:
+            idx = np.arange(len(trainer.pack))
+            feats = trainer.embed_clips(idx).float().numpy()
+            labels, _ = kmeans(pca_whiten(feats, self.pca_dim), self.k, seed=epoch)
+            self.labels.copy_(torch.from_numpy(labels).to(self.labels.device))
+        broadcast_(self.labels)
         counts = torch.bincount(self.labels, minlength=self.k).float()
-        self.weights = torch.where(counts > 0, counts.sum() / (self.k * counts.clamp_min(1)), torch.zeros(()))
+        self.weights.copy_(torch.where(counts > 0, counts.sum() / (self.k * counts.clamp_min(1)), 0.0))
         self.classifier.reset_parameters()
+        broadcast_module_(self.classifier)
         opt = getattr(trainer, "optimizer", None)
         if opt is not None:
             for p in self.classifier.parameters():
                 opt.state.pop(p, None)
-        self.last_nmi_input = labels
 
     def training_step(self, wav: torch.Tensor, step: int, clips: np.ndarray) -> dict[str, torch.Tensor]:
         x = self.logmels(wav)
         y = self.embed(self.views(x[:, 0]))
         logits = self.classifier(self.head(y)).float()
-        target = self.labels[torch.as_tensor(clips)]
+        target = self.labels[torch.as_tensor(clips, device=self.labels.device)]
         loss = F.cross_entropy(logits, target, weight=self.weights)
         return {"loss": loss, "embeddings": y.detach()}
 

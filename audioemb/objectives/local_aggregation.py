@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..losses.clustering import local_aggregation_loss
+from ..nn.distributed import all_gather_cat, broadcast_, rank
 from ._kmeans import kmeans
 from .base import Objective
 
@@ -44,26 +45,33 @@ class LocalAggregation(Objective):
 
     @torch.no_grad()
     def on_epoch_start(self, epoch: int, trainer) -> None:
+        # computed once on rank 0 and shared, so every rank keeps the same bank and clusters under DDP
         if epoch == 0:  # fill the memory bank with the initial network's embeddings
-            idx = np.arange(len(trainer.pack))
-            self.memory = self.project(trainer.embed_clips(idx).float())
+            if rank() == 0:
+                idx = np.arange(len(trainer.pack))
+                feats = trainer.embed_clips(idx).float().to(self.memory.device)
+                self.memory.copy_(self.project(feats))
+            broadcast_(self.memory)
             return
-        bank = self.memory.numpy()
-        self.labels = torch.stack([torch.from_numpy(kmeans(bank, self.k, seed=epoch * 100 + h)[0])
-                                   for h in range(self.h)])
+        if rank() == 0:
+            bank = self.memory.cpu().numpy()
+            self.labels.copy_(torch.stack([torch.from_numpy(kmeans(bank, self.k, seed=epoch * 100 + h)[0])
+                                           for h in range(self.h)]).to(self.labels.device))
+        broadcast_(self.labels)
         self.use_clusters.fill_(True)
 
     def training_step(self, wav: torch.Tensor, step: int, clips: np.ndarray) -> dict[str, torch.Tensor]:
         x = self.logmels(wav)
         y = self.embed(self.views(x[:, 0]))
         v = self.project(y)
-        ids = torch.as_tensor(clips)
+        ids = torch.as_tensor(clips, device=v.device)
         sim = v @ self.memory.T / self.temperature
         kb = min(self.kb, sim.shape[1])
         background = torch.zeros_like(sim, dtype=torch.bool).scatter_(1, sim.detach().topk(kb, dim=1).indices, True)
         close = torch.zeros_like(background)
-        close[torch.arange(len(ids)), ids] = True
-        background[torch.arange(len(ids)), ids] = True
+        rows = torch.arange(len(ids), device=v.device)
+        close[rows, ids] = True
+        background[rows, ids] = True
         if bool(self.use_clusters):
             own = self.labels[:, ids]  # (H, B)
             close |= (own[:, :, None] == self.labels[:, None, :]).any(dim=0)
@@ -75,6 +83,7 @@ class LocalAggregation(Objective):
     def on_after_step(self, step: int, progress: float) -> None:
         if self._last is not None:
             ids, v = self._last
+            ids, v = all_gather_cat(ids), all_gather_cat(v)  # every rank's clips update every rank's bank
             m = self.bank_momentum
             self.memory[ids] = F.normalize(m * self.memory[ids] + (1 - m) * v, dim=1)
             self._last = None

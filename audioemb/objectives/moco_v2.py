@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..losses.contrastive import info_nce_loss
+from ..nn.distributed import all_gather_cat
 from ..nn.heads import mlp
 from .base import Objective, frozen_copy
 
@@ -55,15 +56,15 @@ class MoCoV2(Objective):
     @torch.no_grad()
     def on_after_step(self, step: int, progress: float) -> None:
         super().on_after_step(step, progress)
-        if self._keys is not None:
-            self.enqueue(self._keys)
+        if self._keys is not None:  # under DDP every rank enqueues every rank's keys, in rank order
+            self.enqueue(all_gather_cat(self._keys))
             self._keys = None
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
         """Replace the oldest keys in the ring buffer with ``keys``."""
         n, size = len(keys), len(self.queue)
-        idx = (self.queue_ptr + torch.arange(n)) % size
+        idx = (self.queue_ptr + torch.arange(n, device=keys.device)) % size
         self.queue[idx] = keys[-size:] if n > size else keys
         self.queue_ptr.copy_((self.queue_ptr + n) % size)
 

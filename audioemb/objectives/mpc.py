@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..losses.predictive import frame_blocks, masked_l1_loss, span_mask
+from ..losses.predictive import frame_blocks, masked_l1_loss
+from ._masking import output_frame_mask
 from .base import Objective
 
 
@@ -27,10 +28,8 @@ class MPC(Objective):
         """(corrupted log-mel, (B, T') mask of selected output frames)."""
         hop = self.encoder.frame_hop
         b, _, t = x.shape
-        sel = span_mask(b, t // hop, self.ratio, self.span)
-        frame_sel = sel.repeat_interleave(hop, dim=1)
-        frame_sel = torch.cat([frame_sel, frame_sel.new_zeros(b, t - frame_sel.shape[1])], dim=1)
-        action = torch.rand(b, t // hop).repeat_interleave(hop, dim=1)
+        sel, frame_sel = output_frame_mask(x, hop, self.ratio, self.span)
+        action = torch.rand(b, t // hop).to(x.device).repeat_interleave(hop, dim=1)
         action = torch.cat([action, action.new_ones(b, t - action.shape[1])], dim=1)
         out = x.clone()
         zero = frame_sel & (action < 0.8)

@@ -18,6 +18,7 @@ from .base import Objective
 
 class SwAV(Objective):
     name = "swav"
+    ddp_unused_parameters = True  # the prototypes are frozen for the first steps
 
     def __init__(self, encoder, frontend, views, proj_dim: int = 128, hidden: int = 1024, prototypes: int = 256,
                  n_small: int = 4, small_frames: int = 40, temperature: float = 0.1, epsilon: float = 0.05,

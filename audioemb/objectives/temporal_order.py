@@ -36,8 +36,9 @@ class TemporalOrder(Objective):
         label = torch.randint(len(self.perms), (b,)) if self.mode == "jigsaw" else (torch.rand(b) < 0.5).long()
         perm_idx = label if self.mode == "jigsaw" else torch.where(
             label == 1, torch.zeros_like(label), torch.randint(1, len(self.perms), (b,)))
+        label, perm_idx = label.to(x.device), perm_idx.to(x.device)
         order = self.perms[perm_idx]  # (B, n)
-        shuffled = seg[torch.arange(b)[:, None], order]
+        shuffled = seg[torch.arange(b, device=x.device)[:, None], order]
         emb = self.embed(shuffled.reshape(b * self.n, *seg.shape[2:])).reshape(b, self.n, -1)
         logits = self.classifier(emb.reshape(b, -1)).float()
         loss = F.cross_entropy(logits, label)

@@ -30,7 +30,7 @@ class Wav2Vec2(Objective):
     def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         x = self.views(self.logmels(wav)[:, 0])
         z = self.encoder.local_features(x)
-        mask = span_mask(z.shape[0], z.shape[1], self.ratio, self.span)
+        mask = span_mask(z.shape[0], z.shape[1], self.ratio, self.span).to(z.device)
         zm = torch.where(mask[..., None], self.mask_embedding.to(z.dtype), z)
         c = self.encoder.contextualize(zm)[-1]
         loss = masked_contrastive_loss(*self.f32(self.project_c(c), self.project_q(z)), mask, self.distractors,

@@ -10,9 +10,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, meta: dict) -> None:
-    """Write ``path`` (.safetensors: model + optimizer tensors) and ``path.json`` (step, param groups, meta)."""
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, meta: dict,
+                    extra: dict[str, torch.Tensor] | None = None) -> None:
+    """Write ``path`` (.safetensors: model + optimizer tensors, and ``extra`` state such as the views' mixup
+    memory) and ``path.json`` (step, param groups, meta)."""
     tensors = {f"model.{k}": v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    tensors.update({f"extra.{k}": v.detach().contiguous().cpu() for k, v in (extra or {}).items()})
     opt = optimizer.state_dict()
     scalars: dict[str, dict] = {}
     for pid, st in opt["state"].items():
@@ -31,9 +34,11 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> dict:
-    """Restore model (and optimizer) state from :func:`save_checkpoint` files; return the meta dict."""
+    """Restore model (and optimizer) state from :func:`save_checkpoint` files; return the meta dict, with the
+    ``extra`` tensors under ``"extra"``."""
     tensors = load_file(str(path))
     info = json.loads(path.with_name(path.name + ".json").read_text())
+    info["extra"] = {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")}
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     if optimizer is not None:
         state: dict[int, dict] = {}

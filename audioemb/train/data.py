@@ -88,13 +88,19 @@ class CropLoader:
 
     ``speed`` > 0 resamples each crop by a factor in [1 - speed, 1 + speed] (pitch and tempo change
     together, as in Kaldi's speed perturbation). A background thread prepares the next batches.
+    Under DDP each of ``world`` ranks draws from its own shard of the clips (every ``world``-th clip,
+    starting at ``rank``) with its own random stream, so ranks never see the same batch.
     """
 
     def __init__(self, pack: Pack, batch_size: int, crop_s: float, n_crops: int = 2, speed: float = 0.0,
-                 seed: int = 0, start_step: int = 0, prefetch: int = 4, indices: np.ndarray | None = None):
+                 seed: int = 0, start_step: int = 0, prefetch: int = 4, indices: np.ndarray | None = None,
+                 rank: int = 0, world: int = 1):
         self.pack, self.batch_size, self.n_crops, self.speed, self.seed = pack, batch_size, n_crops, speed, seed
         self.crop = int(round(crop_s * pack.sample_rate))
         self.indices = np.arange(len(pack)) if indices is None else indices
+        if world > 1:
+            self.indices = self.indices[rank::world]
+        self._stream = [seed] if world == 1 else [seed, 1_000_003 + rank]
         self.step = start_step
         self._q: queue.Queue = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()
@@ -103,7 +109,7 @@ class CropLoader:
 
     def make_batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """(clip indices, crops) of ``step``: a pure function of (seed, step)."""
-        rng = np.random.default_rng([self.seed, step])
+        rng = np.random.default_rng([*self._stream, step])
         clips = self.indices[rng.integers(0, len(self.indices), self.batch_size)]
         out = np.empty((self.batch_size, self.n_crops, self.crop), dtype=np.float32)
         for b, ci in enumerate(clips):

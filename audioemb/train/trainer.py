@@ -1,107 +1,133 @@
-"""The one plain-PyTorch trainer for every objective: schedules, EMA hooks, logging, checkpoints, resume."""
+"""The one plain-PyTorch trainer for every objective: devices, DDP, schedules, EMA hooks, logging, resume.
+
+One process (``audioemb train``) or several (``torchrun --nproc_per_node N -m audioemb.train``): under
+DDP each rank draws from its own shard of the clips, gradients are averaged by
+:class:`torch.nn.parallel.DistributedDataParallel` (gloo on the CPU, NCCL on CUDA), rank 0 writes the
+checkpoints, and every rank resumes from them exactly.
+"""
 
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..nn import distributed as dist
 from ..nn.encoders import build_encoder
 from ..nn.frontend import LogMel, LogMelConfig
 from ..objectives import get_objective
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import CropLoader, Pack, load_pack
+from .config import COLLAPSE_THRESHOLD, ConfigError, TrainConfig, collapse_std, lr_at, resolve_device
+from .data import CropLoader
+from .runinfo import apply_init, env_info, open_data
 from .views import Views
 
-COLLAPSE_THRESHOLD = 0.05  # collapse_std below this (healthy runs sit near 1) counts as collapsed
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run; saved as ``config.json`` in the run folder."""
-
-    name: str
-    objective: str
-    objective_params: dict = field(default_factory=dict)
-    encoder: dict = field(default_factory=lambda: {"type": "audiontt"})
-    frontend: dict = field(default_factory=lambda: LogMelConfig().to_dict())
-    views: dict = field(default_factory=dict)
-    steps: int = 3000
-    batch_size: int = 64
-    crop_s: float = 1.0
-    speed: float = 0.0
-    lr: float = 3e-4
-    weight_decay: float = 1e-5
-    warmup_steps: int = 100
-    grad_clip: float = 3.0
-    seed: int = 0
-    log_every: int = 25
-    ckpt_every: int = 200
-    stats_clips: int = 1000
-    threads: int = 2
-    precision: str = "bf16"  # "bf16": bfloat16 autocast for encoder and heads (2x faster here); "fp32"
-    epoch_steps: int = 0  # steps per "epoch" for on_epoch_start hooks; 0: clips // batch_size
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown training settings: {sorted(unknown)}")
-        return cls(**d)
-
-
-def collapse_std(emb: torch.Tensor) -> float:
-    """Std across the batch of L2-normalised embeddings, mean over dims, times sqrt(dim).
-
-    About 1 for embeddings spread over the sphere, 0 for a collapsed (constant) output (SimSiam, sec. 4).
-    """
-    z = torch.nn.functional.normalize(emb.float(), dim=-1)
-    return float(z.std(dim=0).mean() * math.sqrt(z.shape[-1]))
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to 1 % of the peak."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    p = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+__all__ = ["COLLAPSE_THRESHOLD", "TrainConfig", "Trainer", "collapse_std", "lr_at"]
 
 
 class Trainer:
-    """Trains ``cfg.objective`` on a corpus; the run folder holds config, log and checkpoint."""
+    """Trains ``cfg.objective`` on a corpus or on folders of audio; the run folder holds everything.
 
-    def __init__(self, cfg: TrainConfig, corpus: Path, run_dir: Path, log=print):
-        self.cfg, self.corpus, self.run_dir, self.log = cfg, Path(corpus), Path(run_dir), log
+    ``data`` (folders of any audio) replaces ``corpus``; ``init`` (a model name, folder or ``hf-hub:``)
+    starts from that model's frontend and encoder, re-estimating the frontend's normalisation on the new
+    data when ``renormalise``. ``progress`` receives each log record (rank 0 only).
+    """
+
+    def __init__(self, cfg: TrainConfig, corpus: Path | None, run_dir: Path, log=print, *,
+                 data: list[Path] | None = None, init: str | None = None, renormalise: bool = False,
+                 cache: Path | None = None, progress: Callable[[dict], None] | None = None):
+        self.device = resolve_device(cfg.device)
+        dist.init_from_env(self.device)
+        self.rank, self.world = dist.rank(), dist.world_size()
+        self.is_main = self.rank == 0
+        self.log = log if self.is_main else (lambda *a, **k: None)
+        self.progress = progress if self.is_main else None
+        self.run_dir = Path(run_dir)
         torch.set_num_threads(cfg.threads)
+        init_module, init_info = None, None
+        if init:
+            cfg, init_module, init_info = apply_init(cfg, init)
+            init_info["renormalised"] = bool(renormalise)
+        self.cfg = cfg
         torch.manual_seed(cfg.seed)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.pack: Pack = load_pack(self.corpus, "train", log=log)
+        saved = self.run_dir / "config.json"
+        self.ckpt = self.run_dir / "checkpoint.safetensors"
+        if saved.exists() and self.ckpt.exists():
+            old = TrainConfig.from_dict(json.loads(saved.read_text()))
+            if old.learned() != cfg.learned():
+                diff = sorted(k for k, v in cfg.learned().items() if old.learned().get(k) != v)
+                raise ConfigError(f"{self.run_dir} holds a run with other settings ({', '.join(diff)}); "
+                                  "use a new folder")
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        sr = int(cfg.frontend.get("sample_rate", 16000))
+        if self.is_main:  # rank 0 builds any decoded-audio cache; the others open it
+            self.pack, self.data_info = open_data(corpus, data, self.run_dir, sr, cache, log=self.log)
+        dist.barrier()
+        if not self.is_main:
+            self.pack, self.data_info = open_data(corpus, data, self.run_dir, sr, cache, log=self.log)
         self.frontend = LogMel(LogMelConfig(**{k: v for k, v in cfg.frontend.items() if k != "type"}))
-        self._fit_stats()
+        if init_module is not None and not renormalise:
+            self.frontend.load_state_dict(init_module.frontend.state_dict())
+        else:
+            self._fit_stats()
         self.encoder = build_encoder(cfg.encoder)
+        if init_module is not None:
+            self.encoder.load_state_dict(init_module.encoder.state_dict())
         self.views = Views(cfg.views, std=self.frontend.std)
         self.objective = get_objective(cfg.objective)(self.encoder, self.frontend, self.views,
                                                       **cfg.objective_params)
         self.objective.setup(len(self.pack))
+        if cfg.channels_last:
+            self.objective.to(memory_format=torch.channels_last)
+        self.objective.to(self.device)
+        self.views.std = self.frontend.std  # the buffer moved with the module
         params = [p for p in self.objective.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.ckpt = self.run_dir / "checkpoint.safetensors"
         self.step, self.wall_s = 0, 0.0
-        saved = self.run_dir / "config.json"
-        if saved.exists() and self.ckpt.exists() and json.loads(saved.read_text()) != asdict(cfg):
-            raise ValueError(f"{self.run_dir} holds a run with other settings; use a new folder")
-        saved.write_text(json.dumps(asdict(cfg), indent=1))
+        if self.is_main:
+            saved.write_text(json.dumps(asdict(cfg), indent=1))
+            self._write_json("data.json", self.data_info)
+            self._write_json("env.json", env_info(self.device, self.world, cfg))
+            if init_info is not None:
+                self._write_json("init.json", init_info)
+        dist.barrier()
         if self.ckpt.exists():
             info = load_checkpoint(self.ckpt, self.objective, self.optimizer)
             self.step, self.wall_s = info["step"], info["wall_s"]
-            log(f"resumed {self.run_dir} at step {self.step}")
+            memory = info["extra"].get(f"views.memory.{self.rank}")
+            if memory is not None and info.get("world_size", 1) == self.world:  # exact resume of the mixup
+                self.views.memory = memory.to(self.device) if memory.numel() else None
+            self.log(f"resumed {self.run_dir} at step {self.step}")
+        dist.broadcast_module_(self.objective)
+        self.model = self._wrap()
+
+    def _wrap(self) -> torch.nn.Module:
+        if self.world == 1:
+            return self.objective
+        if not getattr(self.objective, "supports_ddp", True):
+            raise ConfigError(f"objective {self.cfg.objective!r} does not support several processes (DDP)")
+        import warnings
+
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [torch.cuda.current_device()] if self.device == "cuda" else None
+        unused = getattr(self.objective, "ddp_unused_parameters", False)
+        # BN statistics stay per rank (rank 0's are saved); queues and banks are kept in sync by the objectives
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return DDP(self.objective, device_ids=ids, find_unused_parameters=unused, broadcast_buffers=False)
+
+    def _write_json(self, name: str, obj: dict) -> None:
+        tmp = self.run_dir / f".{name}.tmp"
+        tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
+        tmp.replace(self.run_dir / name)
 
     @torch.no_grad()
     def _fit_stats(self) -> None:
@@ -113,18 +139,25 @@ class Trainer:
         self.frontend.fit_stats(waves)
 
     def epoch_steps(self) -> int:
-        return self.cfg.epoch_steps or max(1, len(self.pack) // self.cfg.batch_size)
+        return self.cfg.epoch_steps or max(1, len(self.pack) // (self.cfg.batch_size * self.world))
+
+    def _autocast(self):
+        return torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
 
     def fit(self) -> dict:
         cfg, obj = self.cfg, self.objective
-        loader = CropLoader(self.pack, cfg.batch_size, cfg.crop_s, obj.n_crops, cfg.speed, cfg.seed, self.step)
-        log_f = open(self.run_dir / "log.jsonl", "a")
+        loader = CropLoader(self.pack, cfg.batch_size, cfg.crop_s, obj.n_crops, cfg.speed, cfg.seed, self.step,
+                            rank=self.rank, world=self.world)
+        log_f = open(self.run_dir / "log.jsonl", "a") if self.is_main else None
+        sync_f = open(self.run_dir / f"sync-rank{self.rank}.jsonl", "a") if cfg.check_sync else None
         window: list[float] = []
         collapsed_logs = 0
         recent: deque[float] = deque(maxlen=50)  # recent step times, to spot pauses
         t_last = time.time()
+        t_window, views_window = time.time(), 0
+        end = min(cfg.steps, cfg.stop_at) if cfg.stop_at else cfg.steps
         try:
-            while self.step < cfg.steps:
+            while self.step < end:
                 step, clips, batch = next(loader)
                 assert step == self.step
                 hook_s = 0.0
@@ -133,15 +166,15 @@ class Trainer:
                     obj.on_epoch_start(step // self.epoch_steps(), self)
                     hook_s = time.time() - t_hook
                 obj.train()
-                torch.manual_seed(cfg.seed * 1_000_003 + step)
+                torch.manual_seed(cfg.seed * 1_000_003 + step + (7919 * self.rank if self.world > 1 else 0))
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr_at(step, cfg)
                 extra = {"clips": clips} if getattr(obj, "wants_clip_ids", False) else {}
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                    out = obj.training_step(torch.from_numpy(batch), step, **extra)
+                wav = torch.from_numpy(batch).to(self.device, non_blocking=True)
+                with self._autocast():
+                    out = self.model(wav, step, **extra)
                 loss = out["loss"].float()
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at step {step}")
+                self._check_finite(loss, step)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip:
@@ -150,7 +183,10 @@ class Trainer:
                 self.optimizer.step()
                 obj.on_after_step(step, (step + 1) / cfg.steps)
                 window.append(loss.item())
+                views_window += cfg.batch_size * obj.n_crops * self.world
                 self.step += 1
+                if sync_f is not None and self.step % cfg.check_sync == 0:
+                    self._check_sync(sync_f)
                 now = time.time()
                 dt_step = now - t_last - hook_s
                 t_last = now
@@ -161,38 +197,94 @@ class Trainer:
                 med = float(np.median(recent))
                 self.wall_s += dt_step if dt_step <= 10 * med or len(recent) < 10 else med
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    cstd = collapse_std(out["embeddings"])
-                    collapsed_logs = collapsed_logs + 1 if cstd < COLLAPSE_THRESHOLD else 0
-                    rec = {"step": self.step, "loss": float(np.mean(window)), "lr": lr_at(step, cfg),
-                           "collapse_std": round(cstd, 4), "wall_s": round(self.wall_s, 1)}
-                    rec.update({k: round(float(v), 5) for k, v in out.items()
-                                if k not in ("loss", "embeddings") and torch.is_tensor(v) and v.numel() == 1})
-                    log_f.write(json.dumps(rec) + "\n")
-                    log_f.flush()
-                    self.log(f"step {self.step}/{cfg.steps} loss {rec['loss']:.4f} collapse_std {cstd:.3f} "
-                             f"lr {rec['lr']:.2e} {self.wall_s / 60:.1f} min")
-                    if collapsed_logs >= 4:
-                        self.log("WARNING: the embeddings have collapsed (collapse_std "
-                                 f"< {COLLAPSE_THRESHOLD} for 4 logs); this run must not be shipped")
+                    vps = views_window / max(1e-9, now - t_window)
+                    t_window, views_window = now, 0
+                    collapsed_logs = self._log_record(out, window, step, vps, collapsed_logs, log_f)
                     window = []
-                if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
+                if self.step % cfg.ckpt_every == 0 or self.step in (cfg.steps, end):
                     self.save()
         finally:
             loader.close()
-            log_f.close()
+            for f in (log_f, sync_f):
+                if f is not None:
+                    f.close()
         return {"steps": self.step, "wall_s": self.wall_s}
 
+    def _check_finite(self, loss: torch.Tensor, step: int) -> None:
+        bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=loss.device)
+        if self.world > 1:
+            torch.distributed.all_reduce(bad)
+        if bad.item():
+            raise FloatingPointError(f"loss is not finite at step {step} (on {int(bad.item())} rank(s))")
+
+    def _log_record(self, out: dict, window: list[float], step: int, vps: float, collapsed_logs: int,
+                    log_f) -> int:
+        cfg = self.cfg
+        loss = torch.tensor([float(np.mean(window))], dtype=torch.float64, device=self.device)
+        if self.world > 1:  # the loss of the global batch: every rank takes part
+            torch.distributed.all_reduce(loss)
+            loss /= self.world
+        if not self.is_main:
+            return collapsed_logs
+        cstd = collapse_std(out["embeddings"])
+        collapsed_logs = collapsed_logs + 1 if cstd < COLLAPSE_THRESHOLD else 0
+        rec = {"step": self.step, "loss": float(loss.item()), "lr": lr_at(step, cfg), "collapse_std": round(cstd, 4),
+               "wall_s": round(self.wall_s, 1), "views_per_s": round(vps, 1)}
+        rec.update({k: round(float(v), 5) for k, v in out.items()
+                    if k not in ("loss", "embeddings") and torch.is_tensor(v) and v.numel() == 1})
+        log_f.write(json.dumps(rec) + "\n")
+        log_f.flush()
+        if self.progress is not None:
+            self.progress({**rec, "steps": cfg.steps})
+        else:
+            self.log(f"step {self.step}/{cfg.steps} loss {rec['loss']:.4f} collapse_std {cstd:.3f} "
+                     f"lr {rec['lr']:.2e} {vps:.0f} views/s {self.wall_s / 60:.1f} min")
+        if collapsed_logs >= 4:
+            self.log("WARNING: the embeddings have collapsed (collapse_std "
+                     f"< {COLLAPSE_THRESHOLD} for 4 logs); this run must not be shipped")
+        return collapsed_logs
+
+    @torch.no_grad()
+    def _check_sync(self, f) -> None:
+        """Record a checksum of every parameter; under DDP, fail unless all ranks hold the same weights."""
+        sums = torch.stack([p.detach().double().sum() for p in self.objective.parameters()]).cpu()
+        rec = {"step": self.step, "rank": self.rank, "checksum": [float(x) for x in sums]}
+        if self.world > 1:
+            parts = [torch.empty_like(sums) for _ in range(self.world)]
+            torch.distributed.all_gather(parts, sums)
+            rec["max_rank_diff"] = float(max((p - sums).abs().max() for p in parts))
+            if rec["max_rank_diff"] != 0.0:
+                raise RuntimeError(f"ranks hold different weights after step {self.step}")
+        f.write(json.dumps(rec) + "\n")
+        f.flush()
+
     def save(self) -> None:
-        save_checkpoint(self.ckpt, self.objective, self.optimizer,
-                        {"step": self.step, "wall_s": self.wall_s, "n_clips": len(self.pack),
-                         "config": asdict(self.cfg)})
+        memories = self._gather_view_memories()
+        if self.is_main:
+            save_checkpoint(self.ckpt, self.objective, self.optimizer,
+                            {"step": self.step, "wall_s": self.wall_s, "n_clips": len(self.pack),
+                             "world_size": self.world, "device": self.device, "config": asdict(self.cfg)},
+                            extra={f"views.memory.{r}": m for r, m in enumerate(memories)})
+        dist.barrier()
+
+    def _gather_view_memories(self) -> list[torch.Tensor]:
+        """Every rank's mixup memory (BYOL-A's background clips), so that rank 0's checkpoint resumes them all."""
+        mem = self.views.memory if self.views.memory is not None else torch.zeros(0, device=self.device)
+        if self.world == 1:
+            return [mem]
+        shape = torch.tensor(list(mem.shape) + [0] * (3 - mem.dim()), device=self.device)
+        shapes = dist.all_gather_cat(shape[None])
+        if not bool((shapes == shapes[0]).all()):
+            self.log("note: ranks' mixup memories differ in size; they are not saved (resume refills them)")
+            return []
+        return list(dist.all_gather_cat(mem[None]))
 
     @torch.no_grad()
     def embed_clips(self, indices: np.ndarray, encoder=None, crop_s: float | None = None,
                     batch_size: int = 256) -> torch.Tensor:
         """Clip embeddings (by the online encoder, in eval mode) of pack clips: one fixed centre crop each.
 
-        Used by clustering objectives to re-cluster the training set.
+        Used by clustering objectives to re-cluster the training set. Returned on the CPU.
         """
         enc = encoder or self.encoder
         was_training = enc.training
@@ -206,8 +298,9 @@ class Trainer:
                 a = max(0, (len(x) - n) // 2)
                 seg = x[a:a + n]
                 wav[j, :len(seg)] = seg
-            x = self.frontend(torch.from_numpy(wav))
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
-                out.append(enc.pool(enc(x)).float())
+            x = self.frontend(torch.from_numpy(wav).to(self.device))
+            with self._autocast():
+                out.append(enc.pool(enc(x)).float().cpu())
         enc.train(was_training)
         return torch.cat(out)
+

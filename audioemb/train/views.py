@@ -3,6 +3,7 @@
 - log-mixup-exp with a memory of earlier clips (BYOL-A, Niizumi et al., 2021, sec. 3.2);
 - random resize crop of the time-frequency image (BYOL-A, sec. 3.3);
 - gain: a random level change, an exact additive shift in the log-mel domain;
+- random linear fader: a level that ramps over the crop (BYOL-A v2, Niizumi et al., 2023);
 - SpecAugment time and frequency masks (Park et al., 2019);
 - mel shift: a small shift along the mel axis, an approximate pitch change.
 
@@ -34,6 +35,7 @@ class ViewConfig:
     freq_masks: int = 0
     freq_mask_bins: int = 8
     mel_shift: int = 0  # +- mel bins, 0 disables
+    fader: float = 0.0  # random linear fader: gain ramps between +- this many dB over the crop; 0 disables
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,6 +58,8 @@ class Views:
         x = x.clone()
         if c.gain_db:
             x = self.gain(x)
+        if c.fader:
+            x = self.fade(x)
         if c.mixup:
             x = self.mix(x)
         if c.rrc:
@@ -68,20 +72,29 @@ class Views:
         return x
 
     def gain(self, x: torch.Tensor) -> torch.Tensor:
-        db = (torch.rand(x.shape[0], 1, 1) * 2 - 1) * self.cfg.gain_db
+        db = ((torch.rand(x.shape[0], 1, 1) * 2 - 1) * self.cfg.gain_db).to(x.device)
         shift = 2 * math.log(10) * db / 20  # log(g^2 * power) = log(power) + 2 log(g)
         std = self.std.view(1, -1, 1) if self.std is not None else 1.0
         return x + shift / std
+
+    def fade(self, x: torch.Tensor) -> torch.Tensor:
+        """Random Linear Fader (BYOL-A v2, Niizumi et al., 2023): a gain that ramps linearly over time,
+        from one random level to another in [-fader, +fader] dB: an exact additive ramp in the log domain."""
+        b, _, t = x.shape
+        ends = ((torch.rand(b, 2) * 2 - 1) * self.cfg.fader * 2 * math.log(10) / 20).to(x.device)
+        ramp = ends[:, :1] + (ends[:, 1:] - ends[:, :1]) * torch.linspace(0, 1, t, device=x.device)[None]
+        std = self.std.view(1, -1, 1) if self.std is not None else 1.0
+        return x + ramp[:, None, :] / std
 
     @torch.no_grad()
     def mix(self, x: torch.Tensor) -> torch.Tensor:
         """log((1 - l) exp(x) + l exp(m)), l ~ U(0, ratio), m a random earlier clip (BYOL-A's Mixup)."""
         out = x
         if self.memory is not None and len(self.memory):
-            idx = torch.randint(len(self.memory), (x.shape[0],))
+            idx = torch.randint(len(self.memory), (x.shape[0],)).to(x.device)
             m = self.memory[idx]
             t = min(m.shape[-1], x.shape[-1])
-            lam = (torch.rand(x.shape[0], 1, 1) * self.cfg.mixup)
+            lam = (torch.rand(x.shape[0], 1, 1) * self.cfg.mixup).to(x.device)
             mixed = torch.log((1 - lam) * x[..., :t].exp() + lam * m[..., :t].exp())
             out = torch.cat([mixed, x[..., t:]], dim=-1)
         new = x.detach()
@@ -93,26 +106,23 @@ def random_resize_crop(x: torch.Tensor, virtual_scale: tuple[float, float], time
                        freq_scale: tuple[float, float]) -> torch.Tensor:
     """BYOL-A's RandomResizeCrop: crop a random box of a zero-padded canvas, resize it back (bicubic).
 
-    ``virtual_scale`` is the canvas size (frequency, time) relative to the input.
+    ``virtual_scale`` is the canvas size (frequency, time) relative to the input. The whole batch is
+    resampled in one ``grid_sample`` call (the canvas is implicit: outside the input is zero).
     """
     b, f, t = x.shape
     vf, vt = int(f * virtual_scale[0]), int(t * virtual_scale[1])
-    canvas = x.new_zeros(b, vf, vt)
     f0, t0 = (vf - f) // 2, (vt - t) // 2
-    canvas[:, f0:f0 + f, t0:t0 + t] = x
-    out = torch.empty_like(x)
-    for i in range(b):
-        cf = min(vf, max(1, int(f * _uniform(*freq_scale))))
-        ct = min(vt, max(1, int(t * _uniform(*time_scale))))
-        i0 = int(torch.randint(vf - cf + 1, ()))
-        j0 = int(torch.randint(vt - ct + 1, ()))
-        crop = canvas[i, i0:i0 + cf, j0:j0 + ct][None, None]
-        out[i] = F.interpolate(crop, size=(f, t), mode="bicubic", align_corners=True)[0, 0]
-    return out
-
-
-def _uniform(lo: float, hi: float) -> float:
-    return lo + (hi - lo) * float(torch.rand(()))
+    cf = (f * (freq_scale[0] + (freq_scale[1] - freq_scale[0]) * torch.rand(b))).long().clamp(1, vf)
+    ct = (t * (time_scale[0] + (time_scale[1] - time_scale[0]) * torch.rand(b))).long().clamp(1, vt)
+    i0 = (torch.rand(b) * (vf - cf + 1)).long()
+    j0 = (torch.rand(b) * (vt - ct + 1)).long()
+    ys = (i0 - f0)[:, None] + torch.arange(f)[None] * ((cf - 1) / max(1, f - 1))[:, None]  # input rows (B, f)
+    xs = (j0 - t0)[:, None] + torch.arange(t)[None] * ((ct - 1) / max(1, t - 1))[:, None]  # input cols (B, t)
+    grid = torch.stack([(2 * xs / max(1, t - 1) - 1)[:, None, :].expand(b, f, t),
+                        (2 * ys / max(1, f - 1) - 1)[:, :, None].expand(b, f, t)], dim=-1)
+    out = F.grid_sample(x[:, None].float(), grid.to(x.device, torch.float32), mode="bicubic",
+                        padding_mode="zeros", align_corners=True)
+    return out[:, 0].to(x.dtype)
 
 
 def spec_augment(x: torch.Tensor, freq_masks: int, freq_width: int, time_masks: int, time_width: int) -> torch.Tensor:
@@ -123,12 +133,12 @@ def spec_augment(x: torch.Tensor, freq_masks: int, freq_width: int, time_masks: 
     for _ in range(freq_masks):
         w = torch.randint(0, freq_width + 1, (b,))
         s = (torch.rand(b) * (f - w).clamp_min(1)).long()
-        band = torch.arange(f)[None]
+        w, s, band = w.to(x.device), s.to(x.device), torch.arange(f, device=x.device)[None]
         out = out.masked_fill(((band >= s[:, None]) & (band < (s + w)[:, None]))[:, :, None], 0.0)
     for _ in range(time_masks):
         w = torch.randint(0, time_width + 1, (b,))
         s = (torch.rand(b) * (t - w).clamp_min(1)).long()
-        span = torch.arange(t)[None]
+        w, s, span = w.to(x.device), s.to(x.device), torch.arange(t, device=x.device)[None]
         out = out.masked_fill(((span >= s[:, None]) & (span < (s + w)[:, None]))[:, None, :], 0.0)
     return out
 
@@ -136,6 +146,6 @@ def spec_augment(x: torch.Tensor, freq_masks: int, freq_width: int, time_masks: 
 def mel_shift(x: torch.Tensor, max_bins: int) -> torch.Tensor:
     """Shift each example along the mel axis by a random whole number of bins, repeating the edge bin."""
     b, f, _ = x.shape
-    shifts = torch.randint(-max_bins, max_bins + 1, (b,))
-    idx = (torch.arange(f)[None] - shifts[:, None]).clamp(0, f - 1)
+    shifts = torch.randint(-max_bins, max_bins + 1, (b,)).to(x.device)
+    idx = (torch.arange(f, device=x.device)[None] - shifts[:, None]).clamp(0, f - 1)
     return torch.gather(x, 1, idx[:, :, None].expand_as(x))

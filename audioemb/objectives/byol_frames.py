@@ -1,0 +1,48 @@
+"""BYOL with a frame-level masked-prediction term: clip invariance plus the spectral detail of each frame.
+
+BYOL (Grill et al., 2020) with BYOL-A views (Niizumi et al., 2021) learns what stays the same between two
+crops of a recording; on its own it discards pitch (see docs/findings.md). Here the online encoder also sees
+its first view with random spans of output frames masked (zeroed), and a linear head reconstructs the log-mel
+frames under every masked output frame from the encoder's frames (L1), in the spirit of the predictive
+objectives that keep pitch: NPC (Liu et al., 2021) predicts a frame from a context that excludes it, MPC
+(Jiang et al., 2019) reconstructs masked spans. Loss: BYOL + ``frame_weight`` x masked L1.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..losses.byol import byol_loss
+from ..losses.predictive import frame_blocks, masked_l1_loss
+from ._masking import output_frame_mask
+from .byol import BYOL
+
+
+class BYOLFrames(BYOL):
+    name = "byol_frames"
+
+    def __init__(self, encoder, frontend, views, proj_dim: int = 256, hidden: int = 1024,
+                 base_momentum: float = 0.99, frame_weight: float = 1.0, mask_ratio: float = 0.2, span: int = 2):
+        super().__init__(encoder, frontend, views, proj_dim, hidden, base_momentum)
+        self.frame_head = nn.Linear(encoder.frame_dim, encoder.frame_hop * frontend.cfg.n_mels)
+        self.frame_weight, self.mask_ratio, self.span = frame_weight, mask_ratio, span
+
+    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        v1, v2 = self.two_views(wav)
+        sel, frame_sel = output_frame_mask(v1, self.encoder.frame_hop, self.mask_ratio, self.span)
+        f1, f2 = self.encoder(v1.masked_fill(frame_sel[:, None, :], 0.0)), self.encoder(v2)
+        y1, y2 = self.encoder.pool(f1), self.encoder.pool(f2)
+        p1, p2 = self.predictor(self.projector(y1)), self.predictor(self.projector(y2))
+        with torch.no_grad():
+            z1 = self.target_projector(self.embed(v1, self.target_encoder))
+            z2 = self.target_projector(self.embed(v2, self.target_encoder))
+        p1, p2, z1, z2 = self.f32(p1, p2, z1, z2)
+        clip_loss = byol_loss(p1, z2) + byol_loss(p2, z1)
+        target = frame_blocks(v1, self.encoder.frame_hop)[:, : f1.shape[1]]
+        frame_loss = masked_l1_loss(*self.f32(self.frame_head(f1), target), sel[:, : f1.shape[1]])
+        return {"loss": clip_loss + self.frame_weight * frame_loss, "embeddings": y2.detach(),
+                "clip_loss": clip_loss.detach(), "frame_loss": frame_loss.detach()}
+
+
+OBJECTIVE = BYOLFrames

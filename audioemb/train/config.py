@@ -1,0 +1,97 @@
+"""The settings of a training run (``TrainConfig``), its learning-rate schedule and its collapse check."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from ..nn.frontend import LogMelConfig
+
+COLLAPSE_THRESHOLD = 0.05  # collapse_std below this (healthy runs sit near 1) counts as collapsed
+# Settings that say how a run is executed, not what it learns: they may change when a run resumes.
+RUNTIME_FIELDS = frozenset({"device", "threads", "log_every", "ckpt_every", "check_sync", "channels_last",
+                            "stop_at"})
+
+
+class ConfigError(ValueError):
+    """A recipe or override that names an unknown setting or a bad value."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved as ``config.json`` in the run folder."""
+
+    name: str
+    objective: str
+    objective_params: dict = field(default_factory=dict)
+    encoder: dict = field(default_factory=lambda: {"type": "audiontt"})
+    frontend: dict = field(default_factory=lambda: LogMelConfig().to_dict())
+    views: dict = field(default_factory=dict)
+    steps: int = 3000
+    batch_size: int = 64  # per process; under DDP the global batch is batch_size x world size
+    crop_s: float = 1.0
+    speed: float = 0.0
+    lr: float = 3e-4
+    weight_decay: float = 1e-5
+    warmup_steps: int = 100
+    grad_clip: float = 3.0
+    seed: int = 0
+    log_every: int = 25
+    ckpt_every: int = 200
+    stats_clips: int = 1000
+    threads: int = 2
+    precision: str = "bf16"  # "bf16": bfloat16 autocast for encoder and heads (CPU and CUDA); "fp32"
+    epoch_steps: int = 0  # steps per "epoch" for on_epoch_start hooks; 0: clips // batch_size
+    device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda"
+    channels_last: bool = True  # NHWC convolutions: 1.7x faster for the AudioNTT CNN on this CPU
+    check_sync: int = 0  # under DDP, every this many steps check that all ranks hold identical weights
+    stop_at: int = 0  # stop (with a checkpoint) after this step, to resume later; 0: train all ``steps``
+
+    def __post_init__(self) -> None:
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device must be auto, cpu or cuda, not {self.device!r}")
+        if self.precision not in ("bf16", "fp32"):
+            raise ConfigError(f"precision must be bf16 or fp32, not {self.precision!r}")
+        for k in ("steps", "batch_size", "threads"):
+            if not isinstance(getattr(self, k), int) or getattr(self, k) < 1:
+                raise ConfigError(f"{k} must be a positive integer, not {getattr(self, k)!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown training settings: {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+    def learned(self) -> dict:
+        """The settings that decide what is learned (all but :data:`RUNTIME_FIELDS`)."""
+        return {k: v for k, v in asdict(self).items() if k not in RUNTIME_FIELDS}
+
+
+def collapse_std(emb: torch.Tensor) -> float:
+    """Std across the batch of L2-normalised embeddings, mean over dims, times sqrt(dim).
+
+    About 1 for embeddings spread over the sphere, 0 for a collapsed (constant) output (SimSiam, sec. 4).
+    """
+    z = torch.nn.functional.normalize(emb.float(), dim=-1)
+    return float(z.std(dim=0).mean() * math.sqrt(z.shape[-1]))
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 1 % of the peak."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    p = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when torch sees a GPU, else "cpu"; "cuda" without a GPU is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: torch sees no CUDA GPU on this machine")
+    return device

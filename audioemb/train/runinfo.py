@@ -1,0 +1,78 @@
+"""What a run trained on, where it ran and what it started from: ``data.json``, ``env.json``, ``init.json``.
+
+Export reads these to write a truthful card (see ``/docs/architecture.md``). Starting weights for domain
+adaptation (``--init MODEL``) come from a shipped model, a model folder or an ``hf-hub:`` model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from .config import TrainConfig
+from .data import Pack, load_pack, read_manifest
+from .folders import DataError, file_list_sha256, folder_pack
+
+
+def open_data(corpus: Path | None, folders: list[Path] | None, run_dir: Path, sample_rate: int,
+              cache: Path | None = None, log=print) -> tuple[Pack, dict]:
+    """The training pack and its ``data.json`` summary: the project corpus, or any folders of audio."""
+    if folders:
+        return folder_pack([Path(f) for f in folders], Path(cache or run_dir / "cache"), sample_rate, log=log)
+    if corpus is None:
+        raise DataError("give the training data: --data FOLDER (any audio) or --corpus CORPUS")
+    corpus = Path(corpus)
+    if not (corpus / "recipe.json").is_file():
+        raise DataError(f"{corpus}: not a corpus built by `audioemb corpus build` (no recipe.json); "
+                        "for a folder of your own audio use --data")
+    pack = load_pack(corpus, "train", log=log)
+    recipe = json.loads((corpus / "recipe.json").read_text())
+    rows = read_manifest(corpus, "train")
+    summary = {"kind": "corpus", "corpus": str(corpus.resolve()), "data_tag": recipe.get("data_tag", "debian"),
+               "recipe_version": recipe.get("recipe_version"), "manifest_sha256": recipe.get("manifest_sha256"),
+               "files": len({r.get("orig", r["path"]) for r in rows}), "skipped": 0, "clips": len(pack),
+               "hours": round(float(pack.lengths.sum()) / pack.sample_rate / 3600, 4),
+               "file_list_sha256": file_list_sha256(pack.paths), "licences": recipe.get("licences", []),
+               "packages": {k: v.get("version") for k, v in recipe.get("packages", {}).items()}}
+    return pack, summary
+
+
+def env_info(device: str, world: int, cfg: TrainConfig) -> dict:
+    """The device and machine a run actually used."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    name = torch.cuda.get_device_name() if device == "cuda" else cpu
+    return {"device": device, "device_name": name, "machine": f"{cpu}, {os.cpu_count()} cores",
+            "world_size": world, "threads_per_process": cfg.threads, "precision": cfg.precision,
+            "torch": torch.__version__}
+
+
+def apply_init(cfg: TrainConfig, init: str) -> tuple[TrainConfig, torch.nn.Module, dict]:
+    """Load a model to continue from; its frontend and encoder settings replace the recipe's.
+
+    Returns the updated config, the torch :class:`~audioemb.nn.model.AudioEmbedder` and ``init.json``.
+    """
+    from ..modelfolder import open_folder
+    from ..nn.export import load_module
+    from ..registry import resolve
+
+    try:
+        folder = open_folder(resolve(init))
+    except Exception as e:  # unknown name, not a folder, corrupt folder, hub error
+        raise DataError(f"--init {init}: {e}") from None
+    module = load_module(folder)
+    cfg = replace(cfg, encoder=dict(folder.config["encoder"]), frontend=dict(folder.config["frontend"]))
+    info = {"model": init, "name": folder.config.get("name"), "resolved": str(folder.path),
+            "sha256": folder.config.get("files", {}), "renormalised": False}
+    return cfg, module, info

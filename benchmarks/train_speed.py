@@ -1,0 +1,81 @@
+"""Training throughput (views/s) of each recipe, before and after the throughput work, in one run.
+
+Each variant trains a fresh run for ``--steps`` steps on the corpus and reads views/s from the run's
+log over the second half (the first half holds start-up and warm-up). Variants, run interleaved:
+
+- ``before``: one process, 2 threads, NCHW convolutions (the trainer's settings until this change);
+- ``channels_last``: one process, 2 threads, NHWC convolutions;
+- ``ddp 2x1``: two processes of one thread each (torchrun, gloo), NHWC: what the long runs use;
+- with ``--precision``: the ``before`` variant in fp32 and bf16, to compare the two on this CPU.
+
+    python benchmarks/train_speed.py --corpus /work/corpus --recipes byol-s npc-s --steps 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+VARIANTS = {
+    "before": (1, ["threads=2", "channels_last=false"]),
+    "channels_last": (1, ["threads=2", "channels_last=true"]),
+    "ddp 2x1": (2, ["threads=1", "channels_last=true"]),
+}
+
+
+def run(recipe: str, corpus: Path, procs: int, sets: list[str], steps: int, batch: int | None) -> float:
+    """views/s of ``steps`` steps of ``recipe`` (per-process batch from the recipe unless ``batch``)."""
+    out = Path(tempfile.mkdtemp(prefix="train_speed-"))
+    try:
+        half = max(1, steps // 2)
+        sets = [*sets, f"steps={2 * half}", f"log_every={half}", f"ckpt_every={10 * steps}", "warmup_steps=1"]
+        if batch:
+            sets.append(f"batch_size={batch // procs}")
+        args = [recipe, "--corpus", str(corpus), "--out", str(out / "run")] + [a for s in sets for a in ("--set", s)]
+        if procs == 1:
+            cmd = [sys.executable, "-m", "audioemb.train", *args]
+        else:
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs),
+                   "-m", "audioemb.train", *args]
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        recs = [json.loads(line) for line in (out / "run" / "log.jsonl").read_text().splitlines()]
+        return float(recs[-1]["views_per_s"])
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", type=Path, required=True)
+    ap.add_argument("--recipes", nargs="*", default=None, help="default: every recipe")
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--batch", type=int, default=None, help="global batch for every variant (default: recipe's)")
+    ap.add_argument("--precision", action="store_true", help="also compare fp32 and bf16 autocast")
+    args = ap.parse_args()
+    from audioemb.train.recipes import list_recipes
+
+    recipes = args.recipes or list_recipes()
+    print(f"views/s, {args.steps} steps per variant, corpus {args.corpus}")
+    print("| recipe | before | channels_last | ddp 2x1 | after / before |")
+    print("|---|---|---|---|---|")
+    for r in recipes:
+        res = {name: run(r, args.corpus, procs, sets, args.steps, args.batch)
+               for name, (procs, sets) in VARIANTS.items()}
+        best = max(res["channels_last"], res["ddp 2x1"])
+        print(f"| {r} | {res['before']:.0f} | {res['channels_last']:.0f} | {res['ddp 2x1']:.0f} | "
+              f"{best / res['before']:.2f}x |", flush=True)
+    if args.precision:
+        print("\n| recipe | fp32 | bf16 | bf16 / fp32 |\n|---|---|---|---|")
+        for r in recipes:
+            fp32 = run(r, args.corpus, 1, ["threads=2", "precision=fp32"], args.steps, args.batch)
+            bf16 = run(r, args.corpus, 1, ["threads=2", "precision=bf16"], args.steps, args.batch)
+            print(f"| {r} | {fp32:.0f} | {bf16:.0f} | {bf16 / fp32:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Training on any folder of audio: the decoded cache, bad files, data.json, --init and the CLI's errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+torch = pytest.importorskip("torch")
+
+from audioemb.train.config import ConfigError, TrainConfig  # noqa: E402
+from audioemb.train.folders import DataError, file_list_sha256, folder_pack  # noqa: E402
+from audioemb.train.trainer import Trainer  # noqa: E402
+
+
+@pytest.fixture()
+def user_folder(tmp_path, clip_paths):
+    root = tmp_path / "my sounds"
+    (root / "deep" / "er").mkdir(parents=True)
+    for p in clip_paths:
+        shutil.copy(p, root / p.name)
+    # a 25-s stereo file at 22.05 kHz: indexed as three segments of at most 10 s
+    t = np.arange(int(25 * 22050)) / 22050
+    sf.write(root / "deep" / "er" / "long.wav", np.stack([np.sin(2 * np.pi * 440 * t)] * 2, axis=1) * 0.3, 22050)
+    (root / "deep" / "notes.mp3").write_text("this is not audio")
+    (root / "empty.wav").write_bytes(b"")
+    (root / "readme.txt").write_text("ignored: not an audio extension")
+    return root
+
+
+def tiny_cfg(steps: int = 2, **kw) -> TrainConfig:
+    settings = {"batch_size": 4, "crop_s": 0.5, "log_every": 1, "ckpt_every": 2, "stats_clips": 8, "warmup_steps": 1,
+                "threads": 1, **kw}
+    return TrainConfig(name="byol-tiny.test", objective="byol", objective_params={"proj_dim": 16, "hidden": 32},
+                       encoder={"type": "audiontt", "channels": 8, "hidden": 32}, steps=steps, **settings)
+
+
+def test_folder_pack_decodes_once_skips_bad_files_and_stays_out_of_the_folder(user_folder, tmp_path, clip_paths):
+    before = sorted(p.name for p in user_folder.rglob("*"))
+    logs: list[str] = []
+    pack, info = folder_pack([user_folder], tmp_path / "cache", 16000, workers=1, log=logs.append)
+    assert sorted(p.name for p in user_folder.rglob("*")) == before  # nothing written inside the user's folder
+    assert info["files"] == len(clip_paths) + 1 and info["skipped"] == 2
+    skipped = [json.loads(line)["path"] for line in (tmp_path / "cache" / "errors.jsonl").read_text().splitlines()]
+    assert sorted(skipped) == ["my sounds/deep/notes.mp3", "my sounds/empty.wav"]
+    assert sum(m.startswith("  skipped") for m in logs) == 2  # each bad file reported once
+    long_segments = [p for p in pack.paths if p.startswith("my sounds/deep/er/long.wav")]
+    assert len(long_segments) == 3 and pack.sample_rate == 16000
+    assert info["hours"] == pytest.approx(float(pack.lengths.sum()) / 16000 / 3600, abs=1e-4)
+    used = [f"my sounds/{p.name}" for p in clip_paths] + ["my sounds/deep/er/long.wav"]
+    assert info["file_list_sha256"] == file_list_sha256(used)
+    # opened again: no decoding (the cache is reused)
+    logs.clear()
+    folder_pack([user_folder], tmp_path / "cache", 16000, workers=1, log=logs.append)
+    assert not any("decoding" in m for m in logs)
+
+
+def test_missing_or_empty_folders_are_clear_errors(tmp_path):
+    with pytest.raises(DataError, match="not a folder"):
+        folder_pack([tmp_path / "nope"], tmp_path / "c")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no audio files"):
+        folder_pack([tmp_path / "empty"], tmp_path / "c")
+
+
+def test_train_on_a_folder_writes_run_info(user_folder, tmp_path):
+    run = tmp_path / "run"
+    Trainer(tiny_cfg(2), None, run, log=lambda *_: None, data=[user_folder]).fit()
+    data = json.loads((run / "data.json").read_text())
+    env = json.loads((run / "env.json").read_text())
+    assert data["kind"] == "folders" and data["folders"] == [str(user_folder.resolve())] and data["licences"] == []
+    assert env["device"] == "cpu" and env["world_size"] == 1
+    assert (run / "cache").is_dir() and not (user_folder / "cache").exists()
+    # a resumed run may change how it runs (threads, device, logging), not what it learns
+    Trainer(tiny_cfg(2, log_every=5), None, run, log=lambda *_: None, data=[user_folder])
+    with pytest.raises(ConfigError, match="other settings"):
+        Trainer(tiny_cfg(2, lr=1.0), None, run, log=lambda *_: None, data=[user_folder])
+
+
+def test_init_continues_from_a_model(user_folder, tmp_path, tiny_model):
+    from audioemb.nn.export import load_module
+
+    run = tmp_path / "run"
+    tr = Trainer(tiny_cfg(1), None, run, log=lambda *_: None, data=[user_folder], init=str(tiny_model))
+    start = load_module(tiny_model)
+    for k, v in start.encoder.state_dict().items():
+        assert torch.equal(tr.encoder.state_dict()[k].contiguous(), v), k
+    assert torch.equal(tr.frontend.mean, start.frontend.mean)  # kept without --renormalise
+    init = json.loads((run / "init.json").read_text())
+    assert init["model"] == str(tiny_model) and init["renormalised"] is False
+    tr2 = Trainer(tiny_cfg(1), None, tmp_path / "run2", log=lambda *_: None, data=[user_folder],
+                  init=str(tiny_model), renormalise=True)
+    assert not torch.equal(tr2.frontend.mean, start.frontend.mean)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "{tmp}/missing"], "not a folder"),
+    (["--data", "{tmp}/empty"], "no audio files"),
+    (["--corpus", "{tmp}/empty"], "not a corpus"),
+    (["--data", "{tmp}/empty", "--set", "nonsense=1"], "unknown training settings"),
+    (["--data", "{tmp}/empty", "--device", "tpu"], "device must be"),
+])
+def test_cli_user_mistakes_are_one_line_and_exit_2(tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    cmd = [sys.executable, "-m", "audioemb.train", "byol-s", "--out", str(tmp_path / "run"),
+           *[a.format(tmp=tmp_path) for a in args]]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr
