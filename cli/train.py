@@ -36,6 +36,12 @@ def train(
     overrides = list(set_ or []) + ([f"device={device}"] if device else [])
     try:
         cfg = load_recipe(recipe, overrides)
+        if data and not any(o.startswith("name=") for o in overrides):  # not the corpus's ".debian" tag
+            import re
+            from dataclasses import replace
+
+            tag = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(data[0]).expanduser().resolve().name).strip("-") or "data"
+            cfg = replace(cfg, name=f"{cfg.name.split('.')[0]}.{tag}")
         if renormalise and not init:
             raise ConfigError("--renormalise needs --init MODEL")
         if corpus is not None and data:

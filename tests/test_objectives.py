@@ -9,9 +9,9 @@ torch = pytest.importorskip("torch")
 
 from audioemb.nn.encoders import build_encoder  # noqa: E402
 from audioemb.nn.frontend import LogMel  # noqa: E402
+from audioemb.nn.views import Views  # noqa: E402
 from audioemb.objectives import get_objective, list_objectives  # noqa: E402
 from audioemb.train.data import random_crop  # noqa: E402
-from audioemb.train.views import Views  # noqa: E402
 
 TINY_NTT = {"type": "audiontt", "channels": 8, "hidden": 32}
 SMALL = {  # smaller heads and banks so that the smoke test runs in seconds

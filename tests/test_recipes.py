@@ -8,9 +8,9 @@ torch = pytest.importorskip("torch")
 
 from audioemb.nn.encoders import build_encoder  # noqa: E402
 from audioemb.nn.frontend import LogMel, LogMelConfig  # noqa: E402
+from audioemb.nn.views import Views  # noqa: E402
 from audioemb.objectives import get_objective  # noqa: E402
 from audioemb.train.recipes import list_recipes, load_recipe  # noqa: E402
-from audioemb.train.views import Views  # noqa: E402
 
 
 @pytest.mark.parametrize("name", list_recipes())

@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from audioemb.train.views import Views, mel_shift, random_resize_crop, spec_augment  # noqa: E402
+from audioemb.nn.views import Views, mel_shift, random_resize_crop, spec_augment  # noqa: E402
 
 
 def test_gain_is_an_exact_log_shift():

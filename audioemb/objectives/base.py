@@ -9,7 +9,7 @@ from torch import nn
 
 from ..nn.encoders import Encoder
 from ..nn.frontend import LogMel
-from ..train.views import Views
+from ..nn.views import Views
 
 
 class Objective(nn.Module):

@@ -21,12 +21,12 @@ import torch
 from ..nn import distributed as dist
 from ..nn.encoders import build_encoder
 from ..nn.frontend import LogMel, LogMelConfig
+from ..nn.views import Views
 from ..objectives import get_objective
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import COLLAPSE_THRESHOLD, ConfigError, TrainConfig, collapse_std, lr_at, resolve_device
 from .data import CropLoader
 from .runinfo import apply_init, env_info, open_data
-from .views import Views
 
 __all__ = ["COLLAPSE_THRESHOLD", "TrainConfig", "Trainer", "collapse_std", "lr_at"]
 
