@@ -16,9 +16,16 @@ def build(
     cache: Annotated[Path, typer.Option(help="Where .deb files are downloaded and unpacked.")] = Path(
         "~/.cache/audioemb/debian"),
     workers: Annotated[int, typer.Option(help="Decoding processes.")] = 2,
+    version: Annotated[int, typer.Option(
+        help="Recipe version: 1 (data tag debian) or 2 (debian2: v1 plus soundtracks, sound packs, "
+             "festival voices, more soundfonts).")] = 1,
 ) -> None:
     """Download the recipe's Debian packages, render espeak-ng and fluidsynth audio, write 16 kHz clips,
     the manifest and the task CSVs. Deterministic for the same package versions."""
     from audioemb.corpus.build import build as run
 
-    run(out.expanduser(), cache.expanduser(), workers=workers)
+    try:
+        run(out.expanduser(), cache.expanduser(), workers=workers, version=version)
+    except (ValueError, RuntimeError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None

@@ -7,6 +7,10 @@ Output layout (all paths in the manifest are relative to the corpus folder)::
                                     split (train|eval), group, labels, tasks
     CORPUS/tasks/<task>.csv         path,label,group for each evaluation task (held-out clips only)
     CORPUS/recipe.json              package versions, tool versions, seeds, counts and durations
+
+Recipe version 1 (data tag ``debian``) is the corpus every ``*.debian`` model trained on. Version 2 (data
+tag ``debian2``) is a superset: the same items, splits and task CSVs, plus game soundtracks, sound-effect
+packs, festival voices and two more soundfonts (:mod:`.sources2`, :mod:`.festival`).
 """
 
 from __future__ import annotations
@@ -28,13 +32,19 @@ import numpy as np
 import soundfile as sf
 
 from ..audio import AudioError, stream
-from . import debian, sources, synth
+from . import debian, festival, sources, sources2, synth
+from .domains import domain_hours
 
 SAMPLE_RATE = 16000
 SEGMENT_S = 10.0
 MIN_S = 0.1
 SILENCE_RMS = 1e-4
-RECIPE_VERSION = 1
+RECIPE_VERSION = 1  # the default recipe
+DATA_TAGS = {1: "debian", 2: "debian2"}  # recipe version -> the data tag of models trained on it
+SOUNDFONTS_V2 = {  # source name -> (package, soundfont inside it), rendered for training like FluidR3
+    "fluidsynth-timgm6mb": ("timgm6mb-soundfont", "usr/share/sounds/sf2/TimGM6mb.sf2"),
+    "fluidsynth-opl3": ("opl3-soundfont", "usr/share/sounds/sf2/OPL-3_FM_128M.sf2"),
+}
 TASK_LABEL = {  # task -> the label key it scores
     "speech-keyword": "word",
     "speech-speaker": "speaker",
@@ -43,6 +53,11 @@ TASK_LABEL = {  # task -> the label key it scores
     "music-family": "family",
     "music-pitch": "pitch",
     "sound-category": "sound_category",
+    # recipe 2
+    "speech-voice": "voice",
+    "music-game": "game",
+    "sound-0ad": "sfx_category",
+    "sound-action": "action",
 }
 MIN_CLASS_CLIPS = 4  # a task keeps classes with at least this many clips
 
@@ -139,30 +154,60 @@ def write_tasks(rows: list[dict], corpus: Path) -> dict[str, dict]:
     return summary
 
 
-def build(corpus: Path, cache: Path, workers: int = 2, n_espeak: int = 6000, log=print) -> dict:
-    """Run the whole recipe; deterministic for the same package and tool versions."""
-    t0 = time.time()
-    corpus.mkdir(parents=True, exist_ok=True)
-    debian.ensure_tools()
-    log("fetching Debian packages ...")
-    packages = debian.fetch_packages(cache)
-    pkgs = cache / "pkgs"
-    items = sources.recorded_items(pkgs)
-    log(f"{len(items)} recorded files; rendering espeak-ng speech ...")
-    items += synth.espeak_items(cache, n_train=n_espeak, workers=workers)
-    log(f"decoding {len(items)} files with {workers} workers ...")
+def build_packages(version: int) -> tuple[str, ...]:
+    """The data packages a recipe version downloads, v1's first."""
+    if version == 1:
+        return debian.DATA_PACKAGES
+    extra = (*sources2.PACKAGES, *(pkg for pkg, _ in SOUNDFONTS_V2.values()))
+    return tuple(dict.fromkeys((*debian.DATA_PACKAGES, *extra)))
+
+
+def _decode(items: list[sources.Item], corpus: Path, workers: int, log) -> tuple[list[dict], list[str]]:
     rows: list[dict] = []
     errors: list[str] = []
-    with get_context("fork").Pool(workers) as pool:
+    with get_context("fork").Pool(workers, initializer=os.nice, initargs=(19,)) as pool:
         for i, (r, err) in enumerate(pool.imap(process_item, [(it, str(corpus)) for it in items], chunksize=8)):
             rows.extend(r)
             if err:
                 errors.append(err)
             if (i + 1) % 2000 == 0:
                 log(f"  {i + 1}/{len(items)} files, {len(rows)} clips")
+    return rows, errors
+
+
+def build(corpus: Path, cache: Path, workers: int = 2, n_espeak: int = 6000, log=print,
+          version: int = RECIPE_VERSION) -> dict:
+    """Run the whole recipe; deterministic for the same package and tool versions.
+
+    ``version=2`` builds corpus v2: every item of version 1, unchanged, plus the sources of
+    :mod:`.sources2`, :mod:`.festival` and :data:`SOUNDFONTS_V2`.
+    """
+    if version not in DATA_TAGS:
+        raise ValueError(f"unknown corpus recipe version {version}; known: {sorted(DATA_TAGS)}")
+    t0 = time.time()
+    corpus.mkdir(parents=True, exist_ok=True)
+    debian.ensure_tools()
+    if version >= 2:
+        debian.ensure_packages(festival.TOOL_PACKAGES)
+    log("fetching Debian packages ...")
+    packages = debian.fetch_packages(cache, build_packages(version))
+    pkgs = cache / "pkgs"
+    items = sources.recorded_items(pkgs)
+    log(f"{len(items)} recorded files; rendering espeak-ng speech ...")
+    items += synth.espeak_items(cache, n_train=n_espeak, workers=workers)
+    if version >= 2:
+        extra = sources2.v2_recorded_items(pkgs, cache)
+        log(f"{len(extra)} more recorded files (v2); rendering festival speech ...")
+        items += extra + festival.festival_items(cache, workers=workers)
+    log(f"decoding {len(items)} files with {workers} workers ...")
+    rows, errors = _decode(items, corpus, workers, log)
     log("rendering fluidsynth notes ...")
     sf2 = pkgs / "fluid-soundfont-gm/usr/share/sounds/sf2/FluidR3_GM.sf2"
     rows += synth.fluidsynth_clips(sf2, cache, corpus, SAMPLE_RATE)
+    if version >= 2:
+        for k, (name, (pkg, path)) in enumerate(SOUNDFONTS_V2.items()):
+            rows += synth.fluidsynth_clips(pkgs / pkg / path, cache, corpus, SAMPLE_RATE, seed=11 + k, name=name,
+                                           with_eval=False)
     manifest = corpus / "manifest.jsonl"
     tmp = manifest.with_suffix(".jsonl.tmp")
     with open(tmp, "w") as f:
@@ -175,23 +220,30 @@ def build(corpus: Path, cache: Path, workers: int = 2, n_espeak: int = 6000, log
         s = stats[f"{r['source']}/{r['split']}"]
         s["clips"] += 1
         s["hours"] += r["duration_s"] / 3600
+    tools = {"espeak-ng": _tool_version(["espeak-ng", "--version"]),
+             "fluidsynth": _tool_version(["fluidsynth", "--version"])}
+    if version >= 2:
+        tools["festival"] = _tool_version(["festival", "--version"])
     recipe = {
-        "recipe_version": RECIPE_VERSION,
+        "recipe_version": version,
+        "data_tag": DATA_TAGS[version],
         "sample_rate": SAMPLE_RATE,
         "segment_s": SEGMENT_S,
         "packages": packages,
-        "tools": {"espeak-ng": _tool_version(["espeak-ng", "--version"]),
-                  "fluidsynth": _tool_version(["fluidsynth", "--version"])},
+        "tools": tools,
         "clips": len(rows),
         "train_hours": round(sum(r["duration_s"] for r in rows if r["split"] == "train") / 3600, 3),
         "eval_hours": round(sum(r["duration_s"] for r in rows if r["split"] == "eval") / 3600, 3),
+        "train_domains": domain_hours(rows, "train"),
         "by_source": {k: {"clips": v["clips"], "hours": round(v["hours"], 3)} for k, v in sorted(stats.items())},
         "tasks": tasks,
         "decode_errors": errors,
         "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
         "build_seconds": round(time.time() - t0, 1),
     }
-    (corpus / "recipe.json").write_text(json.dumps(recipe, indent=2, ensure_ascii=False) + "\n")
+    tmp = corpus / "recipe.json.tmp"  # written last, atomically: its presence means the corpus is complete
+    tmp.write_text(json.dumps(recipe, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, corpus / "recipe.json")
     log(f"corpus: {len(rows)} clips, {recipe['train_hours']} h train, {recipe['eval_hours']} h eval, "
         f"{len(errors)} undecodable files -> {corpus}")
     return recipe

@@ -30,7 +30,20 @@ TOOL_PACKAGES = {"espeak-ng": "espeak-ng", "fluidsynth": "fluidsynth"}
 
 def ensure_tools() -> None:
     """Install espeak-ng and fluidsynth with apt-get when they are not on PATH."""
-    missing = [pkg for exe, pkg in TOOL_PACKAGES.items() if shutil.which(exe) is None]
+    _install([pkg for exe, pkg in TOOL_PACKAGES.items() if shutil.which(exe) is None])
+
+
+def ensure_packages(packages: tuple[str, ...]) -> None:
+    """Install with apt-get those of ``packages`` (programs and their voices) that are not installed."""
+    _install([p for p in packages if not _installed(p)])
+
+
+def _installed(package: str) -> bool:
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True)
+    return r.returncode == 0 and "install ok installed" in r.stdout
+
+
+def _install(missing: list[str]) -> None:
     if not missing:
         return
     cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]

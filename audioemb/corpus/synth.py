@@ -124,13 +124,15 @@ def _render(sf2: Path, midi: Path, wav: Path, sample_rate: int) -> None:
 
 
 def fluidsynth_clips(sf2: Path, cache: Path, corpus: Path, sample_rate: int, seed: int = 1,
-                     min_rms: float = 0.002) -> list[dict]:
+                     min_rms: float = 0.002, name: str = "fluidsynth", with_eval: bool = True) -> list[dict]:
     """Render and cut notes of all 128 GM programs (and the GM drum kit) into clips in ``corpus``.
 
     Training: 30 notes per program at random pitches (36-96) and velocities, and 4 velocities of every
     drum sound. Evaluation (tasks ``music-family`` and ``music-pitch``, grouped by program): every
     program playing MIDI notes 48-72 at velocity 90. Each clip is 1.5 s: a 1 s note and its release.
-    Notes quieter than ``min_rms`` (out of the instrument's range) are dropped.
+    Notes quieter than ``min_rms`` (out of the instrument's range) are dropped. ``name`` is the source
+    name (its clips go to ``audio/<name>/``); ``with_eval=False`` renders the training notes only, as
+    corpus v2 does for its extra soundfonts.
     """
     rng = np.random.default_rng(seed)
     slot, dur, clip_s = 2.0, 1.0, 1.5
@@ -145,11 +147,12 @@ def fluidsynth_clips(sf2: Path, cache: Path, corpus: Path, sample_rate: int, see
             plans["train"].append((9, -1, drum, vel, t, dur))
             t += slot
     t = 0.5
-    for prog in range(128):
+    for prog in range(128 if with_eval else 0):
         for pitch in range(48, 73):
             plans["eval"].append((0, prog, pitch, 90, t, dur))
             t += slot
-    out_dir = cache / "synth" / "fluidsynth"
+    plans = {k: v for k, v in plans.items() if v}
+    out_dir = cache / "synth" / name
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, notes in plans.items():
         _write_midi(out_dir / f"{split}.mid", notes)
@@ -159,7 +162,7 @@ def fluidsynth_clips(sf2: Path, cache: Path, corpus: Path, sample_rate: int, see
     for split, notes in plans.items():
         audio, sr = sf.read(out_dir / f"{split}.wav", dtype="float32", always_2d=True)
         audio = audio.mean(axis=1)
-        dest = corpus / "audio" / "fluidsynth" / split
+        dest = corpus / "audio" / name / split
         dest.mkdir(parents=True, exist_ok=True)
         for i, (ch, prog, pitch, vel, start, _) in enumerate(notes):
             a, b = round(start * sr), round((start + clip_s) * sr)
@@ -167,16 +170,16 @@ def fluidsynth_clips(sf2: Path, cache: Path, corpus: Path, sample_rate: int, see
             if len(clip) < b - a or float(np.sqrt(np.mean(clip**2))) < min_rms:
                 continue
             drum = ch == 9
-            name = f"drum{pitch:03d}-v{vel:03d}-{i:05d}" if drum else f"p{prog:03d}-n{pitch:03d}-v{vel:03d}-{i:05d}"
-            path = dest / f"{name}.flac"
+            stem = f"drum{pitch:03d}-v{vel:03d}-{i:05d}" if drum else f"p{prog:03d}-n{pitch:03d}-v{vel:03d}-{i:05d}"
+            path = dest / f"{stem}.flac"
             if not path.exists():
                 sf.write(path, np.clip(clip, -1, 1), sr, subtype="PCM_16")
             labels = ({"family": "drums", "drum": str(pitch), "velocity": str(vel)} if drum else
                       {"family": GM_FAMILIES[prog // 8], "program": str(prog), "pitch": str(pitch),
                        "velocity": str(vel)})
             rows.append({
-                "path": path.relative_to(corpus).as_posix(), "source": "fluidsynth",
-                "orig": f"fluidsynth/{split}.mid#note{i}", "orig_sr": sr, "duration_s": round(clip_s, 4),
+                "path": path.relative_to(corpus).as_posix(), "source": name,
+                "orig": f"{name}/{split}.mid#note{i}", "orig_sr": sr, "duration_s": round(clip_s, 4),
                 "split": split, "group": f"drums/{pitch}" if drum else f"program/{prog}", "labels": labels,
                 "tasks": ["music-family", "music-pitch"] if split == "eval" else [],
             })
