@@ -15,7 +15,8 @@ from .modelfolder import ModelFolder
 class OnnxBackend:
     name = "onnx"
 
-    def __init__(self, folder: ModelFolder, threads: int | None = None, providers: list[str] | None = None):
+    def __init__(self, folder: ModelFolder, threads: int | None = None, providers: list[str] | None = None,
+                 device: str = "auto"):
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -24,8 +25,7 @@ class OnnxBackend:
             so.inter_op_num_threads = 1
         so.log_severity_level = 3
         if providers is None:
-            available = ort.get_available_providers()
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+            providers = onnx_providers(device, ort.get_available_providers())
         self.session = ort.InferenceSession(str(folder.file("model.onnx")), so, providers=providers)
         self.providers = self.session.get_providers()
 
@@ -33,6 +33,20 @@ class OnnxBackend:
         names = ["embedding", "frames", "layers"] if layers else ["embedding", "frames"]
         out = self.session.run(names, {"waveform": np.ascontiguousarray(wav, dtype=np.float32)})
         return out[0], out[1], (out[2] if layers else None)
+
+
+def onnx_providers(device: str, available: list[str]) -> list[str]:
+    """onnxruntime providers for ``device``: "cpu", "cuda" (an error without onnxruntime-gpu) or "auto"."""
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            raise RuntimeError("device 'cuda' needs onnxruntime-gpu and a CUDA GPU: pip install 'audioemb[gpu]' "
+                               f"(this onnxruntime offers {', '.join(available)})")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device != "auto":
+        raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
 class TorchBackend:

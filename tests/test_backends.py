@@ -1,0 +1,44 @@
+"""Choosing onnxruntime providers for a device."""
+
+from __future__ import annotations
+
+import pytest
+
+from audioemb.backends import onnx_providers
+
+CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+
+
+def test_device_picks_providers():
+    assert onnx_providers("cpu", [CUDA, CPU]) == [CPU]
+    assert onnx_providers("auto", [CUDA, CPU]) == [CUDA, CPU]
+    assert onnx_providers("auto", [CPU]) == [CPU]
+    assert onnx_providers("cuda", [CUDA, CPU]) == [CUDA, CPU]
+
+
+def test_cuda_without_onnxruntime_gpu_says_which_extra():
+    with pytest.raises(RuntimeError, match=r"audioemb\[gpu\]"):
+        onnx_providers("cuda", [CPU])
+    with pytest.raises(ValueError, match="auto, cpu or cuda"):
+        onnx_providers("tpu", [CPU])
+
+
+def test_load_on_cpu_device(tiny_model, clips16k):
+    from audioemb.runtime import load
+
+    m = load(tiny_model, device="cpu")
+    assert m.encode(clips16k[0], sample_rate=16000).shape == (m.embedding_dim,)
+
+
+def test_cuda_provider_matches_cpu(tiny_model, clips16k):
+    """Runs where onnxruntime-gpu sees a GPU (the [gpu] extra on a CUDA machine); skipped elsewhere."""
+    import numpy as np
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("no CUDAExecutionProvider here")
+    from audioemb.runtime import load
+
+    cpu, gpu = load(tiny_model, device="cpu"), load(tiny_model, device="cuda")
+    np.testing.assert_allclose(gpu.encode(clips16k, sample_rate=16000), cpu.encode(clips16k, sample_rate=16000),
+                               atol=1e-4)
