@@ -8,6 +8,8 @@ outputs can be concatenated at inference (``audioemb export --concat``).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -17,6 +19,9 @@ from .base import Objective
 
 class APC(Objective):
     name = "apc"
+    tiny_params: ClassVar[dict] = {"shift": 2}
+    tiny_encoder: ClassVar[dict] = {"type": "framenet", "dim": 32, "layers": 1, "heads": 2, "ff": 64, "channels": 16,
+        "context": "gru", "causal": True}
     n_crops = 1
 
     def __init__(self, encoder, frontend, views, shift: int = 3):

@@ -3,6 +3,8 @@ embeddings of the segments around it (mean of the context embeddings, an MLP dec
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
@@ -13,6 +15,7 @@ from .base import Objective
 
 class Audio2VecCBoW(Objective):
     name = "audio2vec_cbow"
+    tiny_params: ClassVar[dict] = {"segment_frames": 10, "hidden": 64}
     n_crops = 1
 
     def __init__(self, encoder, frontend, views, context: int = 2, segment_frames: int = 40, hidden: int = 1024):

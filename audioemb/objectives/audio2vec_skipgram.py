@@ -3,6 +3,8 @@ from the middle segment's embedding (one MLP decoder per offset, MSE loss)."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,6 +16,7 @@ from .base import Objective
 
 class Audio2VecSkipGram(Objective):
     name = "audio2vec_skipgram"
+    tiny_params: ClassVar[dict] = {"segment_frames": 10, "hidden": 64}
     n_crops = 1
 
     def __init__(self, encoder, frontend, views, context: int = 2, segment_frames: int = 40, hidden: int = 512):

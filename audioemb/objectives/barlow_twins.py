@@ -3,6 +3,8 @@ the batch, is pushed toward the identity (invariance on the diagonal, redundancy
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from ..losses.siamese import barlow_twins_loss
@@ -12,6 +14,7 @@ from .base import Objective
 
 class BarlowTwins(Objective):
     name = "barlow_twins"
+    tiny_params: ClassVar[dict] = {"proj_dim": 32, "hidden": 64}
 
     def __init__(self, encoder, frontend, views, proj_dim: int = 1024, hidden: int = 1024, lambda_: float = 5e-3):
         super().__init__(encoder, frontend, views)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -27,6 +28,9 @@ class Objective(nn.Module):
     base_momentum: float = 0.99  # EMA rate at step 0, raised to 1 on a cosine schedule (BYOL)
     supports_ddp: bool = True  # False: the trainer refuses several processes with a clear message
     ddp_unused_parameters: bool = False  # True when some steps leave parameters out of the loss (DDP must know)
+    # settings of the per-objective smoke test (tests/test_objectives.py): small heads so that it runs in seconds
+    tiny_params: ClassVar[dict] = {}
+    tiny_encoder: ClassVar[dict] = {"type": "audiontt", "channels": 8, "hidden": 32}
 
     def __init__(self, encoder: Encoder, frontend: LogMel, views: Views):
         super().__init__()

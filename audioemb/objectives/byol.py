@@ -6,6 +6,8 @@ of the same recording; the target is an exponential moving average of the online
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from ..losses.byol import byol_loss
@@ -15,6 +17,7 @@ from .base import Objective, frozen_copy
 
 class BYOL(Objective):
     name = "byol"
+    tiny_params: ClassVar[dict] = {"proj_dim": 32, "hidden": 64}
 
     def __init__(self, encoder, frontend, views, proj_dim: int = 256, hidden: int = 1024,
                  base_momentum: float = 0.99):

@@ -10,6 +10,8 @@ objectives that keep pitch: NPC (Liu et al., 2021) predicts a frame from a conte
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -21,6 +23,7 @@ from .byol import BYOL
 
 class BYOLFrames(BYOL):
     name = "byol_frames"
+    tiny_params: ClassVar[dict] = {"proj_dim": 32, "hidden": 64, "mask_ratio": 0.3}
 
     def __init__(self, encoder, frontend, views, proj_dim: int = 256, hidden: int = 1024,
                  base_momentum: float = 0.99, frame_weight: float = 1.0, mask_ratio: float = 0.2, span: int = 2):

@@ -6,6 +6,8 @@ z_{t+k} (k = 1..K) against latents drawn from the same and other sequences of th
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -15,6 +17,9 @@ from .base import Objective
 
 class CPC(Objective):
     name = "cpc"
+    tiny_params: ClassVar[dict] = {"steps": 3, "negatives": 4}
+    tiny_encoder: ClassVar[dict] = {"type": "framenet", "dim": 32, "layers": 1, "heads": 2, "ff": 64, "channels": 16,
+        "context": "gru", "causal": True}
     n_crops = 1
 
     def __init__(self, encoder, frontend, views, steps: int = 6, negatives: int = 16):

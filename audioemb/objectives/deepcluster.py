@@ -7,6 +7,8 @@ their cluster, which stands in for the paper's uniform sampling over clusters.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -20,6 +22,7 @@ from .base import Objective
 
 class DeepCluster(Objective):
     name = "deepcluster"
+    tiny_params: ClassVar[dict] = {"clusters": 4, "hidden": 64, "proj_dim": 16, "pca_dim": 8}
     n_crops = 1
     wants_clip_ids = True
 

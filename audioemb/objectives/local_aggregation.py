@@ -9,6 +9,8 @@ epoch uses C_i = {i} (instance recognition), as LA starts from an IR-trained net
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -22,6 +24,7 @@ from .base import Objective
 
 class LocalAggregation(Objective):
     name = "local_aggregation"
+    tiny_params: ClassVar[dict] = {"dim": 16, "background": 6, "clusters": 3, "clusterings": 2}
     n_crops = 1
     wants_clip_ids = True
 

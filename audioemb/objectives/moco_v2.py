@@ -6,6 +6,8 @@ Each query is scored against its key (another crop of the same recording) and th
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
@@ -17,6 +19,7 @@ from .base import Objective, frozen_copy
 
 class MoCoV2(Objective):
     name = "moco_v2"
+    tiny_params: ClassVar[dict] = {"proj_dim": 32, "hidden": 64, "queue_size": 64, "momentum": 0.9}
 
     def __init__(self, encoder, frontend, views, proj_dim: int = 128, hidden: int = 1024, queue_size: int = 4096,
                  temperature: float = 0.2, momentum: float = 0.999, symmetric: bool = True):

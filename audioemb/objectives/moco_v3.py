@@ -6,6 +6,8 @@ momentum encoder whose rate rises from 0.99 to 1 on a cosine schedule.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from ..losses.contrastive import info_nce_loss
@@ -15,6 +17,7 @@ from .base import Objective, frozen_copy
 
 class MoCoV3(Objective):
     name = "moco_v3"
+    tiny_params: ClassVar[dict] = {"proj_dim": 32, "hidden": 64}
 
     def __init__(self, encoder, frontend, views, proj_dim: int = 256, hidden: int = 1024, temperature: float = 0.2,
                  base_momentum: float = 0.99):

@@ -7,6 +7,8 @@ reconstructs the selected frames (L1 loss on the selected positions only).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -17,6 +19,8 @@ from .base import Objective
 
 class MPC(Objective):
     name = "mpc"
+    tiny_params: ClassVar[dict] = {"ratio": 0.3, "span": 2}
+    tiny_encoder: ClassVar[dict] = {"type": "framenet", "dim": 32, "layers": 1, "heads": 2, "ff": 64, "channels": 16}
     n_crops = 1
 
     def __init__(self, encoder, frontend, views, ratio: float = 0.15, span: int = 3):

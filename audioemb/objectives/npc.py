@@ -6,6 +6,8 @@ frame itself, and a linear head predicts that frame's log-mel (L1 loss on every 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -15,6 +17,8 @@ from .base import Objective
 
 class NPC(Objective):
     name = "npc"
+    tiny_params: ClassVar[dict] = {}
+    tiny_encoder: ClassVar[dict] = {"type": "npcnet", "dim": 16, "layers": 2}
     n_crops = 1
 
     def __init__(self, encoder, frontend, views):

@@ -6,6 +6,8 @@ align_uniform (Wang & Isola, 2020), the family the survey lists; negatives are t
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from ..losses.contrastive import CONTRASTIVE_LOSSES, contrastive_loss
@@ -15,6 +17,7 @@ from .base import Objective
 
 class SimCLR(Objective):
     name = "simclr"
+    tiny_params: ClassVar[dict] = {"proj_dim": 32, "hidden": 64}
 
     def __init__(self, encoder, frontend, views, proj_dim: int = 128, hidden: int = 1024, temperature: float = 0.2,
                  loss: str = "nt_xent", margin: float = 1.0):

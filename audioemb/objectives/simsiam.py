@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from ..losses.siamese import simsiam_loss
@@ -11,6 +13,7 @@ from .base import Objective
 
 class SimSiam(Objective):
     name = "simsiam"
+    tiny_params: ClassVar[dict] = {"proj_dim": 32, "hidden": 64, "pred_hidden": 16}
 
     def __init__(self, encoder, frontend, views, proj_dim: int = 1024, hidden: int = 1024, pred_hidden: int = 256):
         super().__init__(encoder, frontend, views)

@@ -7,6 +7,8 @@ scores. A queue of recent large-crop projections stabilises Sinkhorn with small 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,6 +20,8 @@ from .base import Objective
 
 class SwAV(Objective):
     name = "swav"
+    tiny_params: ClassVar[dict] = {"proj_dim": 16, "hidden": 64, "prototypes": 8, "n_small": 2, "small_frames": 20,
+                                   "queue_size": 16, "queue_start": 0, "freeze_prototypes": 0, "epsilon": 0.5}
     ddp_unused_parameters = True  # the prototypes are frozen for the first steps
 
     def __init__(self, encoder, frontend, views, proj_dim: int = 128, hidden: int = 1024, prototypes: int = 256,

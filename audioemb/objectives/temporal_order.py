@@ -5,6 +5,7 @@ the right one (Misra et al., 2016)."""
 from __future__ import annotations
 
 import itertools
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,7 @@ from .base import Objective
 
 class TemporalOrder(Objective):
     name = "temporal_order"
+    tiny_params: ClassVar[dict] = {"segment_frames": 12, "hidden": 64}
     n_crops = 1
 
     def __init__(self, encoder, frontend, views, n_segments: int = 4, segment_frames: int = 50, hidden: int = 512,

@@ -7,6 +7,8 @@ distractors from other steps of the same sequence (cosine similarity, temperatur
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -16,6 +18,8 @@ from .base import Objective
 
 class Wav2Vec2(Objective):
     name = "wav2vec2"
+    tiny_params: ClassVar[dict] = {"span": 2, "distractors": 4, "proj_dim": 16}
+    tiny_encoder: ClassVar[dict] = {"type": "framenet", "dim": 32, "layers": 1, "heads": 2, "ff": 64, "channels": 16}
     n_crops = 1
 
     def __init__(self, encoder, frontend, views, ratio: float = 0.4, span: int = 3, distractors: int = 10,
