@@ -9,9 +9,10 @@ config and card, measured in the same run:
 - quality (with a corpus): linear-probe accuracy and kNN precision@10 of both on the corpus's held-out tasks.
 
 int8 uses ``onnxruntime.quantization.quantize_dynamic`` (weights int8, activations quantized per batch at run
-time) on the encoder only: the log-mel frontend (every node feeding the ``Log``) stays float, since its DFT
-and mel weights are not where the size is and int8 STFTs lose the quiet bands. fp16 converts weights and
-compute to float16 with float32 inputs and outputs (``onnxruntime.transformers.float16``).
+time) on the encoder's MatMul, Gemm and recurrent layers; convolutions only with ``conv=True`` (onnxruntime's
+CPU ConvInteger made byol-s.debian 4-6x slower). The log-mel frontend (every node feeding the ``Log``) always
+stays float: its DFT and mel weights are not where the size is. fp16 converts weights and compute to float16
+with float32 inputs and outputs (``onnxruntime.transformers.float16``).
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ def frontend_nodes(model) -> list[str]:
     return sorted(seen)
 
 
-def write_variant_onnx(src: Path, dst: Path, kind: str) -> dict:
-    """Write the ``kind`` variant of the ONNX file ``src`` to ``dst``; returns what was done."""
+def write_variant_onnx(src: Path, dst: Path, kind: str, conv: bool = False) -> dict:
+    """Write the ``kind`` variant of the ONNX file ``src`` to ``dst``; returns what was done. With ``conv``,
+    int8 also quantizes convolutions (smaller, but onnxruntime's CPU ConvInteger is several times slower)."""
     try:
         import onnx
     except ImportError:
@@ -68,11 +70,13 @@ def write_variant_onnx(src: Path, dst: Path, kind: str) -> dict:
                  and len(n.input) > 1 and n.input[1] not in inits and n.name not in keep]
         with tempfile.TemporaryDirectory() as tmp:  # quantize_dynamic writes helper files beside its output
             out = Path(tmp) / "model.onnx"
+            ops = ["MatMul", "Gemm", "GRU", "LSTM", "Attention"] + (["Conv"] if conv else [])
             quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, nodes_to_exclude=keep,
-                             op_types_to_quantize=["Conv", "MatMul", "Gemm", "GRU", "LSTM", "Attention"])
+                             op_types_to_quantize=ops)
             shutil.copy(out, dst)
-        return {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8",
-                "float_nodes": len(keep), "note": "log-mel frontend kept in float32"}
+        return {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8", "op_types": ops,
+                "float_nodes": len(keep), "note": "log-mel frontend kept in float32"
+                + ("" if conv else "; convolutions kept in float32 (--conv quantizes them too)")}
     if kind == "fp16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -138,8 +142,9 @@ def quality(float_model, variant, corpus: Path, log: Callable[[str], None] = pri
 
 def quantize_model(model: str | os.PathLike, out: str | os.PathLike, kind: str = "int8",
                    clips: str | os.PathLike | None = None, corpus: str | os.PathLike | None = None,
-                   log: Callable[[str], None] = print) -> dict:
-    """Write the ``kind`` variant of a model folder to ``out`` with its measured cost; returns its config."""
+                   conv: bool = False, log: Callable[[str], None] = print) -> dict:
+    """Write the ``kind`` variant of a model folder to ``out`` with its measured cost; returns its config.
+    ``conv``: int8 quantizes convolutions too (see :func:`write_variant_onnx`)."""
     from .card import render_card
     from .runtime import load
 
@@ -152,7 +157,7 @@ def quantize_model(model: str | os.PathLike, out: str | os.PathLike, kind: str =
     out.mkdir(parents=True, exist_ok=True)
     try:
         log(f"{src.name}: writing the {kind} variant")
-        how = write_variant_onnx(src.file("model.onnx"), out / "model.onnx", kind)
+        how = write_variant_onnx(src.file("model.onnx"), out / "model.onnx", kind, conv=conv)
         for name in {*WEIGHT_FILES, "loss.png"} - {"model.onnx"}:
             if src.file(name).is_file():
                 shutil.copy2(src.file(name), out / name)

@@ -16,13 +16,15 @@ def quantize(
                                                "example clips).")] = None,
     corpus: Annotated[Path | None, typer.Option(help="A corpus folder: also score both models on its held-out "
                                                 "tasks (the [eval] extra).")] = None,
+    conv: Annotated[bool, typer.Option("--conv", help="int8: quantize convolutions too (smaller; onnxruntime's "
+                                       "CPU ConvInteger is much slower).")] = False,
 ) -> None:
     """Write the variant with its config, card and measured parity, speed and (with --corpus) quality cost."""
     from audioemb.modelfolder import ModelFolderError
     from audioemb.quantize import QuantizeError, quantize_model
 
     try:
-        cfg = quantize_model(model, out, to, clips=clips, corpus=corpus, log=typer.echo)
+        cfg = quantize_model(model, out, to, clips=clips, corpus=corpus, conv=conv, log=typer.echo)
     except (QuantizeError, ModelFolderError, FileNotFoundError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
