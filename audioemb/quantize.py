@@ -108,28 +108,32 @@ def _speed(model, batches: list[np.ndarray], repeat: int = 3) -> float:
     return sum(len(b) for b in batches) / best
 
 
-def measure(float_model, variant, clips: list[Path], threads_note: str = "") -> dict:
-    """Parity on ``clips`` and speed on fixed random batches (1 s x 32 and 10 s x 8), both models alike."""
+def measure(float_model, variant, clips: list[Path], repeat: int = 3) -> dict:
+    """Parity on ``clips`` and speed on fixed random batches (1 s x 32 and 10 s x 8, best of ``repeat``)."""
     a, b = float_model.encode([str(p) for p in clips]), variant.encode([str(p) for p in clips])
     cos = np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
     sr = float_model.sample_rate
     rng = np.random.default_rng(0)
     batches = [(0.1 * rng.standard_normal((32, sr))).astype(np.float32),
                (0.1 * rng.standard_normal((8, 10 * sr))).astype(np.float32)]
-    f_speed, v_speed = _speed(float_model, batches), _speed(variant, batches)
+    f_speed, v_speed = _speed(float_model, batches, repeat), _speed(variant, batches, repeat)
     return {"parity": {"clips": len(clips), "cosine_min": round(float(cos.min()), 5),
                        "cosine_mean": round(float(cos.mean()), 5), "max_abs_diff": float(np.abs(a - b).max())},
             "speed": {"float_clips_per_s": round(f_speed, 1), "variant_clips_per_s": round(v_speed, 1),
                       "speedup": round(v_speed / f_speed, 3), "batches": "32 x 1 s + 8 x 10 s, noise",
-                      "threads": threads_note or "onnxruntime default"}}
+                      "repeat": repeat, "threads": "onnxruntime default"}}
 
 
-def quality(float_model, variant, corpus: Path, log: Callable[[str], None] = print) -> dict:
-    """Linear-probe accuracy and kNN precision@10 of both models on each held-out task of ``corpus``."""
+def quality(float_model, variant, corpus: Path, tasks: list[str] | None = None,
+            log: Callable[[str], None] = print) -> dict:
+    """Linear-probe accuracy and kNN precision@10 of both models on the held-out tasks of ``corpus`` (those
+    named in ``tasks``, default all)."""
     from .eval.run import corpus_tasks, score
 
     out = {}
     for ds in corpus_tasks(corpus):
+        if tasks and ds.name not in tasks:
+            continue
         row = {}
         for tag, m in (("float", float_model), ("variant", variant)):
             s = score(m.encode(list(ds.paths)), ds)
@@ -142,9 +146,11 @@ def quality(float_model, variant, corpus: Path, log: Callable[[str], None] = pri
 
 def quantize_model(model: str | os.PathLike, out: str | os.PathLike, kind: str = "int8",
                    clips: str | os.PathLike | None = None, corpus: str | os.PathLike | None = None,
-                   conv: bool = False, log: Callable[[str], None] = print) -> dict:
+                   conv: bool = False, repeat: int = 3, tasks: list[str] | None = None,
+                   log: Callable[[str], None] = print) -> dict:
     """Write the ``kind`` variant of a model folder to ``out`` with its measured cost; returns its config.
-    ``conv``: int8 quantizes convolutions too (see :func:`write_variant_onnx`)."""
+    ``conv``: int8 quantizes convolutions too (see :func:`write_variant_onnx`); speeds are the best of
+    ``repeat`` timed passes; ``tasks`` limits the corpus's held-out tasks scored."""
     from .card import render_card
     from .runtime import load
 
@@ -169,13 +175,13 @@ def quantize_model(model: str | os.PathLike, out: str | os.PathLike, kind: str =
         float_model, variant = load(src.path), load(out)
         log("measuring parity and speed against the float model")
         q = cfg["quantization"]
-        q.update(measure(float_model, variant, _clips(Path(clips) if clips else None)))
+        q.update(measure(float_model, variant, _clips(Path(clips) if clips else None), repeat))
         q["size_mb"] = round((out / "model.onnx").stat().st_size / 1e6, 3)
         q["float_size_mb"] = round(src.file("model.onnx").stat().st_size / 1e6, 3)
         q["size_ratio"] = round(q["size_mb"] / q["float_size_mb"], 3)
         if corpus is not None:
             log("scoring both on the corpus's held-out tasks")
-            q["quality"] = quality(float_model, variant, Path(corpus), log)
+            q["quality"] = quality(float_model, variant, Path(corpus), tasks, log)
         write_config(out, cfg)
         (out / "README.md").write_text(render_card(cfg, cfg.get("training", {}).get("loss_curve", [])))
         _append_card(out / "README.md", cfg)

@@ -16,6 +16,8 @@ def quantize(
                                                "example clips).")] = None,
     corpus: Annotated[Path | None, typer.Option(help="A corpus folder: also score both models on its held-out "
                                                 "tasks (the [eval] extra).")] = None,
+    tasks: Annotated[list[str] | None, typer.Option("--task", help="With --corpus: score only this held-out "
+                                                    "task (repeatable; default all).")] = None,
     conv: Annotated[bool, typer.Option("--conv", help="int8: quantize convolutions too (smaller; onnxruntime's "
                                        "CPU ConvInteger is much slower).")] = False,
 ) -> None:
@@ -24,7 +26,8 @@ def quantize(
     from audioemb.quantize import QuantizeError, quantize_model
 
     try:
-        cfg = quantize_model(model, out, to, clips=clips, corpus=corpus, conv=conv, log=typer.echo)
+        cfg = quantize_model(model, out, to, clips=clips, corpus=corpus, conv=conv, tasks=tasks,
+                             log=typer.echo)
     except (QuantizeError, ModelFolderError, FileNotFoundError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

@@ -18,7 +18,7 @@ runner = CliRunner()
 
 
 def test_int8_variant_of_a_cnn(tmp_path, clip_paths):
-    cfg = quantize_model("byol-s.debian", tmp_path / "q", "int8", log=lambda _: None)
+    cfg = quantize_model("byol-s.debian", tmp_path / "q", "int8", repeat=1, log=lambda _: None)
     q = cfg["quantization"]
     assert cfg["name"] == "byol-s.debian-int8" and q["kind"] == "int8" and q["from"] == "byol-s.debian"
     assert q["size_ratio"] < 0.8 and q["parity"]["clips"] == len(clip_paths) and "Conv" not in q["op_types"]
