@@ -73,6 +73,11 @@ def write_variant_onnx(src: Path, dst: Path, kind: str, conv: bool = False) -> d
             ops = ["MatMul", "Gemm", "GRU", "LSTM", "Attention"] + (["Conv"] if conv else [])
             quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, nodes_to_exclude=keep,
                              op_types_to_quantize=ops)
+            done = {n.op_type for n in onnx.load(str(out)).graph.node} & {"MatMulInteger", "ConvInteger",
+                                                                             "DynamicQuantizeLSTM", "QAttention"}
+            if not done:
+                raise QuantizeError(f"{src}: no {', '.join(ops)} weights outside the log-mel frontend to quantize"
+                                    + ("" if conv else "; --conv quantizes the convolutions"))
             shutil.copy(out, dst)
         return {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8", "op_types": ops,
                 "float_nodes": len(keep), "note": "log-mel frontend kept in float32"

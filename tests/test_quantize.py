@@ -53,6 +53,9 @@ def test_fp16_variant_and_cli(tmp_path):
     assert r.exit_code == 2 and "not empty" in r.output
     r = runner.invoke(app, ["quantize", "npc-s.debian", "-o", str(tmp_path / "x"), "--to", "int4"])
     assert r.exit_code == 2 and "int8, fp16" in r.output and not (tmp_path / "x").exists()
+    r = runner.invoke(app, ["quantize", "npc-s.debian", "-o", str(tmp_path / "n"), "--to", "int8"])
+    assert r.exit_code == 2 and "--conv quantizes the convolutions" in r.output  # its encoder is all convolutions
+    assert not (tmp_path / "n").exists()
     with pytest.raises(QuantizeError, match="no audio"):
         quantize_model("npc-s.debian", tmp_path / "y", "fp16", clips=tmp_path / "empty", log=lambda _: None)
     assert not (tmp_path / "y").exists()  # nothing half-written is left
