@@ -32,12 +32,19 @@ def write_png_map(mp: dict, out: str | os.PathLike, title: str = "") -> str | No
     cmap, top = ("tab10", 10) if k <= 10 else ("tab20", 20) if k <= 20 else ("turbo", k)
     ax.scatter(x, y, c=c, cmap=cmap, vmin=-0.5, vmax=top - 0.5, s=float(np.clip(4000 / max(len(x), 1), 4, 40)),
                alpha=0.75, linewidths=0)
+    span = np.array([np.ptp(x) or 1.0, np.ptp(y) or 1.0])
+    placed: list[np.ndarray] = []
     for cl in mp["clusters"]:
         sel = c == cl["id"]
-        if sel.any():
-            ax.annotate(f"{cl['name']} ({cl['size']})", (float(np.median(x[sel])), float(np.median(y[sel]))),
-                        ha="center", va="center", fontsize=8, weight="bold",
-                        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.75})
+        if not sel.any():
+            continue
+        at = np.array([np.median(x[sel]), np.median(y[sel])])
+        while any(abs(at[0] - p[0]) < 0.15 * span[0] and abs(at[1] - p[1]) < 0.035 * span[1] for p in placed):
+            at[1] -= 0.04 * span[1]  # move a label off one already placed nearby
+        placed.append(at.copy())
+        ax.annotate(f"{cl['name']} ({cl['size']})", (float(at[0]), float(at[1])), ha="center", va="center",
+                    fontsize=8, weight="bold",
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.75})
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.set_title(title + f" ({mp.get('projection', 'PCA')})")

@@ -37,9 +37,13 @@
         cx[c] = (cx[c] || 0) + px[i]; cy[c] = (cy[c] || 0) + py[i]; cn[c] = (cn[c] || 0) + 1;
       }
       ctx.font = "12px sans-serif"; ctx.textAlign = "center";
+      const placed = [];
       for (const cl of data.clusters || []) {
         if (!cn[cl.id]) continue;
-        const label = `${cl.name} (${cl.size})`, X = cx[cl.id] / cn[cl.id], Y = cy[cl.id] / cn[cl.id];
+        const label = `${cl.name} (${cl.size})`, X = cx[cl.id] / cn[cl.id];
+        let Y = cy[cl.id] / cn[cl.id];
+        while (placed.some(([a, b]) => Math.abs(a - X) < 120 && Math.abs(b - Y) < 14)) Y += 15;  // off other labels
+        placed.push([X, Y]);
         ctx.lineWidth = 3; ctx.strokeStyle = "rgba(255,255,255,0.9)"; ctx.strokeText(label, X, Y);
         ctx.fillStyle = "#111"; ctx.fillText(label, X, Y);
       }
