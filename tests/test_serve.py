@@ -207,3 +207,13 @@ def test_an_index_rebuilt_with_another_model_keeps_the_loaded_version(tmp_path, 
     r = c.get("/api/search", params={"path": clip_paths[0].name, "k": 2})
     assert r.status_code == 200 and r.json()["index_version"] == 1 and r.json()["hits"][0]["score"] > 0.999
     assert c.get("/api/info").json()["model"] == "npc-s.debian"
+
+
+def test_cli_serve_refuses_a_folder_that_is_not_an_index(tmp_path):
+    from audioemb.cli import app
+    from typer.testing import CliRunner
+
+    r = CliRunner().invoke(app, ["serve", str(tmp_path)])
+    assert r.exit_code == 2 and "not an audioemb index" in r.output
+    r = CliRunner().invoke(app, ["serve", str(tmp_path), "--clusters", str(tmp_path / "none")])
+    assert r.exit_code == 2

@@ -22,7 +22,11 @@ class Collection:
                  clusters: str | os.PathLike | None = None, model=None):
         self.path = Path(index_path)
         self._lock = threading.Lock()
-        self._stamp = self._current_stamp()
+        try:
+            self._stamp = self._current_stamp()
+        except FileNotFoundError:
+            raise IndexStoreError(f"{self.path}: not an audioemb index (no current.json); build one with "
+                                  "`audioemb index build`") from None
         self.version = self._read_version()
         self._index = Index.load(self.path, model=model)
         self.model = self._index.model  # loaded now: a model that cannot be loaded fails at start, not mid-search
