@@ -17,30 +17,52 @@ def evaluate(
                                               "layer of each model.")] = None,
     baselines: Annotated[bool, typer.Option(help="Also score log-mel mean+std and each model's random-init "
                                             "encoder (needs torch).")] = True,
+    seeds: Annotated[int, typer.Option(min=1, help="Random seeds of each random-init baseline (mean ± std).")] = 3,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the full results as JSON here.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
 ) -> None:
-    """Linear probe (5-fold CV, grouped when the data has groups), kNN precision@10 and retrieval mAP on cosine
-    similarity. Prints one table per metric."""
+    """Linear probe (5-fold CV, grouped when the data has groups), few-shot probe (5 examples per class, 20
+    draws), kNN precision@10 and retrieval mAP on cosine similarity. Prints one table per metric."""
     import json
 
-    from audioemb.eval.data import load_labelled
-    from audioemb.eval.run import corpus_tasks, format_table
+    from audioemb.audio import AudioError
+    from audioemb.eval.data import drop_unreadable, load_labelled
+    from audioemb.eval.run import METRIC_TITLES, corpus_tasks, format_table
     from audioemb.eval.run import evaluate as run
+    from audioemb.modelfolder import ModelFolderError
 
-    datasets = corpus_tasks(data) if (data / "tasks").is_dir() else [load_labelled(data)]
-    models = _models(model or [None], layer, baselines)
-    lay = None if layer in (None, "all") else (layer if layer == "mean" else int(layer))
-    result = run(models, datasets, batch_size=batch_size, log=lambda s: typer.echo(s, err=True), layer=lay)
-    for metric, title in (("probe_acc", "linear probe accuracy"), ("knn_p10", "kNN precision@10"),
-                          ("map", "retrieval mAP")):
+    if not data.exists():
+        _fail(f"{data}: no such file or folder")
+    if layer not in (None, "all", "mean") and not layer.lstrip("-").isdigit():
+        _fail(f"--layer {layer}: give a layer index, 'mean' or 'all'")
+    try:
+        datasets = corpus_tasks(data) if (data / "tasks").is_dir() else [load_labelled(data)]
+        checked = []
+        for ds in datasets:
+            ds, bad = drop_unreadable(ds)
+            for msg in bad:
+                typer.echo(f"skipped {msg}", err=True)
+            if len(set(ds.labels.tolist())) < 2:
+                _fail(f"{data}: {ds.name} needs at least 2 classes of readable audio")
+            checked.append(ds)
+        models = _models(model or [None], layer, baselines, seeds)
+        lay = None if layer in (None, "all") else (layer if layer == "mean" else int(layer))
+        result = run(models, checked, batch_size=batch_size, log=lambda s: typer.echo(s, err=True), layer=lay)
+    except (ValueError, ModelFolderError, AudioError) as e:
+        _fail(str(e))
+    for metric, title in METRIC_TITLES.items():
         typer.echo(f"\n{title}\n{format_table(result, metric)}")
     if json_out:
         json_out.write_text(json.dumps(result, indent=1))
         typer.echo(f"\nwrote {json_out}")
 
 
-def _models(names: list[str | None], layer: str | None, baselines: bool) -> list:
+def _fail(msg: str):
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(2)
+
+
+def _models(names: list[str | None], layer: str | None, baselines: bool, seeds: int) -> list:
     from audioemb.eval.run import LayerView
     from audioemb.runtime import load
 
@@ -53,10 +75,11 @@ def _models(names: list[str | None], layer: str | None, baselines: bool) -> list
         else:
             out.append(m)
     if baselines:
-        from audioemb.eval.baselines import LogMelStats, random_init_model
+        from audioemb.eval.baselines import LogMelStats, random_init_models
 
         try:
-            out.extend(random_init_model(n) for n in names)
+            for n in names:
+                out.extend(random_init_models(n, seeds))
         except ImportError:
             typer.echo("(random-init baseline skipped: it needs torch, the [train] extra)", err=True)
         out.append(LogMelStats(out[0].config["frontend"] if hasattr(out[0], "config") else None))

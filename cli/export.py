@@ -10,24 +10,50 @@ import typer
 
 def export(
     run: Annotated[Path | None, typer.Argument(help="Run folder written by `audioemb train`.")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (e.g. pretrained/NAME).")] = ...,
-    corpus: Annotated[Path, typer.Option(help="The corpus the run trained on (held-out clips and tasks).")] = ...,
-    evaluate: Annotated[bool, typer.Option(help="Score on the corpus's held-out tasks for the card.")] = True,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (e.g. models/my-model).")] = ...,
+    name: Annotated[str | None, typer.Option(help="Model name (default: the recipe's name for a run on the project "
+                                             "corpus, else the name of the --out folder).")] = None,
+    corpus: Annotated[Path | None, typer.Option(help="Score on this corpus's held-out tasks (tasks/*.csv); default: "
+                                                "the corpus a corpus run trained on. Without one, the card says "
+                                                "there are no corpus figures.")] = None,
+    eval_data: Annotated[Path | None, typer.Option("--eval", help="Your labelled held-out clips: a CSV "
+                                                   "(path,label[,group]) or a folder of class sub-folders; scored "
+                                                   "beside the starting model, random init and log-mel statistics."
+                                                   )] = None,
+    evaluate: Annotated[bool, typer.Option(help="Score the model for its card (--no-evaluate: skip).")] = True,
+    seeds: Annotated[int, typer.Option(min=1, help="Random seeds of the random-init baseline.")] = 3,
     concat: Annotated[list[str] | None, typer.Option(help="Instead of RUN: model folders or names whose encoders "
                                                      "are run side by side, frames concatenated.")] = None,
-    name: Annotated[str | None, typer.Option(help="Model name, with --concat.")] = None,
 ) -> None:
     """Export the encoder (frontend + weights, no heads) to safetensors and ONNX, check ONNX against torch,
-    refuse a collapsed encoder, evaluate it beside the baselines and write its model card."""
-    from audioemb.registry import resolve
-    from audioemb.train.package import package_concat, package_run
+    refuse a collapsed encoder, evaluate it beside the baselines and write its model card. The folder is
+    built beside FOLDER and renamed into place at the end: an interrupted export leaves nothing half-written."""
+    try:
+        from audioemb.eval.export_eval import ExportError
+        from audioemb.modelfolder import ModelFolderError
+    except ImportError as e:  # pragma: no cover - the plain install has these
+        _fail(str(e))
+    try:
+        from audioemb.train.package import package_concat, package_run
+    except ImportError:
+        _fail("export needs torch, which is not installed: pip install 'audioemb[train]'")
+    try:
+        if concat:
+            if run is not None or not name or corpus is None:
+                _fail("--concat takes model folders or names and needs --name and --corpus, and no RUN")
+            from audioemb.registry import resolve
 
-    if concat:
-        if run is not None or not name:
-            raise typer.BadParameter("--concat takes model folders or names and needs --name, and no RUN")
-        cfg = package_concat([resolve(c) for c in concat], out, name, corpus, evaluate=evaluate, log=typer.echo)
-    else:
-        if run is None:
-            raise typer.BadParameter("give a RUN folder, or --concat with --name")
-        cfg = package_run(run, out, corpus, evaluate=evaluate, log=typer.echo)
+            cfg = package_concat([resolve(c) for c in concat], out, name, corpus, evaluate=evaluate, log=typer.echo)
+        else:
+            if run is None:
+                _fail("give a RUN folder (the --out of `audioemb train`), or --concat with --name")
+            cfg = package_run(run, out, corpus, evaluate=evaluate, log=typer.echo, name=name, eval_data=eval_data,
+                              seeds=seeds)
+    except (ExportError, ModelFolderError) as e:
+        _fail(str(e))
     typer.echo(f"exported {cfg['name']} -> {out}")
+
+
+def _fail(msg: str):
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(2)

@@ -11,16 +11,25 @@ import typer
 def results(
     out: Annotated[Path, typer.Option("--out", "-o", help="Markdown file to write.")] = Path("docs/results.md"),
     corpus: Annotated[Path | None, typer.Option(help="Corpus folder, needed with --rerun.")] = None,
-    rerun: Annotated[bool, typer.Option(help="Re-score every shipped model before writing (slow).")] = False,
+    rerun: Annotated[bool, typer.Option(help="Re-score every shipped model (3 random-init seeds, few-shot) before "
+                                        "writing; embeddings and scores are cached in CORPUS/cache/eval.")] = False,
     pattern: Annotated[str, typer.Option(help="Glob over model names.")] = "*",
+    cache: Annotated[Path | None, typer.Option(help="Cache folder for --rerun (default CORPUS/cache/eval).")] = None,
 ) -> None:
-    """One table per metric of every shipped model on every held-out task, plus training cost."""
+    """One table per metric of every shipped model on every held-out task, whether each model learns (against
+    its random-init encoder), the default-model rule applied, and training cost."""
     from audioemb.eval.results import rerun as do_rerun
     from audioemb.eval.results import write_results
 
     if rerun:
-        if corpus is None:
-            raise typer.BadParameter("--rerun needs --corpus")
-        do_rerun(corpus, pattern, log=lambda s: typer.echo(s, err=True))
+        if corpus is None or not (corpus / "tasks").is_dir():
+            typer.echo(f"error: --rerun needs --corpus, a corpus folder with tasks/*.csv (got {corpus})", err=True)
+            raise typer.Exit(2)
+        try:
+            do_rerun(corpus, pattern, log=lambda s: typer.echo(s, err=True), cache=cache)
+        except ImportError:
+            typer.echo("error: --rerun scores random-init encoders, which needs torch: pip install "
+                       "'audioemb[train]'", err=True)
+            raise typer.Exit(2) from None
     write_results(out, pattern)
     typer.echo(f"wrote {out}")

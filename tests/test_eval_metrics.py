@@ -69,3 +69,62 @@ def test_eval_cli_on_class_folders(tmp_path, tiny_model, clip_paths):
     scores = res["results"]["tiny-ntt.test"]["data"]
     assert all(0.0 <= scores[m] <= 1.0 for m in ("probe_acc", "knn_p10", "map"))
     assert scores["map"] > 0.5  # each clip's exact copy ranks first, above the chance level of two classes
+
+
+def test_prototype_accuracy_by_hand():
+    from audioemb.eval.metrics import prototype_accuracy
+
+    x = np.array([[2.0, 0.0], [0.0, 2.0], [1.8, 0.5], [0.3, 1.5], [1.0, 1.1]])
+    y = np.array(["a", "b", "a", "b", "a"])
+    # support 0 (a) and 1 (b): centred on their mean (1, 1), the prototypes are (1, -1) and (-1, 1) / sqrt 2.
+    # queries centred: (0.8, -0.5) -> a (right), (-0.7, 0.5) -> b (right), (0, 0.1) -> b (wrong): 2 of 3
+    assert prototype_accuracy(x, y, np.array([0, 1]), np.array([2, 3, 4])) == pytest.approx(2 / 3)
+
+
+def test_few_shot_split_keeps_groups_apart():
+    from audioemb.eval.metrics import few_shot_split
+
+    rng = np.random.default_rng(0)
+    # crossed groups (every speaker says every phrase) and nested groups (each program in one family)
+    crossed_y, crossed_g = np.repeat(np.arange(6), 12), np.tile(np.arange(12), 6)
+    nested_y, nested_g = np.repeat(np.arange(4), 30), np.repeat(np.arange(12), 10)
+    for y, g in ((crossed_y, crossed_g), (nested_y, nested_g)):
+        for _ in range(10):
+            s, q = few_shot_split(y, g, 5, rng)
+            assert not set(g[s]) & set(g[q])
+            assert all((y[s] == c).sum() <= 5 for c in np.unique(y))
+            assert set(y[q]) <= set(y[s]) and len(set(y[q])) == len(np.unique(y))
+    s, q = few_shot_split(crossed_y, crossed_g, 5, rng)
+    assert len(set(crossed_g[s])) == 5  # examples share groups across classes, so 7 phrases stay for queries
+    s, q = few_shot_split(np.repeat([0, 1], 3), None, 5, rng)
+    assert len(s) == 4 and len(q) == 2  # without groups each class keeps one query
+
+
+def test_few_shot_probe_separable_vs_random():
+    from audioemb.eval.metrics import few_shot_probe
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), 20)
+    groups = np.tile(np.arange(20), 10)
+    centres = rng.standard_normal((10, 32)) * 3
+    sep = centres[y] + rng.standard_normal((200, 32))
+    acc, std = few_shot_probe(sep, y, groups)
+    assert acc > 0.95 and std < 0.05
+    noise = rng.standard_normal((200, 32))
+    acc_r, _ = few_shot_probe(noise, y, groups)
+    assert 0.0 < acc_r < 0.2  # chance is 0.1
+
+
+def test_random_init_seeds_are_merged_into_mean_and_std():
+    from audioemb.eval.run import SEED_SEP, format_table, merge_seeds
+
+    res = {"m": {"t": {"probe_acc": 0.9, "knn_p10": 0.5}},
+           f"m@random-init{SEED_SEP}0": {"t": {"probe_acc": 0.6, "knn_p10": 0.3}},
+           f"m@random-init{SEED_SEP}1": {"t": {"probe_acc": 0.8, "knn_p10": 0.3}}}
+    merged = merge_seeds(res)
+    assert list(merged) == ["m", "m@random-init"]
+    r = merged["m@random-init"]["t"]
+    assert r["probe_acc"] == pytest.approx(0.7) and r["seed_std"]["probe_acc"] == pytest.approx(0.1)
+    assert r["seeds"] == 2 and r["seed_values"]["probe_acc"] == [0.6, 0.8]
+    table = format_table({"tasks": {"t": {}}, "results": merged})
+    assert "| m@random-init | 0.700 ± 0.100 | 0.700 |" in table

@@ -1,6 +1,11 @@
-"""Reference points every model is scored beside: log-mel mean+std, and the same encoder untrained."""
+"""Reference points every model is scored beside: log-mel mean+std, and the same encoder untrained
+(a mean over several random seeds)."""
 
 from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +31,7 @@ class LogMelStats:
     def __init__(self, frontend: dict | None = None):
         self.frontend = dict(frontend or {"sample_rate": 16000})
         self.sample_rate = int(self.frontend.get("sample_rate", 16000))
+        self.cache_key = "logmel-" + _sha(self.frontend)
 
     def encode(self, paths, batch_size: int = 32, **_) -> np.ndarray:
         out = []
@@ -35,8 +41,12 @@ class LogMelStats:
         return np.stack(out).astype(np.float32)
 
 
+def _sha(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
 class _RandomInitBackend:
-    """The model's architecture and frontend statistics with freshly initialised encoder weights (seed 0)."""
+    """The model's architecture and frontend statistics with freshly initialised encoder weights."""
 
     name = "torch-random-init"
 
@@ -51,6 +61,10 @@ class _RandomInitBackend:
         self.module = AudioEmbedder.from_config(folder.config["frontend"], folder.config["encoder"]).eval()
         self.module.frontend.load_state_dict(trained.frontend.state_dict())
         self.torch = torch
+        state = sorted(trained.frontend.state_dict().items())
+        stats = hashlib.sha256(b"".join(v.numpy().tobytes() for _, v in state))
+        # same architecture, frontend statistics and seed -> same weights: models that share them share one score
+        self.key = "random-init-" + _sha([folder.config["frontend"], folder.config["encoder"], stats.hexdigest(), seed])
 
     def run(self, wav: np.ndarray, layers: bool = False):
         with self.torch.inference_mode():
@@ -58,9 +72,54 @@ class _RandomInitBackend:
         return e.numpy(), f.numpy(), (h.numpy() if layers else None)
 
 
-def random_init_model(name_or_folder: str, seed: int = 0) -> EmbeddingModel:
-    """An :class:`EmbeddingModel` with ``name_or_folder``'s architecture but untrained encoder weights."""
+RANDOM_SEEDS = 3
+
+
+def random_init_model(name_or_folder, seed: int = 0, tag: str = "", onnx_dir: Path | None = None) -> EmbeddingModel:
+    """An :class:`EmbeddingModel` with ``name_or_folder``'s architecture and frontend statistics but freshly
+    initialised encoder weights (``torch.manual_seed(seed)``), named ``<name>@random-init<tag>``.
+
+    With ``onnx_dir`` the untrained model is exported once to ``onnx_dir/<key>`` and run with onnxruntime
+    (several times faster than torch on CPU, for scoring many clips)."""
     folder = open_folder(resolve(name_or_folder), verify=("model.safetensors",))
-    cfg = dict(folder.config, name=f"{folder.config['name']}@random-init")
-    m = EmbeddingModel(ModelFolder(folder.path, cfg), _RandomInitBackend(folder, seed))
+    name = f"{folder.config['name']}@random-init{tag}"
+    backend = _RandomInitBackend(folder, seed)
+    if onnx_dir is not None:
+        m = _as_onnx(backend, Path(onnx_dir) / backend.key[:40], name)
+    else:
+        m = EmbeddingModel(ModelFolder(folder.path, dict(folder.config, name=name)), backend)
+    m.name = name
+    m.cache_key = backend.key
+    return m
+
+
+def _as_onnx(backend: _RandomInitBackend, dest: Path, name: str) -> EmbeddingModel:
+    from ..nn.export import save_model
+    from ..runtime import load
+
+    if not (dest / "config.json").is_file():
+        rng = np.random.default_rng(0)
+        waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (16000, 40000)]
+        tmp = dest.with_name(dest.name + ".tmp")
+        save_model(backend.module, tmp, {"name": name, "objective": {"name": "none (random init)"}}, waves)
+        tmp.rename(dest)
+    return load(dest)
+
+
+def random_init_models(name_or_folder, seeds: int = RANDOM_SEEDS, onnx_dir: Path | None = None) -> list:
+    """The random-init baseline under ``seeds`` seeds (0, 1, ...): :func:`~audioemb.eval.run.evaluate` merges
+    them into one ``<name>@random-init`` row, mean and std over seeds."""
+    from .run import SEED_SEP
+
+    return [random_init_model(name_or_folder, s, tag=f"{SEED_SEP}{s}" if seeds > 1 else "", onnx_dir=onnx_dir)
+            for s in range(seeds)]
+
+
+def trained_model(name_or_folder) -> EmbeddingModel:
+    """A model loaded for scoring (onnxruntime), keyed for the evaluation cache by its weights and windowing."""
+    from ..runtime import load
+
+    m = load(name_or_folder)
+    c = m.config
+    m.cache_key = "model-" + _sha([c.get("files"), c.get("sample_rate"), c.get("inference"), c.get("frontend")])
     return m

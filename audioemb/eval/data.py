@@ -50,3 +50,23 @@ def load_labelled(source: str | Path, name: str | None = None) -> LabelledSet:
             raise ValueError(f"{src}: no audio files in class sub-folders")
         return LabelledSet(name or src.name, paths, np.array(labels), None)
     raise ValueError(f"{src}: not a CSV file or a folder")
+
+
+def drop_unreadable(ds: LabelledSet) -> tuple[LabelledSet, list[str]]:
+    """``ds`` without the files whose header cannot be read (missing, empty, not audio, zero-length), and one
+    message per dropped file naming it and the reason."""
+    from ..audio import AudioError, info
+
+    keep, bad = [], []
+    for i, p in enumerate(ds.paths):
+        try:
+            if info(p).frames == 0:
+                raise AudioError(p, "no audio frames (zero-length)")
+            keep.append(i)
+        except AudioError as e:
+            bad.append(str(e))
+    if not bad:
+        return ds, []
+    idx = np.array(keep, dtype=int)
+    groups = ds.groups[idx] if ds.groups is not None else None
+    return LabelledSet(ds.name, [ds.paths[i] for i in keep], ds.labels[idx], groups), bad

@@ -1,13 +1,14 @@
-"""Downstream metrics on frozen embeddings: grouped linear probe, kNN precision@k, retrieval mAP.
+"""Downstream metrics on frozen embeddings: grouped linear probe, few-shot probe, kNN precision@k, mAP.
 
 When groups are given (speaker, phrase, instrument program, ...), the probe's folds never split a group,
-and neighbours from the query's own group are excluded from kNN and mAP, so scores measure
-generalisation to unseen groups.
+the few-shot probe's examples and queries come from different groups, and neighbours from the query's
+own group are excluded from kNN and mAP, so scores measure generalisation to unseen groups.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 
 import numpy as np
 
@@ -79,3 +80,78 @@ def retrieval_map(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None
         hits = np.cumsum(rel)
         aps.append(float((hits[rel] / (np.flatnonzero(rel) + 1)).mean()))
     return float(np.mean(aps))
+
+
+def few_shot_split(y: np.ndarray, groups: np.ndarray | None, shots: int,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(support, query) indices: up to ``shots`` labelled examples per class, every other usable item a query.
+
+    Without groups, each class keeps at least one item as a query. With groups, no group is on both
+    sides: for each class (in random order) one of its groups is first kept for queries, then its
+    examples are drawn one per group where possible, preferring groups that already hold examples of
+    other classes (so that as many groups as possible stay free for queries). Items of groups that hold
+    no example are queries.
+    """
+    classes = rng.permutation(np.unique(y))
+    if groups is None:
+        support = []
+        for c in classes:
+            idx = rng.permutation(np.flatnonzero(y == c))
+            support.extend(idx[:min(shots, len(idx) - 1)])
+        support = np.sort(np.asarray(support, dtype=int))
+        rest = np.setdiff1d(np.arange(len(y)), support)
+        return support, rest[np.isin(y[rest], y[support])]
+    side: dict = {}  # group -> "support" | "query"
+    support = []
+    for c in classes:
+        idx = rng.permutation(np.flatnonzero(y == c))
+        if not any(side.get(g) == "query" for g in groups[idx]):
+            free = [g for g in groups[idx] if g not in side]
+            if not free:
+                continue  # every group of this class already holds examples: it cannot be tested
+            side[free[0]] = "query"
+        cand = [i for i in idx if side.get(groups[i]) != "query"]
+        rank, count = {}, Counter()
+        for i in cand:  # 0 for the first item of each group, 1 for the second, ...
+            rank[i] = count[groups[i]]
+            count[groups[i]] += 1
+        cand.sort(key=lambda i: (rank[i], side.get(groups[i]) != "support"))  # stable: random order otherwise
+        for i in cand[:shots]:
+            side[groups[i]] = "support"
+            support.append(i)
+    support = np.sort(np.asarray(support, dtype=int))
+    taught = np.isin(y, y[support])
+    query = np.flatnonzero(np.array([side.get(g) != "support" for g in groups]) & taught)
+    return support, query
+
+
+def prototype_accuracy(x: np.ndarray, y: np.ndarray, support: np.ndarray, query: np.ndarray) -> float:
+    """Accuracy of the nearest class centroid on cosine similarity, after centring on the support mean and
+    L2-normalising (SimpleShot's CL2N; Wang et al., 2019, "SimpleShot: Revisiting Nearest-Neighbor
+    Classification for Few-Shot Learning")."""
+    z = x - x[support].mean(axis=0)
+    z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    classes = np.unique(y[support])
+    protos = np.stack([z[support][y[support] == c].mean(axis=0) for c in classes])
+    protos = protos / np.maximum(np.linalg.norm(protos, axis=1, keepdims=True), 1e-12)
+    pred = classes[np.argmax(z[query] @ protos.T, axis=1)]
+    return float((pred == y[query]).mean())
+
+
+def few_shot_probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, shots: int = 5,
+                   draws: int = 20, seed: int = 0) -> tuple[float, float]:
+    """Mean and std over ``draws`` random draws of the accuracy of a prototype classifier taught with
+    ``shots`` examples per class (:func:`few_shot_split`, :func:`prototype_accuracy`).
+
+    With a few labels the probe cannot re-weight thousands of random features, so it tells learned
+    geometry from random projections better than a probe trained on every labelled clip.
+    """
+    rng = np.random.default_rng(seed)
+    accs = []
+    for _ in range(draws):
+        support, query = few_shot_split(y, groups, shots, rng)
+        if len(support) and len(query):
+            accs.append(prototype_accuracy(x, y, support, query))
+    if not accs:
+        raise ValueError("no few-shot split possible: every class needs items in at least two groups")
+    return float(np.mean(accs)), float(np.std(accs))

@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from ..registry import model_configs, pretrained_dir
+from ..registry import DEFAULT_MODEL, model_configs, pretrained_dir
+from . import rules
+from .tables import cell
 
 METRIC_TITLES = {"probe_acc": "Linear-probe accuracy (5-fold, grouped)", "knn_p10": "kNN precision@10 (cosine)",
+                 "fewshot_acc": "Few-shot accuracy (5 examples per class, 20 draws, grouped)",
                  "map": "Retrieval mAP (cosine)"}
 
 
@@ -43,48 +46,120 @@ def arch_name(enc: dict) -> str:
     return enc["type"]
 
 
+def _mean_cell(res: dict, metric: str, tasks: list[str]) -> str:
+    vals = [res[t][metric] for t in tasks if t in res and metric in res[t]]
+    if not vals:
+        return ""
+    sd = rules.seed_std_of_mean({t: res[t] for t in tasks if t in res}, metric)
+    return f"{sum(vals) / len(vals):.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
+
+
+def learning_table(configs: dict[str, dict]) -> list[str]:
+    """Each model against its own random-init encoder (mean ± std over seeds) on the three rule metrics."""
+    out = ["| model | " + " | ".join(f"{rules.SHORT[m]}: model · random init · Δ" for m in rules.RULE_METRICS)
+           + " | learns (probe and kNN) |", "|---|" + "---|" * (len(rules.RULE_METRICS) + 1)]
+    for name, cfg in configs.items():
+        res = cfg.get("metrics", {}).get("results", {})
+        if name not in res:
+            continue
+        gaps = rules.learning_gap(name, res)
+        cells = []
+        for g in gaps.values():
+            cells.append("" if g is None else f"{g[0]:.3f} · {g[1]:.3f}" + (f" ± {g[2]:.3f}" if g[2] is not None
+                                                                             else "") + f" · {g[0] - g[1]:+.3f}")
+        core = [gaps[m] for m in ("probe_acc", "knn_p10")]
+        learns = "?" if None in core else ("yes" if all(g[0] > g[1] for g in core) else "**no**")
+        out.append(f"| {name} | " + " | ".join(cells) + f" | {learns} |")
+    return out
+
+
+def rule_section(configs: dict[str, dict]) -> list[str]:
+    """The default-model rule applied to every shipped model's figures."""
+    stored = {n: c.get("metrics", {}).get("results", {}) for n, c in configs.items()}
+    best, misses = rules.pick_default({n: r for n, r in stored.items() if n in r})
+    out = ["## Default-model rule", "", rules.RULE_TEXT, "", "| model | clears the rule | where it misses |",
+           "|---|---|---|"]
+    for name, miss in misses.items():
+        shown = "; ".join(miss[:4]) + (f"; and {len(miss) - 4} more" if len(miss) > 4 else "")
+        out.append(f"| {name} | {'yes' if not miss else 'no'} | {shown} |")
+    out.append("")
+    if best is None:
+        out.append(f"**No shipped model clears the rule.** The default stays `{DEFAULT_MODEL}` until one does.")
+    elif best == DEFAULT_MODEL:
+        out.append(f"The rule picks `{best}`, the current default.")
+    else:
+        out.append(f"**The rule picks `{best}`, but the default is `{DEFAULT_MODEL}`**: the default should change.")
+    return [*out, ""]
+
+
 def render(tasks: list[str], rows: dict[str, dict], configs: dict[str, dict]) -> str:
     """The markdown of docs/results.md."""
     out = ["# Results", "",
            f"Every shipped model on the corpus's held-out tasks ({dt.date.today().isoformat()}), regenerated with "
-           "`audioemb results --corpus corpus` (add `--rerun` to re-score every model). Figures are measured by "
-           "`audioemb export` / `audioemb eval` as described in each model card: clips never used in training, "
-           "folds and neighbours grouped so that no voice, phrase, stamp, syllable or instrument program is on both "
-           "sides. Baselines: log-mel mean+std (`logmel-stats`) and each encoder architecture with random weights.",
-           ""]
+           "`audioemb results --corpus corpus` (add `--rerun` to re-score every model; embeddings and scores are "
+           "cached per model in `corpus/cache/eval/`, so only new or changed models are re-scored). Figures are "
+           "measured by `audioemb export` / `audioemb eval` as described in each model card: clips never used in "
+           "training, folds, few-shot draws and neighbours grouped so that no voice, phrase, stamp, syllable or "
+           "instrument program is on both sides. Baselines: log-mel mean+std (`logmel-stats`) and each encoder "
+           "architecture with random weights, mean ± std over 3 seeds. The few-shot probe is a prototype classifier "
+           "(nearest class mean, SimpleShot) taught with 5 clips per class: with so few labels it cannot re-weight "
+           "random features, so it shows what training added better than the linear probe does.", ""]
+    out += ["## Does each model learn?", "", "Overall means over the tasks below, against the same encoder with "
+            "random weights (mean ± std over 3 seeds of the overall mean).", "", *learning_table(configs), ""]
+    out += rule_section(configs)
     for metric, title in METRIC_TITLES.items():
+        if not any(metric in r for res in rows.values() for r in res.values()):
+            continue
         out += [f"## {title}", "", "| model | " + " | ".join(tasks) + " | mean |", "|---|" + "---|" * (len(tasks) + 1)]
         for name, res in rows.items():
-            vals = [res[t][metric] for t in tasks if t in res]
-            cells = [f"{res[t][metric]:.3f}" if t in res else "" for t in tasks]
-            mean = f"{sum(vals) / len(vals):.3f}" if vals else ""
+            cells = [cell(res[t], metric) if t in res else "" for t in tasks]
             label = f"[{name}](../pretrained/{name}/README.md)" if name in configs else name
-            out.append(f"| {label} | " + " | ".join(cells) + f" | {mean} |")
+            out.append(f"| {label} | " + " | ".join(cells) + f" | {_mean_cell(res, metric, tasks)} |")
         out.append("")
     out += ["## Training cost", "", "| model | objective | encoder | parameters | steps × batch | crop (s) | "
-            "wall time (h, 2 CPU cores) |", "|---|---|---|---|---|---|---|"]
+            "wall time (h) | where |", "|---|---|---|---|---|---|---|---|"]
     for name, cfg in configs.items():
         t = cfg.get("training", {})
         steps = f"{t.get('steps')} × {t.get('batch_size')}" if t.get("steps") else "(parts)"
+        env = t.get("env") or {}
+        where = (f"{env.get('device')}, {env.get('machine')}" if env else t.get("hardware")) or "(parts)"
         out.append(f"| {name} | {cfg.get('objective', {}).get('name')} | {arch_name(cfg['encoder'])} | "
                    f"{cfg.get('parameters', 0) / 1e6:.2f} M | {steps} | {t.get('crop_s', '')} | "
-                   f"{(t.get('wall_time_s') or 0) / 3600:.2f} |")
+                   f"{(t.get('wall_time_s') or 0) / 3600:.2f} | {where} |")
     return "\n".join(out) + "\n"
 
 
-def rerun(corpus: Path, pattern: str = "*", log=print) -> None:
-    """Re-score every shipped model (and its baselines) on the corpus tasks and store the figures."""
-    from ..eval.baselines import LogMelStats, random_init_model
-    from ..eval.run import corpus_tasks, evaluate
-    from ..modelfolder import write_config
-    from ..runtime import load
+def rerun(corpus: Path, pattern: str = "*", log=print, cache: Path | None = None) -> None:
+    """Re-score every shipped model, its random-init encoder (3 seeds) and log-mel statistics on the corpus
+    tasks, and store the figures in each config. Embeddings and scores are cached in ``corpus/cache/eval``
+    (or ``cache``), keyed by the model's weights and the task files, so a re-run only scores what changed.
+
+    A model whose folder was replaced while it was being scored is left alone (its new weights were not scored).
+    """
+    from ..modelfolder import read_config, write_config
+    from .baselines import LogMelStats, random_init_models, trained_model
+    from .run import EvalCache, corpus_tasks, evaluate
 
     tasks = corpus_tasks(corpus)
-    for name, cfg in model_configs(pattern).items():
-        models = [load(name), random_init_model(name), LogMelStats(cfg["frontend"])]
-        result = evaluate(models, tasks, log=log)
-        cfg["metrics"] = {**cfg.get("metrics", {}), "heldout_tasks": result["tasks"], "results": result["results"]}
-        write_config(pretrained_dir() / name, cfg)
+    store = EvalCache(cache or Path(corpus) / "cache" / "eval")
+    configs = model_configs(pattern)
+    shared = {}
+    for c in configs.values():
+        shared[arch_name(c["encoder"])] = shared.get(arch_name(c["encoder"]), 0) + 1
+    # the default first, then architectures many models share (one random-init baseline serves them all)
+    order = sorted(configs, key=lambda n: (n != DEFAULT_MODEL, -shared[arch_name(configs[n]["encoder"])], n))
+    for name in order:
+        cfg = configs[name]
+        log(f"{name}:")
+        models = [trained_model(name), *random_init_models(name, onnx_dir=store.root / "random-init-onnx"),
+                  LogMelStats(cfg["frontend"])]
+        result = evaluate(models, tasks, log=log, cache=store)
+        now = read_config(pretrained_dir() / name)
+        if now.get("files") != cfg.get("files"):
+            log(f"  {name} was re-exported while it was scored; its figures are left as they are")
+            continue
+        now["metrics"] = {**now.get("metrics", {}), "heldout_tasks": result["tasks"], "results": result["results"]}
+        write_config(pretrained_dir() / name, now)
 
 
 def write_results(out: Path, pattern: str = "*", cards: bool = True) -> str:

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .data import LabelledSet, load_labelled
-from .metrics import knn_precision, linear_probe, retrieval_map
+from .metrics import few_shot_probe, knn_precision, linear_probe, retrieval_map
 
-METRICS = ("probe_acc", "knn_p10", "map")
+METRICS = ("probe_acc", "knn_p10", "fewshot_acc", "map")
+METRIC_TITLES = {"probe_acc": "linear probe accuracy", "knn_p10": "kNN precision@10",
+                 "fewshot_acc": "few-shot accuracy (5 per class)", "map": "retrieval mAP"}
+SCORE_VERSION = 2  # bump when score() changes, so cached scores are recomputed
+FEW_SHOT = {"shots": 5, "draws": 20}
+SEED_SEP = "#seed"  # "<model>@random-init#seed1": one seed of a random-init baseline, merged after scoring
 
 
 class LayerView:
@@ -20,18 +28,23 @@ class LayerView:
         self.model, self.layer = model, layer
         self.name = f"{model.name}@layer{layer}"
         self.config = model.config
+        key = getattr(model, "cache_key", None)
+        self.cache_key = f"{key}@layer{layer}" if key else None
 
     def encode(self, paths, batch_size: int = 32, **_):
         return self.model.encode(paths, batch_size=batch_size, layer=self.layer)
 
 
 def score(x: np.ndarray, ds: LabelledSet, standardize: bool = False) -> dict:
-    """Probe accuracy (mean and std over folds), kNN precision@10 and mAP of embeddings ``x``."""
+    """Probe accuracy (mean and std over folds), few-shot accuracy (mean and std over draws), kNN
+    precision@10 and mAP of embeddings ``x``."""
     if standardize:
         x = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-8)
     acc, std = linear_probe(x, ds.labels, ds.groups)
+    few, few_std = few_shot_probe(x, ds.labels, ds.groups, **FEW_SHOT)
     return {"probe_acc": round(acc, 4), "probe_std": round(std, 4),
             "knn_p10": round(knn_precision(x, ds.labels, ds.groups), 4),
+            "fewshot_acc": round(few, 4), "fewshot_std": round(few_std, 4),
             "map": round(retrieval_map(x, ds.labels, ds.groups), 4)}
 
 
@@ -48,10 +61,76 @@ def corpus_tasks(corpus: Path) -> list[LabelledSet]:
     return [load_labelled(f) for f in files]
 
 
+def dataset_key(ds: LabelledSet, labels: bool = True) -> str:
+    """sha256 of a labelled set's files (paths and sizes, in order) and, with ``labels``, its labels and groups.
+
+    Embeddings depend only on the files, so two tasks over the same clips (music family and pitch) share them.
+    """
+    h = hashlib.sha256()
+    groups = ds.groups if ds.groups is not None else [None] * len(ds)
+    for p, y, g in zip(ds.paths, ds.labels, groups):
+        size = os.stat(p).st_size if os.path.exists(p) else -1
+        h.update((f"{p}\t{size}" + (f"\t{y}\t{g}" if labels else "") + "\n").encode())
+    return h.hexdigest()
+
+
+class EvalCache:
+    """Embeddings (``.npy``) and scores (``.json``) per (model key, labelled set), so re-runs skip both."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def _path(self, model_key: str, ds: LabelledSet, ext: str) -> Path:
+        if ext == ".npy":
+            return self.root / model_key[:24] / f"clips-{dataset_key(ds, labels=False)[:16]}.npy"
+        return self.root / model_key[:24] / f"{ds.name}-{dataset_key(ds)[:16]}{ext}"
+
+    def get(self, model_key: str, ds: LabelledSet, ext: str):
+        p = self._path(model_key, ds, ext)
+        if not p.exists():
+            return None
+        if ext == ".npy":
+            return np.load(p)
+        d = json.loads(p.read_text())
+        return d["scores"] if d.get("version") == SCORE_VERSION else None
+
+    def put(self, model_key: str, ds: LabelledSet, ext: str, value) -> None:
+        p = self._path(model_key, ds, ext)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+        if ext == ".npy":
+            with open(tmp, "wb") as f:
+                np.save(f, value)
+        else:
+            tmp.write_text(json.dumps({"version": SCORE_VERSION, "scores": value}))
+        os.replace(tmp, p)
+
+
+def embed_and_score(m, ds: LabelledSet, batch_size: int = 32, layer=None, cache: EvalCache | None = None) -> dict:
+    """One model's scores on one set, through the cache when the model has a ``cache_key``."""
+    key = getattr(m, "cache_key", None) if cache is not None else None
+    if layer is not None and key:
+        key = f"{key}@layer{layer}"
+    if key and (hit := cache.get(key, ds, ".json")) is not None:
+        return hit
+    x = cache.get(key, ds, ".npy") if key else None
+    if x is None:
+        kwargs = {"layer": layer} if layer is not None and hasattr(m, "n_layers") else {}
+        x = np.asarray(m.encode([str(p) for p in ds.paths], batch_size=batch_size, **kwargs), dtype=np.float32)
+        if key:
+            cache.put(key, ds, ".npy", x)
+    res = score(x, ds, standardize=getattr(m, "standardize", False))
+    if key:
+        cache.put(key, ds, ".json", res)
+    return res
+
+
 def evaluate(models: list, datasets: list[LabelledSet], batch_size: int = 32, log=print,
-             layer=None) -> dict:
+             layer=None, cache: EvalCache | None = None) -> dict:
     """Score each model (an object with ``name`` and ``encode(paths)``) on each labelled set.
 
+    Models named ``<name>#seed<k>`` (several seeds of one random-init baseline) are merged into one
+    ``<name>`` row: the mean over seeds, with each metric's std over seeds in ``seed_std``.
     Returns ``{"tasks": {task: info}, "results": {model: {task: metrics}}, "seconds": ...}``.
     """
     t0 = time.time()
@@ -59,21 +138,53 @@ def evaluate(models: list, datasets: list[LabelledSet], batch_size: int = 32, lo
     for m in models:
         res = {}
         for ds in datasets:
-            kwargs = {"layer": layer} if layer is not None and hasattr(m, "n_layers") else {}
-            x = np.asarray(m.encode([str(p) for p in ds.paths], batch_size=batch_size, **kwargs))
-            res[ds.name] = score(x, ds, standardize=getattr(m, "standardize", False))
-            log(f"  {m.name:32s} {ds.name:18s} probe {res[ds.name]['probe_acc']:.3f}  "
-                f"kNN@10 {res[ds.name]['knn_p10']:.3f}  mAP {res[ds.name]['map']:.3f}")
+            res[ds.name] = r = embed_and_score(m, ds, batch_size, layer, cache)
+            log(f"  {m.name:32s} {ds.name:18s} probe {r['probe_acc']:.3f}  kNN@10 {r['knn_p10']:.3f}  "
+                f"few-shot {r['fewshot_acc']:.3f}  mAP {r['map']:.3f}")
         out["results"][m.name] = res
+    out["results"] = merge_seeds(out["results"])
     out["seconds"] = round(time.time() - t0, 1)
     return out
 
 
+def merge_seeds(results: dict) -> dict:
+    """Replace the rows ``<name>#seed<k>`` by one row ``<name>``: per task and metric the mean over seeds,
+    ``seed_std`` (std over seeds, ddof 0), ``seed_values`` (one per seed) and ``seeds`` (how many)."""
+    merged: dict = {}
+    for name, res in results.items():
+        base = name.split(SEED_SEP)[0]
+        merged.setdefault(base, []).append(res)
+    out = {}
+    for base, runs in merged.items():
+        if len(runs) == 1 and base in results:
+            out[base] = runs[0]
+            continue
+        out[base] = {}
+        for task in runs[0]:
+            vals = {k: np.array([r[task][k] for r in runs]) for k in runs[0][task] if isinstance(runs[0][task][k],
+                                                                                               float | int)}
+            row = {k: round(float(v.mean()), 4) for k, v in vals.items()}
+            row["seed_std"] = {k: round(float(vals[k].std()), 4) for k in METRICS if k in vals}
+            row["seed_values"] = {k: [round(float(v), 4) for v in vals[k]] for k in METRICS if k in vals}
+            row["seeds"] = len(runs)
+            out[base][task] = row
+    return out
+
+
 def format_table(result: dict, metric: str = "probe_acc") -> str:
-    """Markdown table: one row per model, one column per task, cells are ``metric``."""
+    """Markdown table: one row per model, one column per task and the mean; cells are ``metric``
+    (``mean ± std over seeds`` for rows averaged over seeds)."""
     tasks = list(result["tasks"])
-    lines = ["| model | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    lines = ["| model | " + " | ".join(tasks) + " | mean |", "|---|" + "---|" * (len(tasks) + 1)]
     for name, res in result["results"].items():
-        cells = [f"{res[t][metric]:.3f}" if t in res else "" for t in tasks]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        cells = [cell(res[t], metric) if t in res and metric in res[t] else "" for t in tasks]
+        vals = [res[t][metric] for t in tasks if t in res and metric in res[t]]
+        mean = f"{np.mean(vals):.3f}" if vals else ""
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean} |")
     return "\n".join(lines)
+
+
+def cell(r: dict, metric: str) -> str:
+    """``0.712`` or, for a mean over random seeds, ``0.712 ± 0.004``."""
+    sd = r.get("seed_std", {}).get(metric)
+    return f"{r[metric]:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")

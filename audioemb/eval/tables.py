@@ -1,0 +1,130 @@
+"""Markdown tables of held-out figures for model cards: per-metric task tables, domain means, the rule."""
+
+from __future__ import annotations
+
+from . import rules
+
+TASK_NOTES = {
+    "speech-keyword": "20 keywords, espeak-ng voices never heard in training (grouped by voice)",
+    "speech-speaker": "which of 15 Hedgewars voice packs speaks, on held-out phrases (grouped by phrase)",
+    "speech-language": "language of Tux Paint stamp descriptions, held-out stamps (grouped by stamp)",
+    "speech-tone": "Mandarin tone of gcin syllables, held-out syllables (grouped by syllable)",
+    "music-family": "GM instrument family of FluidR3 notes (grouped by program: unseen instruments)",
+    "music-pitch": "MIDI pitch 48-72 of FluidR3 notes (grouped by program)",
+    "sound-category": "Sonic Pi sample category and Tux Paint animal class, held-out samples",
+}
+METRICS = {"probe_acc": "Linear probe accuracy", "knn_p10": "kNN precision@10",
+           "fewshot_acc": "Few-shot accuracy (5 examples per class)", "map": "Retrieval mAP"}
+PROTOCOL = ("Linear probe: 5-fold cross-validated logistic regression on standardised embeddings, folds grouped so "
+            "that no group is on both sides. Few-shot: a prototype classifier (nearest class mean on centred, "
+            "L2-normalised embeddings; SimpleShot, Wang et al., 2019) taught with 5 examples per class, averaged "
+            "over 20 random draws, examples and test clips from different groups. kNN precision@10 and mAP on cosine "
+            "similarity, excluding neighbours from the query's own group. `@random-init` is the same architecture "
+            "and frontend with random encoder weights, mean ± std over its random seeds; `logmel-stats` is per-band "
+            "log-mel mean+std. Bold marks the best figure of each task.")
+
+
+def cell(r: dict, metric: str, best: float | None = None) -> str:
+    if metric not in r:
+        return ""
+    v = f"{r[metric]:.3f}"
+    if best is not None and r[metric] == best:
+        v = f"**{v}**"
+    sd = r.get("seed_std", {}).get(metric)
+    return v + (f" ± {sd:.3f}" if sd is not None else "")
+
+
+def metric_table(tasks: dict, results: dict, metric: str) -> str:
+    """Rows: tasks (with clips / classes); columns: the models and baselines; cells: ``metric``."""
+    names = list(results)
+    lines = ["| task | clips / classes | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for task, info in tasks.items():
+        vals = [results[n][task][metric] for n in names if task in results[n] and metric in results[n][task]]
+        best = max(vals) if vals else None
+        cells = [cell(results[n][task], metric, best) if task in results[n] else "" for n in names]
+        lines.append(f"| {task} | {info['clips']} / {info['classes']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def domain_table(results: dict, tasks: dict) -> str:
+    """Mean of each rule metric by domain, one column per model or baseline."""
+    names = list(results)
+    doms = sorted({rules.domain(t) for t in tasks})
+    lines = ["| domain | metric | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for d in doms:
+        for metric in rules.RULE_METRICS:
+            cells = []
+            for n in names:
+                m = rules.mean(results[n], metric, d)
+                sd = rules.seed_std_of_mean(results[n], metric, d)
+                cells.append("" if m is None else f"{m:.3f}" + (f" ± {sd:.3f}" if sd is not None else ""))
+            lines.append(f"| {d} | {rules.SHORT[metric]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def figures(tasks: dict, results: dict) -> str:
+    """One table per metric, then the domain means."""
+    out = []
+    for metric, title in METRICS.items():
+        if any(metric in r for res in results.values() for r in res.values()):
+            out += [f"**{title}**", "", metric_table(tasks, results, metric), ""]
+    out += ["**Means by domain**", "", domain_table(results, tasks), ""]
+    return "\n".join(out)
+
+
+def verdict(name: str, results: dict) -> str:
+    """Whether the model learns (beats its random init) and where it stands against the default-model rule."""
+    out = []
+    gaps = rules.learning_gap(name, results)
+    parts = []
+    for metric, g in gaps.items():
+        if g is not None:
+            own, ref, sd = g
+            parts.append(f"{rules.SHORT[metric]} {own:.3f} vs {ref:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
+                         + f" ({own - ref:+.3f})")
+    if parts:
+        learns = all(g is not None and g[0] > g[1] for m, g in gaps.items() if m in ("probe_acc", "knn_p10"))
+        out.append(f"Against its own random-init encoder (overall means): {'; '.join(parts)}. "
+                   + ("**It learns**: it beats its random init on the probe and kNN means." if learns else
+                      "**It does not beat its random init** on both the probe and the kNN means."))
+    if not {rules.domain(t) for t in results[name]} & set(rules.RULE_DOMAINS):
+        return "\n\n".join(out)
+    misses = rules.rule_misses(name, results)
+    out.append("Default-model rule: " + rules.RULE_TEXT + " "
+               + ("**This model clears it.**" if not misses else f"**Misses it**: {'; '.join(misses)}."))
+    return "\n\n".join(out)
+
+
+def evaluation_section(cfg: dict) -> str:
+    """The card's held-out section: corpus tasks (or a plain statement that there are none), then the
+    user's own labelled data given with ``--eval``."""
+    m = cfg.get("metrics", {})
+    out = ["## Held-out evaluation", ""]
+    if m.get("results") and m.get("heldout_tasks"):
+        notes = [f"- `{k}`: {TASK_NOTES.get(k, _describe(v))}" for k, v in m["heldout_tasks"].items()]
+        out += [f"On the held-out tasks of {m.get('corpus') or 'the corpus'}: clips never used in training. "
+                + PROTOCOL, "", *notes, "", figures(m["heldout_tasks"], m["results"]),
+                verdict(cfg["name"], m["results"]), ""]
+    else:
+        out += [f"_No corpus figures: {m.get('no_corpus') or 'this model was not evaluated on a corpus'}._", ""]
+    ue = m.get("user_eval")
+    if ue:
+        out += [f"### Held-out data given at export: `{ue['source']}`", "",
+                "Labelled clips given with `--eval`, scored beside "
+                + ("the starting model, " if ue.get("start") else "")
+                + "the same encoder with random weights and log-mel statistics. " + PROTOCOL, "",
+                *[f"- `{k}`: {_describe(v)}" for k, v in ue["tasks"].items()], "",
+                figures(ue["tasks"], ue["results"])]
+        if ue.get("start") and ue["start"] in ue["results"]:
+            own, start = ue["results"][cfg["name"]], ue["results"][ue["start"]]
+            deltas = [f"{rules.SHORT[k]} {rules.mean(own, k) - rules.mean(start, k):+.3f}" for k in rules.RULE_METRICS
+                      if rules.mean(own, k) is not None and rules.mean(start, k) is not None]
+            out += [f"Change over the starting model `{ue['start']}` (means over these tasks): "
+                    f"{', '.join(deltas)}.", ""]
+    return "\n".join(out)
+
+
+def _describe(info: dict) -> str:
+    g = info.get("groups")
+    return (f"{info['clips']} clips, {info['classes']} classes"
+            + (f", {g} groups (folds and few-shot draws split by group)" if g else ", no groups (split by clip)"))

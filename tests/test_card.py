@@ -1,0 +1,45 @@
+"""Model cards say what the config records: sample rate, device and machine, data and its licences."""
+
+from __future__ import annotations
+
+import json
+
+from audioemb.card import render_card
+
+
+def _cfg(tiny_model, **training) -> dict:
+    cfg = json.loads((tiny_model / "config.json").read_text())
+    cfg["training"] = {"command": "audioemb train x", "steps": 10, "batch_size": 4, "crop_s": 1.0, **training}
+    return cfg
+
+
+def test_card_renders_sample_rate_device_and_recorded_licences(tiny_model):
+    cfg = _cfg(tiny_model, env={"device": "cpu", "device_name": "Ampere Altra", "machine": "Ampere Altra, 64 cores",
+                                "world_size": 1, "precision": "fp32"},
+               data={"kind": "corpus", "corpus": "corpus-v2", "data_tag": "debian2", "recipe_version": 2,
+                     "clips": 100, "hours": 1.5, "licences": [{"package": "freepats", "licence": "GPL-2+"}, "MIT (x)"]})
+    cfg["sample_rate"] = cfg["frontend"]["sample_rate"] = 22050
+    card = render_card(cfg)
+    assert "22.05 kHz mono waveform" in card and "16 kHz" not in card
+    assert "Trained on CPU (Ampere Altra, 64 cores), 1 process, fp32" in card
+    assert "freepats (GPL-2+), MIT (x)." in card
+    assert "no GPU" not in card and "hedgewars" not in card
+    assert "_No corpus figures" in card  # the config holds no figures, and the card says so
+
+
+def test_legacy_card_names_only_the_packages_the_config_lists(tiny_model):
+    cfg = _cfg(tiny_model, hardware="x86_64, 2 CPU threads, bf16",
+               data={"corpus": "audioemb Debian corpus", "recipe_version": 1, "train_clips": 5, "train_hours": 0.1,
+                     "packages": {"hedgewars-data": "1.0.2-6", "oxygen-sounds": "5"}})
+    card = render_card(cfg)
+    assert "Trained on x86_64, 2 CPU threads, bf16" in card
+    assert "hedgewars-data (GFDL-1.3), oxygen-sounds (free licence" in card
+    assert "fillets" not in card and "sonic-pi" not in card
+
+
+def test_card_of_own_folders_claims_no_licence(tiny_model):
+    cfg = _cfg(tiny_model, data={"kind": "folders", "folders": ["field_recordings"], "files": 3, "clips": 3,
+                                 "hours": 0.2, "file_list_sha256": "cd" * 32, "licences": []})
+    card = render_card(cfg)
+    assert "the folder `field_recordings`: 3 audio files" in card
+    assert "audioemb records no licence" in card and "Debian" not in card and "Apache-2.0. Training audio" not in card

@@ -1,0 +1,188 @@
+"""`audioemb export` on run folders: truthful cards from data/env/init records, --eval figures, atomic
+writes, and one-line errors with exit code 2 for a user's mistakes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+torch = pytest.importorskip("torch")
+
+from audioemb.cli import app  # noqa: E402
+
+from audioemb.eval.export_eval import ExportError  # noqa: E402
+from audioemb.train import package  # noqa: E402
+from audioemb.train.package import package_run  # noqa: E402
+from audioemb.train.trainer import TrainConfig, Trainer  # noqa: E402
+from tests.test_trainer import corpus as tiny_corpus  # noqa: E402, F401  (the trainer tests' tiny corpus)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, request):
+    """(corpus, run folder) of a 2-step BYOL run on the trainer tests' tiny corpus of the example clips."""
+    corpus = request.getfixturevalue("tiny_corpus")
+    root = tmp_path_factory.mktemp("export")
+    cfg = TrainConfig(name="byol-tiny.debian", objective="byol", objective_params={"proj_dim": 16, "hidden": 32},
+                      encoder={"type": "audiontt", "channels": 8, "hidden": 32}, steps=2, batch_size=4, crop_s=0.5,
+                      log_every=1, ckpt_every=2, stats_clips=8, warmup_steps=1)
+    Trainer(cfg, corpus, root / "run", log=lambda *_: None).fit()
+    (root / "run" / "command.json").write_text(json.dumps({"argv": "audioemb train byol-s --data my_birds"}))
+    return corpus, root / "run"
+
+
+@pytest.fixture
+def labelled(tmp_path, clip_paths):
+    """A labelled folder: two classes of real clips (and copies at another gain)."""
+    for p in clip_paths:
+        d = tmp_path / "labelled" / ("speech" if "speech" in p.name else "other")
+        d.mkdir(parents=True, exist_ok=True)
+        w, sr = sf.read(p, dtype="float32")
+        sf.write(d / f"{p.stem}.wav", w, sr)
+        sf.write(d / f"{p.stem}-quiet.wav", w * 0.3, sr)
+    return tmp_path / "labelled"
+
+
+def _folder_run(run, tmp_path, tiny_model, device="cuda"):
+    """A copy of ``run`` with the records of a run on the user's folders, on a GPU, from a starting model."""
+    dst = tmp_path / "run-folders"
+    shutil.copytree(run, dst)
+    (dst / "data.json").write_text(json.dumps({
+        "kind": "folders", "folders": [str(tmp_path / "my_birds")], "files": 7, "skipped": 1, "clips": 9,
+        "hours": 0.0123, "file_list_sha256": "ab" * 32, "licences": []}))
+    (dst / "env.json").write_text(json.dumps({
+        "device": device, "device_name": "NVIDIA H100 80GB HBM3", "machine": "Intel Xeon Platinum, 16 cores",
+        "world_size": 2, "threads_per_process": 4, "precision": "bf16", "torch": torch.__version__}))
+    start = json.loads((tiny_model / "config.json").read_text())
+    (dst / "init.json").write_text(json.dumps({
+        "model": str(tiny_model), "name": start["name"], "resolved": str(tiny_model), "sha256": start["files"],
+        "renormalised": True}))
+    return dst
+
+
+def test_folder_run_card_is_truthful_and_has_eval_figures(trained, tmp_path, tiny_model, labelled):
+    _, run = trained
+    out = tmp_path / "models" / "birds"
+    cfg = package_run(_folder_run(run, tmp_path, tiny_model), out, corpus=None, name="my-birds.v1",
+                      eval_data=labelled, seeds=2, log=lambda *_: None)
+    assert cfg["name"] == "my-birds.v1"
+    card = (out / "README.md").read_text()
+    for text in ("# my-birds.v1", "`my_birds`", "7 audio files (1 unreadable files skipped)", "0.0123 h",
+                 "abababababababab", "a CUDA GPU, NVIDIA H100 80GB HBM3 (Intel Xeon Platinum, 16 cores)",
+                 "2 processes", "started from `tiny-ntt.test`", "re-estimated on the new data",
+                 "No corpus figures: exported without a corpus", "Held-out data given at export: `labelled`",
+                 "Few-shot accuracy", "16 kHz", "audioemb records no licence"):
+        assert text in card, text
+    for wrong in ("Debian", "GPL", "byol-tiny.debian", "this project's CPU machine"):
+        assert wrong not in card, wrong
+    ue = cfg["metrics"]["user_eval"]
+    assert set(ue["results"]) == {"my-birds.v1", "tiny-ntt.test", "my-birds.v1@random-init", "logmel-stats"}
+    rand = ue["results"]["my-birds.v1@random-init"]["labelled"]
+    assert rand["seeds"] == 2 and set(rand["seed_std"]) >= {"probe_acc", "knn_p10", "fewshot_acc"}
+    assert "heldout_tasks" not in cfg["metrics"] and "Change over the starting model `tiny-ntt.test`" in card
+    assert json.loads((out / "config.json").read_text())["training"]["data"]["folders"] == ["my_birds"]
+
+
+def test_export_names_the_out_folder_for_a_folder_run_and_scores_a_corpus(trained, tmp_path, tiny_model):
+    corpus, run = trained
+    out = tmp_path / "birds-model"
+    cfg = package_run(_folder_run(run, tmp_path, tiny_model, device="cpu"), out, corpus=corpus, seeds=1,
+                      log=lambda *_: None)
+    assert cfg["name"] == "birds-model"  # never the recipe's ".debian" name for a model of the user's audio
+    assert set(cfg["metrics"]["results"]) >= {"birds-model", "tiny-ntt.test", "birds-model@random-init",
+                                              "logmel-stats"}
+    card = (out / "README.md").read_text()
+    assert "CPU (Intel Xeon Platinum, 16 cores)" in card and "NVIDIA" not in card
+
+
+def test_legacy_run_needs_its_corpus(trained, tmp_path):
+    corpus, run = trained
+    old = tmp_path / "old-run"
+    shutil.copytree(run, old)
+    for f in ("data.json", "env.json", "init.json"):
+        (old / f).unlink(missing_ok=True)
+    with pytest.raises(ExportError, match="predates"):
+        package_run(old, tmp_path / "m0", corpus=None, evaluate=False, log=lambda *_: None)
+    cfg = package_run(old, tmp_path / "m1", corpus=corpus, evaluate=False, log=lambda *_: None)
+    assert cfg["name"] == "byol-tiny.debian"
+    card = (tmp_path / "m1" / "README.md").read_text()
+    assert "the run records no env.json" in card and "example (licence not recorded" in card
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_interrupted_export_leaves_nothing_half_written(trained, tmp_path, monkeypatch):
+    corpus, run = trained
+    out = tmp_path / "models" / "m"
+    package_run(run, out, corpus, evaluate=False, log=lambda *_: None)
+    before = _snapshot(out)
+    stale = out.parent / ".m.export-99999999"  # left by an export killed earlier: no such process
+    stale.mkdir()
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(package, "write_card", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        package_run(run, out, corpus, evaluate=False, log=lambda *_: None)
+    assert _snapshot(out) == before  # the previous export is untouched
+    with pytest.raises(KeyboardInterrupt):
+        package_run(run, tmp_path / "models" / "fresh", corpus, evaluate=False, log=lambda *_: None)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m"]  # no partial folder, stale one removed
+
+
+def test_export_refuses_to_replace_a_folder_that_is_not_a_model(trained, tmp_path):
+    corpus, run = trained
+    precious = tmp_path / "mine"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(ExportError, match="not a model folder"):
+        package_run(run, precious, corpus, evaluate=False, log=lambda *_: None)
+    assert (precious / "notes.txt").read_text() == "keep me"
+
+
+def _one_line_error(args, needle):
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    errors = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], r.output
+
+
+def test_export_and_eval_errors_are_one_line_with_exit_code_2(trained, tmp_path, clip_paths):
+    corpus, run = trained
+    empty = tmp_path / "empty"
+    (empty / "a").mkdir(parents=True)
+    (empty / "a" / "readme.txt").write_text("no audio here")
+    _one_line_error(["export", str(tmp_path / "nope"), "-o", str(tmp_path / "o")], "no such run folder")
+    _one_line_error(["export", str(empty), "-o", str(tmp_path / "o")], "not a training run")
+    _one_line_error(["export", str(run), "-o", str(tmp_path / "o"), "--eval", str(tmp_path / "nope.csv")],
+                    "--eval")
+    _one_line_error(["export", str(run), "-o", str(tmp_path / "o"), "--corpus", str(tmp_path / "nope")], "--corpus")
+    _one_line_error(["export", "-o", str(tmp_path / "o")], "give a RUN folder")
+    _one_line_error(["eval", str(tmp_path / "nope")], "no such file or folder")
+    _one_line_error(["eval", str(empty), "--no-baselines"], "no audio files")
+    _one_line_error(["eval", str(corpus / "tasks" / "toy.csv"), "--model", "no-such-model.x"], "unknown model")
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("file,class\na.wav,x\n")
+    _one_line_error(["eval", str(bad_csv)], "needs a header")
+    assert not (tmp_path / "o").exists()
+
+
+def test_eval_cli_prints_few_shot_and_seeded_random_init(tmp_path, tiny_model, labelled):
+    out = tmp_path / "scores.json"
+    r = CliRunner().invoke(app, ["eval", str(labelled), "--model", str(tiny_model), "--seeds", "2", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "few-shot accuracy (5 per class)" in r.output and " ± " in r.output
+    res = json.loads(out.read_text())["results"]
+    assert set(res) == {"tiny-ntt.test", "tiny-ntt.test@random-init", "logmel-stats"}
+    assert res["tiny-ntt.test@random-init"]["labelled"]["seeds"] == 2
+    assert 0.0 <= res["tiny-ntt.test"]["labelled"]["fewshot_acc"] <= 1.0
+    assert np.isfinite(res["logmel-stats"]["labelled"]["fewshot_std"])

@@ -1,0 +1,51 @@
+"""The default-model rule and the "does it learn" table of docs/results.md, on hand-made figures."""
+
+from __future__ import annotations
+
+import pytest
+
+from audioemb.eval import rules
+from audioemb.eval.results import learning_table, rule_section
+
+TASKS = ("speech-a", "speech-b", "music-a")
+
+
+def _res(v: float, sd: float | None = None) -> dict:
+    row = {t: {"probe_acc": v, "knn_p10": v - 0.2, "fewshot_acc": v - 0.1} for t in TASKS}
+    if sd is not None:
+        for r in row.values():
+            r["seed_std"] = {k: sd for k in rules.RULE_METRICS}
+            r["seed_values"] = {k: [r[k] - sd, r[k] + sd] for k in rules.RULE_METRICS}
+    return row
+
+
+def _cfg(name: str, own: float, rand: float, logmel: float) -> dict:
+    return {"metrics": {"results": {name: _res(own), f"{name}@random-init": _res(rand, 0.01),
+                                    "logmel-stats": _res(logmel)}}}
+
+
+def test_rule_picks_the_best_model_that_beats_both_baselines(monkeypatch):
+    configs = {"good": _cfg("good", 0.8, 0.7, 0.75), "better-but-random": _cfg("better-but-random", 0.85, 0.9, 0.7),
+               "ok": _cfg("ok", 0.77, 0.7, 0.75)}
+    stored = {n: c["metrics"]["results"] for n, c in configs.items()}
+    best, misses = rules.pick_default(stored)
+    assert best == "good" and misses["ok"] == [] and misses["good"] == []
+    assert misses["better-but-random"][0].startswith("speech probe 0.850 ≤ better-but-random@random-init 0.900")
+    monkeypatch.setattr("audioemb.eval.results.DEFAULT_MODEL", "ok")
+    text = "\n".join(rule_section(configs))
+    assert "| good | yes |" in text and "| better-but-random | no |" in text
+    assert "**The rule picks `good`, but the default is `ok`**" in text
+
+
+def test_missing_few_shot_figures_never_pass_the_rule():
+    stored = _cfg("m", 0.9, 0.5, 0.5)["metrics"]["results"]
+    for r in stored["m"].values():
+        del r["fewshot_acc"]
+    assert "no speech few-shot figures" in rules.rule_misses("m", stored)
+
+
+def test_learning_table_shows_the_gap_and_the_seed_spread():
+    lines = learning_table({"learns": _cfg("learns", 0.8, 0.7, 0.6), "random": _cfg("random", 0.7, 0.72, 0.6)})
+    assert lines[2].startswith("| learns | 0.800 · 0.700 ± 0.010 · +0.100 |") and lines[2].endswith("| yes |")
+    assert lines[3].endswith("| **no** |")
+    assert rules.seed_std_of_mean(_res(0.5, 0.02), "probe_acc") == pytest.approx(0.02)
