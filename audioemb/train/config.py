@@ -12,7 +12,7 @@ from ..nn.frontend import LogMelConfig
 COLLAPSE_THRESHOLD = 0.05  # collapse_std below this (healthy runs sit near 1) counts as collapsed
 # Settings that say how a run is executed, not what it learns: they may change when a run resumes.
 RUNTIME_FIELDS = frozenset({"device", "threads", "log_every", "ckpt_every", "check_sync", "channels_last",
-                            "stop_at"})
+                            "stop_at", "keep_every"})
 
 
 class ConfigError(ValueError):
@@ -48,6 +48,7 @@ class TrainConfig:
     channels_last: bool = True  # NHWC convolutions: 1.7x faster for the AudioNTT CNN on this CPU
     check_sync: int = 0  # under DDP, every this many steps check that all ranks hold identical weights
     stop_at: int = 0  # stop (with a checkpoint) after this step, to resume later; 0: train all ``steps``
+    keep_every: int = 0  # also keep checkpoint-<step>.safetensors every this many steps (held-out curves)
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):

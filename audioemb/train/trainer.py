@@ -203,6 +203,8 @@ class Trainer:
                     window = []
                 if self.step % cfg.ckpt_every == 0 or self.step in (cfg.steps, end):
                     self.save()
+                if cfg.keep_every and self.step % cfg.keep_every == 0 and self.is_main:
+                    self._keep_copy()
         finally:
             loader.close()
             for f in (log_f, sync_f):
@@ -266,6 +268,16 @@ class Trainer:
                              "world_size": self.world, "device": self.device, "config": asdict(self.cfg)},
                             extra={f"views.memory.{r}": m for r, m in enumerate(memories)})
         dist.barrier()
+
+    def _keep_copy(self) -> None:
+        """A copy of the weights at this step (no optimizer state), for held-out figures along the run."""
+        from safetensors.torch import save_file
+
+        keep = self.run_dir / "kept" / f"checkpoint-{self.step:07d}.safetensors"
+        keep.parent.mkdir(exist_ok=True)
+        tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in self.objective.state_dict().items()}
+        save_file(tensors, str(keep.with_suffix(".tmp")), metadata={"step": str(self.step)})
+        keep.with_suffix(".tmp").replace(keep)
 
     def _gather_view_memories(self) -> list[torch.Tensor]:
         """Every rank's mixup memory (BYOL-A's background clips), so that rank 0's checkpoint resumes them all."""
