@@ -98,7 +98,8 @@ def _where(t: dict) -> str:
         what = (f"a CUDA GPU, {env.get('device_name')} ({machine})" if env.get("device") == "cuda"
                 else f"{str(env.get('device', '?')).upper()} ({machine})")
         procs = env.get("world_size", 1)
-        per = f", {env['threads_per_process']} threads per process" if env.get("threads_per_process") else ""
+        n = env.get("threads_per_process")
+        per = f", {n} thread{'s' if n != 1 else ''} per process" if n else ""
         return f"{what}, {procs} process{'es' if procs > 1 else ''}{per}, {env.get('precision', '?')}"
     return t.get("hardware") or "an unrecorded machine"
 
