@@ -19,13 +19,17 @@ def build(
     version: Annotated[int, typer.Option(
         help="Recipe version: 1 (data tag debian) or 2 (debian2: v1 plus soundtracks, sound packs, "
              "festival voices, more soundfonts).")] = 1,
+    reuse: Annotated[list[Path] | None, typer.Option(
+        help="An earlier corpus whose audio/ was copied or hard-linked into OUT (cp -al OLD/audio OUT/): "
+             "its manifest gives those clips' rows without decoding. Repeatable.")] = None,
 ) -> None:
     """Download the recipe's Debian packages, render espeak-ng and fluidsynth audio, write 16 kHz clips,
     the manifest and the task CSVs. Deterministic for the same package versions."""
     from audioemb.corpus.build import build as run
 
     try:
-        run(out.expanduser(), cache.expanduser(), workers=workers, version=version)
+        run(out.expanduser(), cache.expanduser(), workers=workers, version=version,
+            reuse=tuple(p.expanduser() for p in reuse or ()))
     except (ValueError, RuntimeError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None

@@ -200,3 +200,28 @@ def test_openttd_cat_archive_is_unpacked(tmp_path):
     items = sources2.v2_recorded_items(tmp_path / "pkgs", tmp_path / "cache", packs)
     assert [Path(it.orig).name for it in items] == ["00-ship_horn.wav", "02-bird_2.wav"]
     assert sf.info(str(items[1].orig)).frames == int(0.1 * SR)
+
+
+def test_rebuild_takes_rows_from_an_earlier_manifest(tmp_path):
+    track = _wav(tmp_path / "pkgs/x/track.wav", 12.0)
+    it = sources.Item("music-x", track, "x/track.wav", group="x/track", max_segments=99)
+    corpus = tmp_path / "corpus"
+    first, _ = build.process_item((it, str(corpus)))
+    again, _ = build.process_item((it, str(corpus)))  # reuse by opening the clips
+    track.unlink()  # with the earlier rows, no file needs opening
+    it.labels = {"domain": "music"}
+    cached, err = build.process_item((it, str(corpus), first))
+    assert err is None and first == again
+    assert [{**r, "labels": {}} for r in cached] == first and cached[0]["labels"] == {"domain": "music"}
+    stale = [{**first[0], "path": "audio/music-x/other.flac"}]
+    _, err = build.process_item((it, str(corpus), stale))  # rows that do not match the clips are not used
+    assert err is not None and "track.wav" in err
+
+
+def test_cli_refuses_an_unknown_recipe_version(tmp_path):
+    from audioemb.cli import app
+    from typer.testing import CliRunner
+
+    out = tmp_path / "corpus"
+    r = CliRunner().invoke(app, ["corpus", "build", str(out), "--version", "3"])
+    assert r.exit_code == 1 and "unknown corpus recipe version 3" in r.output and not out.exists()

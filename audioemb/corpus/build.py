@@ -70,18 +70,29 @@ def _clip_name(rel: str) -> str:
     return safe
 
 
-def process_item(args: tuple[sources.Item, str]) -> tuple[list[dict], str | None]:
-    """Decode one item to 16 kHz mono, cut it into segments, drop silent ones, write FLACs."""
-    item, corpus = args
+def process_item(args: tuple) -> tuple[list[dict], str | None]:
+    """Decode one item to 16 kHz mono, cut it into segments, drop silent ones, write FLACs.
+
+    ``args`` is (item, corpus folder[, rows an earlier manifest holds for this item]). A rebuild reuses
+    the clips already written (they are deterministic); with earlier rows whose clips are all there it
+    opens no file at all.
+    """
+    item, corpus = args[0], args[1]
+    prior = args[2] if len(args) > 2 else None
     corpus_dir = Path(corpus)
     seg = int(SEGMENT_S * SAMPLE_RATE)
     keep = seg * item.max_segments
     base = f"audio/{item.source}/{_clip_name(item.rel.split('/', 1)[1])}"
     done = _existing(corpus_dir, base)
-    if done:  # a rebuild reuses clips already written (they are deterministic)
-        orig_sr = sf.info(str(item.orig)).samplerate
-        return [_row(item, p.relative_to(corpus_dir).as_posix(), sf.info(str(p)).frames, orig_sr)
-                for p in done], None
+    if done and prior and sorted(r["path"] for r in prior) == [p.relative_to(corpus_dir).as_posix() for p in done]:
+        return [{**_row(item, r["path"], 0, r["orig_sr"]), "duration_s": r["duration_s"]} for r in prior], None
+    if done:
+        try:
+            orig_sr = sf.info(str(item.orig)).samplerate
+            return [_row(item, p.relative_to(corpus_dir).as_posix(), sf.info(str(p)).frames, orig_sr)
+                    for p in done], None
+        except (sf.LibsndfileError, OSError) as e:
+            return [], f"{item.orig}: cannot read ({e})"
     try:
         chunks, n = [], 0
         for block in stream(item.orig, SAMPLE_RATE):
@@ -162,11 +173,26 @@ def build_packages(version: int) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*debian.DATA_PACKAGES, *extra)))
 
 
-def _decode(items: list[sources.Item], corpus: Path, workers: int, log) -> tuple[list[dict], list[str]]:
+def earlier_rows(manifests: list[Path]) -> dict[str, list[dict]]:
+    """{orig: rows} from earlier manifests (this corpus's own, or one whose clips were linked into it)."""
+    known: dict[str, list[dict]] = {}
+    for m in manifests:
+        if m.exists():
+            with open(m) as f:
+                for line in f:
+                    r = json.loads(line)
+                    known.setdefault(f"{r['source']}|{r['orig']}", []).append(r)
+    return known
+
+
+def _decode(items: list[sources.Item], corpus: Path, workers: int, log,
+            reuse: tuple[Path, ...] = ()) -> tuple[list[dict], list[str]]:
     rows: list[dict] = []
     errors: list[str] = []
+    known = earlier_rows([corpus / "manifest.jsonl", *(Path(c) / "manifest.jsonl" for c in reuse)])
+    jobs = [(it, str(corpus), known.get(f"{it.source}|{it.rel}")) for it in items]
     with get_context("fork").Pool(workers, initializer=os.nice, initargs=(19,)) as pool:
-        for i, (r, err) in enumerate(pool.imap(process_item, [(it, str(corpus)) for it in items], chunksize=8)):
+        for i, (r, err) in enumerate(pool.imap(process_item, jobs, chunksize=8)):
             rows.extend(r)
             if err:
                 errors.append(err)
@@ -176,11 +202,13 @@ def _decode(items: list[sources.Item], corpus: Path, workers: int, log) -> tuple
 
 
 def build(corpus: Path, cache: Path, workers: int = 2, n_espeak: int = 6000, log=print,
-          version: int = RECIPE_VERSION) -> dict:
+          version: int = RECIPE_VERSION, reuse: tuple[Path, ...] = ()) -> dict:
     """Run the whole recipe; deterministic for the same package and tool versions.
 
     ``version=2`` builds corpus v2: every item of version 1, unchanged, plus the sources of
-    :mod:`.sources2`, :mod:`.festival` and :data:`SOUNDFONTS_V2`.
+    :mod:`.sources2`, :mod:`.festival` and :data:`SOUNDFONTS_V2`. ``reuse`` names earlier corpora whose
+    clips were copied or hard-linked into ``corpus`` (``cp -al OLD/audio NEW/``): their manifests give
+    those clips' rows without opening a file.
     """
     if version not in DATA_TAGS:
         raise ValueError(f"unknown corpus recipe version {version}; known: {sorted(DATA_TAGS)}")
@@ -200,7 +228,7 @@ def build(corpus: Path, cache: Path, workers: int = 2, n_espeak: int = 6000, log
         log(f"{len(extra)} more recorded files (v2); rendering festival speech ...")
         items += extra + festival.festival_items(cache, workers=workers)
     log(f"decoding {len(items)} files with {workers} workers ...")
-    rows, errors = _decode(items, corpus, workers, log)
+    rows, errors = _decode(items, corpus, workers, log, reuse)
     log("rendering fluidsynth notes ...")
     sf2 = pkgs / "fluid-soundfont-gm/usr/share/sounds/sf2/FluidR3_GM.sf2"
     rows += synth.fluidsynth_clips(sf2, cache, corpus, SAMPLE_RATE)
