@@ -45,14 +45,14 @@ class Meta:
 _SCHEMA = """
 CREATE TABLE info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE files (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, size INTEGER, mtime_ns INTEGER,
-                    duration_s REAL, error TEXT);
+                    duration_s REAL, error TEXT, warning TEXT);
 CREATE TABLE segments (row INTEGER PRIMARY KEY, file_id INTEGER NOT NULL REFERENCES files(id),
                        start_s REAL NOT NULL, end_s REAL NOT NULL, model TEXT NOT NULL);
 CREATE INDEX segments_file ON segments(file_id);
 CREATE VIEW vectors AS SELECT s.row, f.path, s.start_s, s.end_s, s.model
     FROM segments s JOIN files f ON f.id = s.file_id;
 """
-FILE_COLS = ("path", "size", "mtime_ns", "duration_s", "error")
+FILE_COLS = ("path", "size", "mtime_ns", "duration_s", "error", "warning")
 
 
 def write_sqlite(path: Path, meta: Meta) -> None:
@@ -60,8 +60,8 @@ def write_sqlite(path: Path, meta: Meta) -> None:
     try:
         con.executescript(_SCHEMA)
         con.executemany("INSERT INTO info VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.info.items()])
-        con.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?)",
-                        [(i, *(f[c] for c in FILE_COLS)) for i, f in enumerate(meta.files)])
+        con.executemany(f"INSERT INTO files VALUES (?, {', '.join('?' * len(FILE_COLS))})",
+                        [(i, *(f.get(c) for c in FILE_COLS)) for i, f in enumerate(meta.files)])
         con.executemany("INSERT INTO segments VALUES (?, ?, ?, ?, ?)",
                         zip(meta.rows.tolist(), meta.file_of.tolist(), meta.start.tolist(), meta.end.tolist(),
                             itertools.repeat(meta.info["model"])))
@@ -74,8 +74,10 @@ def read_sqlite(path: Path) -> Meta:
     con = sqlite3.connect(path.resolve().as_uri() + "?mode=ro&immutable=1", uri=True)
     try:
         info = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM info")}
-        cur = con.execute(f"SELECT id, {', '.join(FILE_COLS)} FROM files ORDER BY id")
-        files = [dict(zip(("id", *FILE_COLS), r)) for r in cur]
+        have = {r[1] for r in con.execute("PRAGMA table_info(files)")}  # indexes of older versions lack some
+        cols = [c for c in FILE_COLS if c in have]
+        cur = con.execute(f"SELECT id, {', '.join(cols)} FROM files ORDER BY id")
+        files = [{**dict.fromkeys(FILE_COLS), **dict(zip(("id", *cols), r))} for r in cur]
         seg = con.execute("SELECT row, file_id, start_s, end_s FROM segments ORDER BY row").fetchall()
     finally:
         con.close()

@@ -9,6 +9,7 @@ the file and the reason.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ class AudioInfo:
     frames: int
     format: str
     subtype: str
+    promised_frames: int | None = None  # set when the header promises more than the file holds (-1: unknown)
 
     @property
     def duration_s(self) -> float:
@@ -61,27 +63,63 @@ def info(path: str | os.PathLike) -> AudioInfo:
     if size == 0:
         raise AudioError(path, "empty file (0 bytes)")
     try:
-        i = sf.info(str(p))
+        i = sf.info(_sf_path(p))
     except Exception as e:  # libsndfile raises LibsndfileError/RuntimeError with its own message
-        raise AudioError(path, f"not a readable audio file ({_sf_reason(e)})") from None
+        raise AudioError(path, f"not a readable audio file ({_sf_reason(e, p)})") from None
     if i.samplerate <= 0:
         raise AudioError(path, f"invalid sample rate {i.samplerate}")
     if i.channels <= 0:
         raise AudioError(path, f"invalid channel count {i.channels}")
-    return AudioInfo(str(p), int(i.samplerate), int(i.channels), int(i.frames), i.format, i.subtype)
+    return AudioInfo(str(p), int(i.samplerate), int(i.channels), int(i.frames), i.format, i.subtype,
+                     _promised_frames(i.extra_info, int(i.frames)))
 
 
-def _sf_reason(e: Exception) -> str:
+def _sf_path(p: str | os.PathLike) -> bytes:
+    """The path as bytes, so file names that are not valid UTF-8 open too (soundfile would refuse them)."""
+    return os.fsencode(p)
+
+
+_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
+
+
+def _promised_frames(extra: str, frames: int) -> int | None:
+    """Frames the header promises when libsndfile found fewer in the file (a truncated file), else None.
+
+    libsndfile shortens a truncated WAV/AIFF to what is there and notes ``data : SIZE (should be N)``;
+    an Ogg stream cut short "lacks an end-of-stream bit" (its promised length is unknown: -1).
+    """
+    m = _DATA_SIZE.search(extra or "")
+    if m and int(m[2]) < int(m[1]):
+        return int(round(frames * int(m[1]) / max(int(m[2]), 1)))
+    if "lacks an end-of-stream bit" in (extra or ""):
+        return -1
+    return None
+
+
+def _sf_reason(e: Exception, path: Path | None = None) -> str:
     msg = str(e).strip()
     # libsndfile prefixes messages with "Error opening '<path>': "; the path is already in AudioError
-    if ": " in msg and msg.startswith("Error opening"):
-        msg = msg.split(": ", 1)[1]
+    if msg.startswith("Error opening") and ": " in msg:
+        msg = msg.rsplit("': ", 1)[-1].strip()
+    if path is not None and (not msg or "does not exist or is not a regular file" in msg
+                             or "unknown format" in msg.lower() or "format not recognised" in msg.lower()):
+        try:
+            with open(path, "rb") as f:
+                head = f.read(16)
+        except OSError:
+            head = b""
+        return f"its contents are not in an audio format libsndfile decodes; it starts with {head!r}"
     return msg or type(e).__name__
 
 
 def _clean(block: np.ndarray) -> tuple[np.ndarray, int]:
     """Mix a (frames, channels) float32 block to mono and zero non-finite samples; return (mono, n_bad)."""
-    mono = block.mean(axis=1, dtype=np.float32) if block.ndim == 2 else block.astype(np.float32, copy=False)
+    if block.ndim == 2 and block.shape[1] > 1:  # in float64: huge finite samples must not overflow the sum
+        mono = block.mean(axis=1, dtype=np.float64)
+        with np.errstate(over="ignore"):
+            mono = mono.astype(np.float32)
+    else:
+        mono = (block[:, 0] if block.ndim == 2 else block).astype(np.float32, copy=False)
     bad = ~np.isfinite(mono)
     n_bad = int(bad.sum())
     if n_bad:
@@ -90,13 +128,16 @@ def _clean(block: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def stream(
-    path: str | os.PathLike, sample_rate: int | None = None, block_frames: int = BLOCK_FRAMES
+    path: str | os.PathLike, sample_rate: int | None = None, block_frames: int = BLOCK_FRAMES,
+    report: dict | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield mono float32 blocks of a file, resampled to ``sample_rate`` (None keeps the file's rate).
 
     Memory stays bounded by ``block_frames`` whatever the file's length or channel count. Raises
     :class:`AudioError` for files with no frames, files that are entirely NaN/Inf, and decode errors
-    (truncated or corrupt data). Sporadic NaN/Inf samples are replaced by zeros.
+    (corrupt data, or a FLAC cut short). Sporadic NaN/Inf samples are replaced by zeros. When the
+    stream ends, ``report`` (if given) gets ``warnings``: a list of what was wrong but still embedded
+    (NaN/Inf samples zeroed, a file shorter than its header promises).
     """
     meta = info(path)
     if meta.frames == 0:
@@ -106,16 +147,20 @@ def stream(
     if target != meta.sample_rate:
         resampler = soxr.ResampleStream(meta.sample_rate, target, 1, dtype="float32", quality="HQ")
     n_read = n_bad = 0
+    peak = 0.0
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(_sf_path(path)) as f:
             while True:
                 block = f.read(block_frames, dtype="float32", always_2d=True)
                 last = len(block) < block_frames
                 mono, bad = _clean(block)
                 n_read += len(mono)
                 n_bad += bad
+                if len(mono):
+                    peak = max(peak, float(np.max(np.abs(mono))))
                 if resampler is not None:
-                    mono = resampler.resample_chunk(mono, last=last)
+                    mono, bad = _clean(resampler.resample_chunk(mono, last=last))  # near float32's max it overflows
+                    n_bad += bad
                 if len(mono):
                     yield mono
                 if last:
@@ -123,11 +168,30 @@ def stream(
     except AudioError:
         raise
     except Exception as e:
-        raise AudioError(path, f"decoding failed after {n_read} frames ({_sf_reason(e)})") from None
+        raise AudioError(path, f"truncated or corrupt: decoding failed at frame {n_read} of the {meta.frames} the "
+                               f"header promises ({_sf_reason(e)})") from None
     if n_read == 0:
         raise AudioError(path, "no audio frames could be decoded (truncated file?)")
-    if n_bad == n_read:
+    if n_bad >= n_read:
         raise AudioError(path, "every sample is NaN or Inf")
+    if report is not None:
+        report["warnings"] = _warnings(meta, n_read, n_bad)
+        report["peak"] = peak
+
+
+def _warnings(meta: AudioInfo, n_read: int, n_bad: int) -> list[str]:
+    """What was wrong with a file that still decoded: zeroed samples, fewer frames than promised."""
+    out = []
+    if n_bad:
+        out.append(f"{n_bad} of {n_read} samples ({100 * n_bad / n_read:.1f} %) were NaN or Inf (or overflowed when "
+                   "resampled) and were set to 0")
+    sr = meta.sample_rate
+    promised = meta.promised_frames if meta.promised_frames is not None else meta.frames
+    if promised == -1:
+        out.append(f"truncated: the stream ends without its end marker after {n_read / sr:.2f} s")
+    elif n_read < promised - (max(2304, promised // 100) if meta.format == "MP3" else 1):  # MP3: an estimate
+        out.append(f"truncated: decoded {n_read / sr:.2f} s of the {promised / sr:.2f} s the header promises")
+    return out
 
 
 def load(path: str | os.PathLike, sample_rate: int | None = None) -> np.ndarray:
@@ -155,7 +219,7 @@ def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     if orig_rate <= 0:
         raise ValueError(f"invalid sample rate {orig_rate}")
     if orig_rate != target_rate:
-        mono = soxr.resample(mono, orig_rate, target_rate, quality="HQ").astype(np.float32, copy=False)
+        mono = _clean(soxr.resample(mono, orig_rate, target_rate, quality="HQ").astype(np.float32, copy=False))[0]
     return mono
 
 
@@ -174,17 +238,45 @@ def is_audio_path(path: str | os.PathLike) -> bool:
 def find_audio(root: str | os.PathLike) -> list[Path]:
     """All files under ``root`` (recursively, following no symlinked folders) with an audio extension.
 
-    Sorted by their path relative to ``root`` so that runs are reproducible.
+    Sorted by their path relative to ``root`` so that runs are reproducible. Folders that cannot be
+    listed are skipped; :func:`scan_audio` also returns them.
     """
+    return scan_audio(root)[0]
+
+
+def scan_audio(root: str | os.PathLike) -> tuple[list[Path], list[tuple[str, str]]]:
+    """:func:`find_audio`'s files, and (folder relative to ``root``, reason) for each folder that could not be
+    listed, so a caller can report them and never treat their files as gone."""
     root = Path(root)
     if root.is_file():
-        return [root]
+        return [root], []
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such file or folder")
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    out, unreadable = [], []
+
+    def onerror(e: OSError) -> None:
+        rel = Path(e.filename).relative_to(root).as_posix() if e.filename else "?"
+        unreadable.append((rel, e.strerror or str(e)))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
         dirnames.sort()
         for fn in filenames:
             if is_audio_path(fn):
                 out.append(Path(dirpath) / fn)
-    return sorted(out, key=lambda p: p.relative_to(root).as_posix())
+    return sorted(out, key=lambda p: p.relative_to(root).as_posix()), sorted(unreadable)
+
+
+def rel_path(p: Path, root: Path) -> str:
+    """``p`` relative to ``root`` with / separators (its name when ``root`` is a file)."""
+    return p.relative_to(root).as_posix() if root.is_dir() else p.name
+
+
+def printable(path: str | os.PathLike) -> str:
+    """A path as one printable line: bytes that are not UTF-8 as \\xNN, control characters escaped."""
+    s = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in s)
+
+
+def under(rel: str, folder: str) -> bool:
+    """True when the relative path ``rel`` is inside the relative folder ``folder`` ('.' is the root)."""
+    return folder in (".", "") or rel == folder or rel.startswith(folder.rstrip("/") + "/")

@@ -5,15 +5,17 @@ OUT holds::
     embeddings.npy       (N, D) float32, one row per embedded file
     manifest.jsonl       one JSON object per input file: path (relative to the folder), row (or null),
                          duration_s, sample_rate, channels, error (null or a message), size, mtime_ns
+                         [, warning: what was wrong but still embedded (zeroed NaN samples, truncation)]
                          [, frames: "frames/<id>.npz" with embeddings (T, F) and timestamps (T,)]
-    info.json            the model and settings OUT was written with
+    info.json            the model (name, identity), settings and folder (root) OUT was written with
     parts/               work not yet merged into embeddings.npy (only after an interrupted run)
 
 Progress is written to ``parts/`` atomically every few hundred files; ``embeddings.npy`` and
-``manifest.jsonl`` are replaced only at the end of a run, through a journal (``manifest.jsonl.next``),
-so a run killed at any moment leaves OUT readable, and the next run finishes the job with nothing lost
-and nothing doubled. Files whose size and modification time are unchanged are kept; new, changed and
-previously failed files are (re-)embedded; files gone from the folder are dropped.
+``manifest.jsonl`` are replaced only at the end of a run, through a journal committed by ``merge.json``
+(see :mod:`audioemb._embed_store`), so a run killed at any moment leaves OUT readable, and the next run
+finishes the job with nothing lost and nothing doubled. Files whose size and modification time are
+unchanged are kept; new, changed and previously failed files are (re-)embedded; files gone from the
+folder are dropped only when few are gone (``PRUNE_FREE``) or ``prune`` is set.
 """
 
 from __future__ import annotations
@@ -25,18 +27,18 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .audio import AudioError, find_audio, info
-from .runtime import Batcher, EmbeddingModel, Layer, Window, load
+from ._embed_store import EmbedError, atomic_write, merge, read_embeddings, recover, save_npy, write_jsonl
+from .audio import AudioError, info, rel_path, scan_audio, under
+from .runtime import Batcher, EmbeddingModel, Layer, Window, load, nonfinite_reason
 
-
-class EmbedError(Exception):
-    """OUT cannot be used for this run (written by another model or with other settings)."""
+__all__ = ["EmbedError", "EmbedSummary", "embed_folder", "read_embeddings"]
+PRUNE_FREE = 5  # at most this many vanished files are removed without prune=True
 
 
 @dataclass
@@ -48,93 +50,21 @@ class EmbedSummary:
     removed: int
     seconds: float
     out: Path
+    gone_kept: int = 0  # files no longer in the folder, kept because removing them needs prune
+    unreadable: list = field(default_factory=list)  # (folder, reason) that could not be listed
+    warned: int = 0
 
     def line(self) -> str:
-        return (f"embedded {self.embedded} files, kept {self.kept}, failed {self.failed}, removed {self.removed} "
-                f"({self.total} in the folder, {self.seconds:.1f} s) -> {self.out}")
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def _write_jsonl(path: Path, records: list[dict]) -> None:
-    with open(path, "w") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def _n_rows(path: Path) -> int:
-    return int(np.load(path, mmap_mode="r").shape[0]) if path.exists() else 0
-
-
-def _recover(out: Path) -> None:
-    """Finish or undo a merge that was interrupted between its two renames."""
-    nxt = out / "manifest.jsonl.next"
-    if nxt.exists():
-        rows = [r for r in _read_jsonl(nxt) if r.get("row") is not None]
-        if len(rows) == _n_rows(out / "embeddings.npy"):
-            os.replace(nxt, out / "manifest.jsonl")
-        else:
-            nxt.unlink()
-
-
-def read_embeddings(out: str | os.PathLike) -> tuple[np.ndarray, list[dict]]:
-    """Embeddings and manifest records of an ``embed`` output, including unmerged progress in ``parts/``.
-
-    Records without an embedding (failed files) have ``row: None``. Rows index the returned array.
-    """
-    out = Path(out)
-    manifest = out / "manifest.jsonl"
-    recs: dict[str, dict] = {}
-    arrays: list[np.ndarray] = []
-    nxt = out / "manifest.jsonl.next"
-    if nxt.exists() and len([r for r in _read_jsonl(nxt) if r.get("row") is not None]) == _n_rows(
-            out / "embeddings.npy"):
-        manifest = nxt
-    if manifest.exists():
-        base = np.load(out / "embeddings.npy", mmap_mode="r") if (out / "embeddings.npy").exists() else None
-        for r in _read_jsonl(manifest):
-            recs[r["path"]] = dict(r, _src=(0, r["row"]))
-        arrays.append(base if base is not None else np.zeros((0, 0), np.float32))
-    else:
-        arrays.append(np.zeros((0, 0), np.float32))
-    for k, (emb, part_recs) in enumerate(_parts(out), start=1):
-        arrays.append(emb)
-        for r in part_recs:
-            recs[r["path"]] = dict(r, _src=(k, r["row"]))
-    rows, records = [], []
-    for path in sorted(recs):
-        r = recs[path]
-        src, idx = r.pop("_src")
-        if idx is not None:
-            r["row"] = len(rows)
-            rows.append(np.asarray(arrays[src][idx], dtype=np.float32))
-        records.append(r)
-    dim = next((a.shape[1] for a in arrays if a.ndim == 2 and a.shape[1]), 0)
-    emb = np.stack(rows) if rows else np.zeros((0, dim), np.float32)
-    return emb, records
-
-
-def _parts(out: Path) -> list[tuple[np.ndarray, list[dict]]]:
-    parts = out / "parts"
-    if not parts.is_dir():
-        return []
-    found = []
-    for j in sorted(parts.glob("part-*.jsonl")):
-        npy = j.with_suffix(".npy")
-        if npy.exists():
-            found.append((np.load(npy), _read_jsonl(j)))
-    return found
+        s = (f"embedded {self.embedded} files, kept {self.kept}, failed {self.failed}, removed {self.removed} "
+             f"({self.total} in the folder, {self.seconds:.1f} s) -> {self.out}")
+        if self.warned:
+            s += f"; {self.warned} embedded with warnings (see manifest.jsonl)"
+        if self.gone_kept:
+            s += (f"; {self.gone_kept} files no longer in the folder were kept: use --prune (prune=True) to remove "
+                  "them")
+        if self.unreadable:
+            s += f"; {len(self.unreadable)} folders could not be read, their files were kept"
+        return s
 
 
 def _frames_name(rel: str) -> str:
@@ -162,8 +92,8 @@ class _Job:
         self.n_part += 1
         stem = parts / f"part-{self.n_part:06d}-{os.getpid()}"
         emb = np.stack(self.part_embs) if self.part_embs else np.zeros((0, self.model.embedding_dim), np.float32)
-        _atomic_write(stem.with_suffix(".npy"), lambda p: np.save(open(p, "wb"), emb))
-        _atomic_write(stem.with_suffix(".jsonl"), lambda p: _write_jsonl(p, self.part_recs))
+        atomic_write(stem.with_suffix(".npy"), lambda p: save_npy(p, emb))
+        atomic_write(stem.with_suffix(".jsonl"), lambda p: write_jsonl(p, self.part_recs))
         self.part_recs, self.part_embs = [], []
         self.last_flush = time.time()
 
@@ -197,13 +127,21 @@ class _Job:
             clip, fr = finish(key)
             rec = st["rec"]
             rec["duration_s"] = round(st["valid"] / model.sample_rate, 4)
+            del pending[key]
+            bad = nonfinite_reason(clip, fr, st["report"].get("peak", 0.0))
+            if bad:
+                rec["error"] = bad
+                self.add(rec, None)
+                done["failed"] += 1
+                on_done()
+                return
+            if st["report"].get("warnings"):
+                rec["warning"] = "; ".join(st["report"]["warnings"])
             if fr is not None:
                 name = _frames_name(rec["path"])
                 (self.out / "frames").mkdir(exist_ok=True)
-                _atomic_write(self.out / name, lambda p: np.savez(open(p, "wb"), embeddings=fr.embeddings,
-                                                                  timestamps=fr.timestamps))
+                atomic_write(self.out / name, lambda p: _save_frames(p, fr))
                 rec["frames"] = name
-            del pending[key]
             self.add(rec, clip)
             done["ok"] += 1
             on_done()
@@ -230,13 +168,14 @@ class _Job:
                                duration_s=round(meta.duration_s, 4))
                     q.put(("start", key, rec))
                     n = valid = 0
-                    for w in model.window_stream(path, key):
+                    report: dict = {}
+                    for w in model.window_stream(path, key, report=report):
                         q.put(("window", key, w))
                         n += 1
                         valid += w.valid
                         if stop.is_set():
                             return
-                    q.put(("end", key, (n, valid)))
+                    q.put(("end", key, (n, valid, report)))
                 except AudioError as e:
                     q.put(("error", key, (rec, e.reason)))
                 except Exception as e:  # a decoder bug must not stop the job: report it with the file
@@ -252,11 +191,11 @@ class _Job:
                 if kind == "idle":
                     idle += 1
                 elif kind == "start":
-                    pending[key] = {"rec": payload, "windows": None, "seen": 0, "valid": 0}
+                    pending[key] = {"rec": payload, "windows": None, "seen": 0, "valid": 0, "report": {}}
                 elif kind == "window":
                     batcher.add(payload)
                 elif kind == "end":
-                    pending[key]["windows"], pending[key]["valid"] = payload
+                    pending[key]["windows"], pending[key]["valid"], pending[key]["report"] = payload
                     maybe_finish(key)
                 elif kind == "error":
                     rec, reason = payload
@@ -273,69 +212,68 @@ class _Job:
         return done["ok"], done["failed"]
 
 
-def _check_info(out: Path, model: EmbeddingModel, normalize: bool, layer: Layer) -> None:
-    want = {"model": model.name, "model_sha256": model.folder.config["files"].get("model.onnx"),
+def _save_frames(path: Path, fr) -> None:
+    with open(path, "wb") as f:
+        np.savez(f, embeddings=fr.embeddings, timestamps=fr.timestamps)
+
+
+def _check_info(out: Path, model: EmbeddingModel, normalize: bool, layer: Layer, root: Path, new_root: bool) -> None:
+    """Create OUT/info.json, or check that OUT was written by this model, with these settings, from ``root``."""
+    want = {"model": model.name, "model_id": model.folder.identity,
+            "model_sha256": model.folder.config["files"].get("model.onnx"),
             "embedding_dim": model.embedding_dim, "normalize": normalize, "layer": layer}
     p = out / "info.json"
+    if out.exists() and not out.is_dir():
+        raise EmbedError(f"{out} exists and is not a folder; choose another output folder")
+    if not p.exists() and out.is_dir() and any(x.name != "parts" for x in out.iterdir()):
+        raise EmbedError(f"{out} is a folder with other files and no info.json: not an `audioemb embed` output; "
+                         "choose an empty or new output folder")
+    root_s = str(root.resolve())
     if p.exists():
-        have = json.loads(p.read_text())
-        diff = [k for k in want if have.get(k) != want[k]]
+        try:
+            have = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise EmbedError(f"{p}: not valid JSON ({e.msg}); the folder is damaged") from None
+        keys = [k for k in want if k in have or k != "model_id"]  # outputs of older versions have no model_id
+        diff = [k for k in keys if have.get(k) != want[k]]
         if diff:
             raise EmbedError(f"{out} was written with {', '.join(f'{k}={have.get(k)!r}' for k in diff)}; "
                              f"this run has {', '.join(f'{k}={want[k]!r}' for k in diff)}. Use another output folder.")
+        if have.get("root") not in (None, root_s) and not new_root:
+            raise EmbedError(f"{out} holds the embeddings of {have['root']}, not {root_s}; files of the other folder "
+                             "would be removed. Use another output folder, or --new-root (new_root=True) to make "
+                             f"{root_s} its folder.")
+        if have.get("root") != root_s or "model_id" not in have:
+            atomic_write(p, lambda q: q.write_text(json.dumps({**have, **want, "root": root_s}, indent=1)))
     else:
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_write(p, lambda q: q.write_text(json.dumps({**want, "audioemb_version": __version__}, indent=1)))
-
-
-def _merge(out: Path, files: list[tuple[str, os.stat_result]]) -> int:
-    """Rewrite embeddings.npy + manifest.jsonl from the old merge and parts; drop vanished files."""
-    emb, records = read_embeddings(out)
-    present = {rel for rel, _ in files}
-    keep = [r for r in records if r["path"] in present]
-    removed = len(records) - len(keep)
-    rows = [r["row"] for r in keep if r["row"] is not None]
-    dim = emb.shape[1] if emb.ndim == 2 else 0
-    new = np.zeros((len(rows), dim), np.float32)
-    for i, r in enumerate(r for r in keep if r["row"] is not None):
-        new[i] = emb[r["row"]]
-        r["row"] = i
-    _atomic_write(out / "embeddings.npy.part", lambda p: np.save(open(p, "wb"), new))
-    _write_jsonl(out / "manifest.jsonl.next", keep)
-    os.replace(out / "embeddings.npy.part", out / "embeddings.npy")
-    os.replace(out / "manifest.jsonl.next", out / "manifest.jsonl")
-    parts = out / "parts"
-    if parts.is_dir():
-        for p in parts.iterdir():
-            p.unlink()
-        parts.rmdir()
-    frames = out / "frames"
-    if frames.is_dir():
-        live = {r["frames"].split("/", 1)[1] for r in keep if r.get("frames")}
-        for p in frames.iterdir():
-            if p.name not in live:
-                p.unlink()
-    return removed
+        atomic_write(p, lambda q: q.write_text(json.dumps({**want, "root": root_s, "audioemb_version": __version__},
+                                                          indent=1)))
 
 
 def embed_folder(root: str | os.PathLike, out: str | os.PathLike, model: str | EmbeddingModel | None = None,
                  batch_size: int = 32, workers: int = 2, frames: bool = False, layer: Layer = None,
                  normalize: bool = True, progress: bool = True, flush_every: int = 256,
-                 flush_seconds: float = 30.0, log: Callable[[str], None] | None = None) -> EmbedSummary:
+                 flush_seconds: float = 30.0, log: Callable[[str], None] | None = None, prune: bool = False,
+                 new_root: bool = False) -> EmbedSummary:
     """Embed every audio file under ``root`` into ``out`` (see the module docstring for the layout).
 
-    Bad files (empty, truncated, not audio, all-NaN, unreadable) are recorded with their error and the
-    run goes on. Returns counts of embedded, kept, failed and removed files.
+    Bad files (empty, truncated, not audio, all-NaN, unreadable, a non-finite embedding) are recorded with
+    their error and the run goes on; files embedded despite a problem (zeroed NaN samples, a truncated
+    file) carry a ``warning``. Files gone from ``root`` are removed only when at most ``PRUNE_FREE`` are
+    gone or ``prune`` is set, and never those under a folder that could not be listed. ``out`` records
+    ``root``; another folder is refused unless ``new_root``. Returns the counts.
     """
     t0 = time.time()
     root, out = Path(root), Path(out)
     m = model if isinstance(model, EmbeddingModel) else load(model)
-    _check_info(out, m, normalize, layer)
-    _recover(out)
-    paths = find_audio(root)
+    m.check_layer(layer)
+    paths, unreadable = scan_audio(root)
+    _check_info(out, m, normalize, layer, root, new_root)
+    recover(out)
     files = []
     for p in paths:
-        rel = p.relative_to(root).as_posix() if root.is_dir() else p.name
+        rel = rel_path(p, root)
         try:
             files.append((p, rel, p.stat()))
         except OSError:
@@ -350,6 +288,10 @@ def embed_folder(root: str | os.PathLike, out: str | os.PathLike, model: str | E
             kept += 1
         else:
             todo.append((key, p, rel, st))
+    present = {rel for _, rel, _ in files}
+    shielded = [d for d, _ in unreadable]
+    gone = [r["path"] for r in old if r["path"] not in present and not any(under(r["path"], d) for d in shielded)]
+    drop = set(gone) if prune or len(gone) <= PRUNE_FREE else set()
     job = _Job(m, root, out, batch_size, workers, frames, layer, normalize, flush_every, flush_seconds)
     ok = 0
     try:
@@ -362,9 +304,12 @@ def embed_folder(root: str | os.PathLike, out: str | os.PathLike, model: str | E
                 ok, _ = job.run(todo, lambda: bar.advance(task))
     finally:
         job.flush()
-        removed = _merge(out, [(rel, st) for _, rel, st in files])
-    failed_total = sum(1 for r in read_embeddings(out)[1] if r.get("error"))
-    summary = EmbedSummary(len(files), ok, kept, failed_total, removed, time.time() - t0, out)
+        removed = merge(out, lambda rel: rel not in drop)
+    _, recs = read_embeddings(out)
+    failed_total = sum(1 for r in recs if r.get("error"))
+    warned = sum(1 for r in recs if r.get("warning") and r.get("path") in present)
+    summary = EmbedSummary(len(files), ok, kept, failed_total, removed, time.time() - t0, out,
+                           gone_kept=len(gone) - len(drop), unreadable=unreadable, warned=warned)
     if log:
         log(summary.line())
     return summary

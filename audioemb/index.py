@@ -40,7 +40,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +48,7 @@ import numpy as np
 from . import __version__, _faiss
 from . import audio as audio_io
 from ._index_store import CURRENT, FILE_COLS, IndexStoreError, Meta, Version, locked, open_version
-from .runtime import Batcher, EmbeddingModel, load, windows
+from .runtime import Batcher, EmbeddingModel, load, nonfinite_reason, windows
 
 _RANGE = re.compile(r"^(.*)@(\d+(?:\.\d*)?)-(\d+(?:\.\d*)?)?$")
 
@@ -81,29 +81,38 @@ class AddSummary:
     unchanged: int
     rebuilt: bool
     count: int
+    unreadable: list = field(default_factory=list)  # (folder, reason) that could not be listed
+    problems: list = field(default_factory=list)  # file records of this add with an error or a warning
 
     def line(self) -> str:
-        return (f"added {self.added} files, re-embedded {self.changed}, removed {self.removed}, failed {self.failed}, "
-                f"unchanged {self.unchanged}{' (index rebuilt)' if self.rebuilt else ''}; {self.count} vectors")
+        s = (f"added {self.added} files, re-embedded {self.changed}, removed {self.removed}, failed {self.failed}, "
+             f"unchanged {self.unchanged}{' (index rebuilt)' if self.rebuilt else ''}; {self.count} vectors")
+        if self.unreadable:
+            s += f"; {len(self.unreadable)} folders could not be read, their files were kept"
+        return s
 
 
 # -------------------------------------------------------------------------------------------------- embedding
-def _scan(root: Path) -> list[tuple[Path, str, os.stat_result]]:
+def _scan(root: Path) -> tuple[list[tuple[Path, str, os.stat_result]], list[tuple[str, str]]]:
+    """(path, stored relative path, stat) of every audio file under ``root``, and the unlistable folders."""
     out = []
-    for p in audio_io.find_audio(root):
-        rel = p.relative_to(root).as_posix() if root.is_dir() else p.name
+    paths, unreadable = audio_io.scan_audio(root)
+    for p in paths:
+        # SQLite holds UTF-8: a name that is not valid UTF-8 is stored with its bad bytes as \xNN
+        rel = os.fsencode(audio_io.rel_path(p, root)).decode("utf-8", "backslashreplace")
         try:
             out.append((p, rel, p.stat()))
         except OSError:
             out.append((p, rel, os.stat_result((0,) * 10)))
-    return out
+    return out, unreadable
 
 
-def _segments(model: EmbeddingModel, path: Path, seconds: float) -> Iterator[tuple[int, int, np.ndarray]]:
+def _segments(model: EmbeddingModel, path: Path, seconds: float,
+              report: dict | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
     """(start sample, length, audio) of consecutive ``seconds`` windows of a file, decoded as a stream."""
     seg = max(1, int(round(seconds * model.sample_rate)))
     prev = None
-    for w in windows(audio_io.stream(path, model.sample_rate), seg, 1):
+    for w in windows(audio_io.stream(path, model.sample_rate, report=report), seg, 1):
         if prev is not None and w.valid < seg / 10:  # a sliver: already covered by the previous window
             return
         if prev is not None and w.valid < seg / 2:  # short tail: the file's last full window instead
@@ -117,43 +126,48 @@ def _embed_files(model: EmbeddingModel, todo: list, segments: float | None, batc
                  on_file: Callable[[], None] = lambda: None, chunk_files: int = 64):
     """Yield (file record, [(start_s, end_s)], vectors (n, D)) per file; a failed file has its error and none."""
     sr = model.sample_rate
+    none = np.zeros((0, model.embedding_dim), np.float32)
     for c in range(0, len(todo), chunk_files):
         on_result, finish = model.make_collector(True, None)
         batcher = Batcher(model.run_batch(None), batch_size, on_result)
         done, key = [], 0
         for path, rel, st in todo[c:c + chunk_files]:
-            rec = {"path": rel, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "duration_s": None, "error": None}
-            keys, spans, n = [], [], 0
+            rec = {"path": rel, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "duration_s": None, "error": None,
+                   "warning": None}
+            keys, spans, n, report = [], [], 0, {}
             try:
                 if segments:
-                    for start, length, audio in _segments(model, path, segments):
+                    for start, length, audio in _segments(model, path, segments, report):
                         keys.append(key)
+                        key += 1  # before decoding, so a failing file never shares a key with the next one
                         spans.append((start / sr, (start + length) / sr))
-                        for w in model.window_stream(audio, key):
+                        for w in model.window_stream(audio, keys[-1]):
                             batcher.add(w)
-                        key += 1
                         n = max(n, start + length)
                 else:
                     keys.append(key)
-                    for w in model.window_stream(path, key):
+                    key += 1
+                    for w in model.window_stream(path, keys[-1], report=report):
                         batcher.add(w)
                         n += w.valid
                     spans.append((0.0, n / sr))
-                    key += 1
                 rec["duration_s"] = round(n / sr, 4)
+                rec["warning"] = "; ".join(report.get("warnings", [])) or None
             except audio_io.AudioError as e:
                 rec["error"] = e.reason
             except Exception as e:  # a decoder bug must not stop the job: record it with the file
                 rec["error"] = f"{type(e).__name__}: {e}"
-            done.append((rec, keys, spans))
+            done.append((rec, keys, spans, report.get("peak", 0.0)))
         batcher.flush()
-        for rec, keys, spans in done:
+        for rec, keys, spans, peak in done:
+            vecs = [finish(k, discard=bool(rec["error"]))[0] for k in keys]
+            if not rec["error"]:
+                rec["error"] = next((r for v in vecs if (r := nonfinite_reason(v, None, peak))), None)
             if rec["error"]:
-                for k in keys:
-                    finish(k, discard=True)
-                yield rec, [], np.zeros((0, model.embedding_dim), np.float32)
+                rec["warning"] = None
+                yield rec, [], none
             else:
-                yield rec, spans, np.stack([finish(k)[0] for k in keys])
+                yield rec, spans, np.stack(vecs)
             on_file()
 
 
@@ -198,6 +212,14 @@ def _progress(total: int, enabled: bool, label: str = "embedding") -> Iterator[C
 
 def _model_sha(m: EmbeddingModel) -> str | None:
     return m.folder.config["files"].get("model.onnx")
+
+
+def _same_model(m: EmbeddingModel, info: dict) -> bool:
+    """Whether ``m`` is the model ``info`` (of an index or embed output) was written with: by identity
+    (config + weights), or by the ONNX sha256 alone for what older versions wrote."""
+    if info.get("model_id"):
+        return m.folder.identity == info["model_id"]
+    return _model_sha(m) == info.get("model_sha256")
 
 
 def _model_ref(m: EmbeddingModel) -> str:
@@ -276,20 +298,23 @@ class Index:
         if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / CURRENT).exists())):
             raise IndexStoreError(f"{out} exists and is not an audioemb index; choose another output folder")
         if (out / CURRENT).exists() and not overwrite:
-            raise IndexStoreError(f"{out} is already an index; use add to update it, or overwrite to rebuild it")
+            raise IndexStoreError(f"{out} is already an index; use `audioemb index add` to update it, or --force "
+                                  "(overwrite=True) to rebuild it")
         if from_embed is not None:
             if segments:
                 raise ValueError("segments cannot be used with from_embed (embed outputs hold one vector per file)")
             m, col = _from_embed(Path(from_embed), model)
+            unreadable = []
         else:
             m = model if isinstance(model, EmbeddingModel) else load(model)
             col = _Collected(m.embedding_dim)
-            todo = _scan(root)
+            todo, unreadable = _scan(root)
             with _progress(len(todo), progress) as step:
                 for rec, spans, vecs in _embed_files(m, todo, segments, batch_size, step):
                     col.add(rec, spans, vecs)
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         info = {"format_version": 1, "audioemb_version": __version__, "model": m.name, "model_sha256": _model_sha(m),
+                "model_id": m.folder.identity, "unreadable_folders": [list(u) for u in unreadable],
                 "model_ref": _model_ref(m), "dim": m.embedding_dim, "sample_rate": m.sample_rate,
                 "metric": "inner product of L2-normalised vectors (cosine)", "segments_s": segments,
                 "root": str(root.resolve()), "index_type_requested": index_type, "memory_budget_gb": memory_budget_gb,
@@ -348,7 +373,7 @@ class Index:
     def _checked(self, model: str | EmbeddingModel) -> EmbeddingModel:
         m = model if isinstance(model, EmbeddingModel) else load(model)
         i = self._meta.info
-        if _model_sha(m) != i["model_sha256"] or m.embedding_dim != i["dim"]:
+        if not _same_model(m, i) or m.embedding_dim != i["dim"]:
             raise ModelMismatchError(
                 f"{self.path} was built with model {i['model']!r} (sha256 {str(i['model_sha256'])[:12]}, dim "
                 f"{i['dim']}); model {m.name!r} (sha256 {str(_model_sha(m))[:12]}, dim {m.embedding_dim}) embeds "
@@ -386,7 +411,10 @@ class Index:
             path, start, end = parse_query(os.fspath(query))
         if start is None and end is None:
             return self.model.encode(path)
-        return self.model.encode(_read_range(path, start or 0.0, end, self.model.sample_rate))
+        try:
+            return self.model.encode(_read_range(path, start or 0.0, end, self.model.sample_rate))
+        except audio_io.AudioError as e:  # name the query file, not the decoded range
+            raise audio_io.AudioError(f"{path}@{start or 0:g}-{'' if end is None else f'{end:g}'}", e.reason) from None
 
     def search(self, query, k: int = 10, collapse: bool = True, sample_rate: int | None = None) -> list[Hit]:
         """The ``k`` nearest segments to ``query`` (see :meth:`embed_query`), best first.
@@ -402,6 +430,8 @@ class Index:
         if v.shape != (dim,):
             raise ModelMismatchError(f"query vector has shape {v.shape}; this index holds {dim}-d vectors of model "
                                      f"{self._meta.info['model']!r} (pass sample_rate= to search a waveform)")
+        if not np.isfinite(v).all():
+            raise ValueError("the query vector holds NaN or Inf; it cannot be searched")
         n = len(self)
         if n == 0 or k <= 0:
             return []
@@ -431,16 +461,25 @@ class Index:
 
     # ----------------------------------------------------------------------------------------------- update
     def add(self, root: str | os.PathLike | None = None, prune: bool = False, batch_size: int = 32,
-            progress: bool = False) -> AddSummary:
+            progress: bool = False, new_root: bool = False) -> AddSummary:
         """Embed files under ``root`` (default: the folder the index was built from) that are new, changed
         (size or mtime_ns differs) or failed before; a changed file's old vectors are removed. ``prune``
-        also removes files no longer under ``root``. Atomic: a crash leaves the previous version."""
+        also removes files no longer under ``root`` (never those under a folder that cannot be listed).
+        Another folder than the index's is refused unless ``new_root`` makes it the index's folder.
+        Atomic: a crash leaves the previous version."""
         root = Path(root) if root is not None else Path(self._meta.info["root"])
         with locked(self.path):
             self._reload()
             old, model = self._meta, self.model
+            moved = str(root.resolve()) != old.info["root"]
+            if moved and not new_root:
+                raise IndexStoreError(f"{self.path} indexes {old.info['root']}, not {root.resolve()}: files with the "
+                                      "same relative paths would replace each other. Use --new-root (new_root=True) "
+                                      "to make it the index's folder, or build another index.")
+            if moved:
+                old.info["root"] = str(root.resolve())
             known = {f["path"]: i for i, f in enumerate(old.files)}
-            scanned = _scan(root)
+            scanned, unreadable = _scan(root)
             todo, drop, added = [], set(), 0
             for p, rel, st in scanned:
                 i = known.get(rel)
@@ -452,10 +491,12 @@ class Index:
                     todo.append((p, rel, st))
                     drop.add(i)
             if prune:
-                drop |= {i for rel, i in known.items() if rel not in {s[1] for s in scanned}}
+                present = {s[1] for s in scanned}
+                drop |= {i for rel, i in known.items() if rel not in present
+                         and not any(audio_io.under(rel, d) for d, _ in unreadable)}
             unchanged = len(scanned) - len(todo)
-            if not todo and not drop:
-                return AddSummary(0, 0, 0, 0, unchanged, False, len(self))
+            if not todo and not drop and not moved:
+                return AddSummary(0, 0, 0, 0, unchanged, False, len(self), unreadable)
             col = _Collected(old.info["dim"])
             with _progress(len(todo), progress) as step:
                 for rec, spans, vecs in _embed_files(model, todo, old.info["segments_s"], batch_size, step):
@@ -463,12 +504,12 @@ class Index:
             rebuilt = self._apply(col, sorted(drop))
         failed = sum(1 for f in col.files if f["error"])
         return AddSummary(added, len(todo) - added, len(drop) - (len(todo) - added), failed, unchanged, rebuilt,
-                          len(self))
+                          len(self), unreadable, [f for f in col.files if f["error"] or f.get("warning")])
 
     def _reload(self) -> None:
         cur, meta, index, vectors = open_version(self.path)
         self._cur, self._meta, self._faiss, self._vectors, self._seg_of_row = cur, meta, index, vectors, None
-        if self._model is not None and _model_sha(self._model) != meta.info["model_sha256"]:
+        if self._model is not None and not _same_model(self._model, meta.info):
             self._model = None  # rebuilt with another model meanwhile: load that one when needed
 
     def _apply(self, col: _Collected, drop: list[int]) -> bool:
@@ -553,7 +594,7 @@ def _from_embed(out: Path, model) -> tuple[EmbeddingModel, _Collected]:
             raise IndexStoreError(f"{out} was embedded with model {have['model']!r}, which cannot be loaded by name "
                                   f"({e}); pass its folder as model") from None
     m = model if isinstance(model, EmbeddingModel) else load(model)
-    if have.get("model") != m.name or have.get("model_sha256") != _model_sha(m):
+    if have.get("model") != m.name or not _same_model(m, have):
         raise ModelMismatchError(f"{out} was embedded with model {have.get('model')!r} (sha256 "
                                  f"{str(have.get('model_sha256'))[:12]}), not {m.name!r} "
                                  f"(sha256 {str(_model_sha(m))[:12]})")
@@ -564,6 +605,8 @@ def _from_embed(out: Path, model) -> tuple[EmbeddingModel, _Collected]:
     for r in records:
         rec = {k: r.get(k) for k in FILE_COLS}
         ok = r.get("row") is not None
+        if ok and not np.isfinite(emb[r["row"]]).all():  # written by an older version that stored them
+            ok, rec["error"] = False, "non-finite embedding (NaN or Inf) in the embed output"
         col.add(rec, [(0.0, float(r.get("duration_s") or 0.0))] if ok else [],
                 emb[[r["row"]]] if ok else np.zeros((0, m.embedding_dim), np.float32))
     return m, col

@@ -3,6 +3,12 @@
 ``config.json`` holds the frontend, encoder, objective, dimensions, sample rate, inference windowing,
 provenance and the SHA-256 of every weight file. Loading checks those hashes, so a folder whose files
 don't match its config is refused. Nothing is ever unpickled.
+
+A model's *identity* (:func:`identity`) is the SHA-256 of the config fields that decide its embeddings
+(``IDENTITY_KEYS``, weight hashes included); ``config.json`` records it as ``identity_sha256`` and loading
+refuses a config whose fields no longer match it (an edited sample rate, dimension, encoder or name).
+Descriptive fields (training provenance, metrics) may be updated without changing the identity. Indexes
+and embedding folders record the identity, so they refuse another model's vectors.
 """
 
 from __future__ import annotations
@@ -10,12 +16,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 FORMAT = "audioemb-model"
 FORMAT_VERSION = 1
 WEIGHT_FILES = ("model.safetensors", "model.onnx")
+IDENTITY_KEYS = ("name", "sample_rate", "embedding_dim", "frame_dim", "frame_hop", "n_layers", "frontend", "encoder",
+                 "inference", "files")
 
 
 class ModelFolderError(Exception):
@@ -42,6 +51,31 @@ class ModelFolder:
     def file(self, name: str) -> Path:
         return self.path / name
 
+    @property
+    def identity(self) -> str:
+        """SHA-256 of the fields that decide the embeddings (see the module docstring)."""
+        return identity(self.config)
+
+
+def identity(cfg: dict) -> str:
+    """SHA-256 of a config's ``IDENTITY_KEYS`` (canonical JSON: sorted keys, no spaces)."""
+    core = {k: cfg.get(k) for k in IDENTITY_KEYS}
+    return hashlib.sha256(json.dumps(core, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def check_identity(cfg: dict, where: str | os.PathLike) -> None:
+    """Refuse a config whose identity fields were edited after it was written (see the module docstring)."""
+    want = cfg.get("identity_sha256")
+    if want is None:
+        warnings.warn(f"{where}: config.json records no identity_sha256 (written before audioemb checked it), so "
+                      "edits to it cannot be detected; seal it with audioemb.modelfolder.seal()", stacklevel=3)
+        return
+    got = identity(cfg)
+    if got != want:
+        raise ModelFolderError(f"{where}: config.json was edited after the model was written: its "
+                               f"{', '.join(IDENTITY_KEYS[:-1])} or weight hashes no longer match its identity_sha256 "
+                               f"({got[:12]}... vs {str(want)[:12]}...); restore the original config.json")
+
 
 def read_config(folder: Path) -> dict:
     cfg_path = Path(folder) / "config.json"
@@ -59,6 +93,7 @@ def read_config(folder: Path) -> dict:
     for key in ("name", "sample_rate", "embedding_dim", "frontend", "encoder", "files"):
         if key not in cfg:
             raise ModelFolderError(f"{cfg_path}: missing required key {key!r}")
+    check_identity(cfg, cfg_path)
     return cfg
 
 
@@ -66,6 +101,12 @@ def open_folder(folder: str | os.PathLike, verify: tuple[str, ...] = WEIGHT_FILE
     """Read and check a model folder; ``verify`` names the files whose SHA-256 must match the config."""
     folder = Path(folder)
     cfg = read_config(folder)
+    open_folder_files(folder, cfg, verify)
+    return ModelFolder(folder, cfg)
+
+
+def open_folder_files(folder: Path, cfg: dict, verify: tuple[str, ...]) -> None:
+    """Check that the files ``verify`` exist and match the sha256 recorded in ``cfg``."""
     for name in verify:
         p = folder / name
         want = cfg["files"].get(name)
@@ -77,7 +118,6 @@ def open_folder(folder: str | os.PathLike, verify: tuple[str, ...] = WEIGHT_FILE
         if got != want:
             raise ModelFolderError(f"{p}: sha256 {got[:12]}... does not match config.json ({want[:12]}...); "
                                    "the folder was modified or is corrupt")
-    return ModelFolder(folder, cfg)
 
 
 def write_config(folder: Path, cfg: dict) -> None:
@@ -85,6 +125,23 @@ def write_config(folder: Path, cfg: dict) -> None:
     cfg = dict(cfg)
     cfg["format"], cfg["format_version"] = FORMAT, FORMAT_VERSION
     cfg["files"] = {n: sha256_file(folder / n) for n in WEIGHT_FILES if (folder / n).exists()}
+    cfg["identity_sha256"] = identity(cfg)
     tmp = folder / "config.json.tmp"
     tmp.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
     os.replace(tmp, folder / "config.json")
+
+
+def seal(folder: str | os.PathLike) -> str:
+    """Record ``identity_sha256`` in an existing folder's config.json (after checking its weight hashes).
+
+    For folders written before identities were recorded; only the one field is added. Returns the identity.
+    """
+    folder = Path(folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg.pop("identity_sha256", None)
+    open_folder_files(folder, cfg, WEIGHT_FILES)
+    cfg["identity_sha256"] = identity(cfg)
+    tmp = folder / "config.json.tmp"
+    tmp.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, folder / "config.json")
+    return cfg["identity_sha256"]

@@ -142,7 +142,7 @@ class EmbeddingModel:
 
     # ------------------------------------------------------------------------------------------------
     def encode(self, x, sample_rate: int | None = None, batch_size: int = 32, normalize: bool = True,
-               output: str = "clip", layer: Layer = None):
+               output: str = "clip", layer: Layer = None, errors: str = "raise"):
         """Embed a path, an array, or a list of either.
 
         Args:
@@ -154,30 +154,52 @@ class EmbeddingModel:
             output: ``"clip"`` gives one vector per input, ``"frames"`` a :class:`FrameEmbeddings` per input.
             layer: None for the last layer; an int picks a layer (0 = first, -1 = last); ``"mean"``
                 averages all layers. Clip embeddings of a chosen layer use the same pooling.
+            errors: ``"raise"``: an input that cannot be decoded or embedded raises :class:`audio.AudioError`
+                (or ValueError for arrays) naming it; ``"skip"``: its row is NaN (its frames None) and
+                the call returns ``(result, [EncodeError, ...])``.
 
         Returns:
             ``(N, D)`` float32 for a list, ``(D,)`` for one input (``output="clip"``); a list of
-            :class:`FrameEmbeddings` or one of them (``output="frames"``).
+            :class:`FrameEmbeddings` or one of them (``output="frames"``). Every returned embedding is finite.
         """
         if output not in ("clip", "frames"):
             raise ValueError(f"output must be 'clip' or 'frames', got {output!r}")
+        if errors not in ("raise", "skip"):
+            raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
+        self.check_layer(layer)
         single = _is_single(x)
         items = [x] if single else list(x)
-        results = self._encode_items(items, sample_rate, batch_size, normalize, output, layer)
+        results, failed = self._encode_items(items, sample_rate, batch_size, normalize, output, layer, errors)
         if output == "clip":
+            nan = np.full(self.embedding_dim, np.nan, np.float32)
+            results = [nan if r is None else r for r in results]
             arr = np.stack(results).astype(np.float32) if results else np.zeros((0, self.embedding_dim), np.float32)
-            return arr[0] if single else arr
-        return results[0] if single else results
+            out = arr[0] if single else arr
+        else:
+            out = results[0] if single else results
+        return (out, failed) if errors == "skip" else out
 
-    def blocks(self, item, sample_rate: int | None = None) -> Iterable[np.ndarray]:
-        """Mono float32 blocks of a path or array at the model's rate."""
+    def blocks(self, item, sample_rate: int | None = None, report: dict | None = None) -> Iterable[np.ndarray]:
+        """Mono float32 blocks of a path or array at the model's rate (``report``: see :func:`audio.stream`)."""
         if isinstance(item, (str, os.PathLike)):
-            return audio_io.stream(item, self.sample_rate)
+            return audio_io.stream(item, self.sample_rate, report=report)
         arr = _as_array(item)
-        return [audio_io.resample(arr, sample_rate or self.sample_rate, self.sample_rate)]
+        mono = audio_io.resample(arr, sample_rate or self.sample_rate, self.sample_rate)
+        if report is not None:
+            report.update(warnings=[], peak=float(np.max(np.abs(mono))) if len(mono) else 0.0)
+        return [mono]
 
-    def window_stream(self, item, key: int, sample_rate: int | None = None) -> Iterator[Window]:
-        return windows(self.blocks(item, sample_rate), self.window, self.min_len, key)
+    def window_stream(self, item, key: int, sample_rate: int | None = None,
+                      report: dict | None = None) -> Iterator[Window]:
+        return windows(self.blocks(item, sample_rate, report), self.window, self.min_len, key)
+
+    def check_layer(self, layer: Layer) -> None:
+        """Raise ValueError unless ``layer`` is None, ``"mean"`` or a valid layer index of this model."""
+        if layer is None or layer == "mean":
+            return
+        if not (isinstance(layer, (int, np.integer)) and -self.n_layers <= layer < self.n_layers):
+            raise ValueError(f"layer must be None, 'mean' or an int in [-{self.n_layers}, {self.n_layers - 1}] "
+                             f"for model {self.name!r}, got {layer!r}")
 
     def make_collector(self, normalize: bool, layer: Layer, want_frames: bool = False):
         """(on_result, finish) for windows tagged with input keys.
@@ -222,15 +244,59 @@ class EmbeddingModel:
     def run_batch(self, layer: Layer) -> Callable:
         return lambda wav: self.backend.run(wav, layers=layer is not None)
 
-    def _encode_items(self, items: Sequence, sample_rate, batch_size, normalize, output, layer) -> list:
+    def _encode_items(self, items: Sequence, sample_rate, batch_size, normalize, output, layer,
+                      errors: str) -> tuple[list, list[EncodeError]]:
         on_result, finish = self.make_collector(normalize, layer, want_frames=output == "frames")
         batcher = Batcher(self.run_batch(layer), batch_size, on_result)
+        failed: dict[int, EncodeError] = {}
+        peaks: dict[int, float] = {}
         for key, item in enumerate(items):
-            for w in self.window_stream(item, key, sample_rate):
-                batcher.add(w)
+            report: dict = {}
+            try:
+                for w in self.window_stream(item, key, sample_rate, report):
+                    batcher.add(w)
+            except (audio_io.AudioError, ValueError) as e:
+                if errors == "raise":
+                    raise
+                failed[key] = EncodeError(key, _describe(item), getattr(e, "reason", str(e)))
+            peaks[key] = report.get("peak", 0.0)
         batcher.flush()
         pick = 0 if output == "clip" else 1
-        return [finish(k)[pick] for k in range(len(items))]
+        out = []
+        for k, item in enumerate(items):
+            clip, fr = finish(k, discard=k in failed)
+            if k not in failed and (reason := nonfinite_reason(clip, fr, peaks[k])):
+                if errors == "raise":
+                    raise audio_io.AudioError(_describe(item), reason)
+                failed[k] = EncodeError(k, _describe(item), reason)
+                clip = fr = None
+            out.append(clip if pick == 0 else fr)
+        return out, sorted(failed.values(), key=lambda e: e.index)
+
+
+@dataclass
+class EncodeError:
+    """An input of ``encode(..., errors="skip")`` that gave no embedding: its position, name and reason."""
+
+    index: int
+    source: str
+    reason: str
+
+
+def _describe(item) -> str:
+    if isinstance(item, (str, os.PathLike)):
+        return os.fspath(item)
+    return f"array of shape {getattr(np.asarray(item), 'shape', '?')}"
+
+
+def nonfinite_reason(clip: np.ndarray | None, frames: FrameEmbeddings | None, peak: float = 0.0) -> str | None:
+    """Why an embedding cannot be used (NaN or Inf in it), or None when it is finite."""
+    bad = clip is not None and not np.isfinite(clip).all()
+    bad = bad or (frames is not None and not np.isfinite(frames.embeddings).all())
+    if not bad:
+        return None
+    hint = f"; its peak sample is {peak:.3g}, far outside [-1, 1]" if peak > 1e3 else ""
+    return f"the model gave a non-finite embedding (NaN or Inf){hint}"
 
 
 def _select_layer(layers: np.ndarray, layer: Layer, n_layers: int) -> np.ndarray:
@@ -282,6 +348,9 @@ def load(name_or_folder: str | os.PathLike | None = None, backend: str = "onnx",
         folder = open_folder(folder_path, verify=("model.onnx",))
         return EmbeddingModel(folder, OnnxBackend(folder, threads=threads, **backend_kwargs))
     if backend == "torch":
+        from .errors import require
+
+        require("torch", "backend='torch'", "train")
         from .backends import TorchBackend
 
         folder = open_folder(folder_path, verify=("model.safetensors",))

@@ -18,30 +18,38 @@ def embed(
     workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Decoding threads.")] = 2,
     layer: Annotated[str | None, typer.Option(help="Layer to embed from: an index or 'mean' (default: last).")] = None,
     backend: Annotated[str, typer.Option(help="onnx (default) or torch.")] = "onnx",
+    prune: Annotated[bool, typer.Option(help="Remove files no longer in the folder from OUT, however many (without "
+                                        "it, more than a few are kept).")] = False,
+    new_root: Annotated[bool, typer.Option("--new-root", help="Accept an OUT written from another folder and make "
+                                           "FOLDER its folder.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Embed a folder. Re-running on the same OUT embeds only new or changed files; an interrupted run resumes.
 
-    Exit code 0 when every file was embedded, 1 when some failed (each failure is in manifest.jsonl with
-    its reason), 2 for usage errors.
+    Exit code 0 when every file was embedded, 1 when some failed or a folder could not be read (each failure
+    is in manifest.jsonl with its reason), 2 for usage errors.
     """
-    from audioemb.audio import AudioError
-    from audioemb.embed import EmbedError, embed_folder
+    from audioemb.audio import AudioError, printable
+    from audioemb.embed import EmbedError, embed_folder, read_embeddings
+    from audioemb.errors import MissingExtraError
     from audioemb.modelfolder import ModelFolderError
     from audioemb.runtime import load
 
     try:
-        m = load(model, backend=backend)
         lay = None if layer is None else (layer if layer == "mean" else int(layer))
+        m = load(model, backend=backend)
         summary = embed_folder(folder, out, m, batch_size=batch_size, workers=workers, frames=frames, layer=lay,
-                               progress=progress)
-    except (EmbedError, ModelFolderError, FileNotFoundError, AudioError, ValueError) as e:
+                               progress=progress, prune=prune, new_root=new_root)
+    except (EmbedError, ModelFolderError, FileNotFoundError, AudioError, ValueError, MissingExtraError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
-    if summary.failed:
-        _, records = __import__("audioemb.embed", fromlist=["read_embeddings"]).read_embeddings(out)
-        for r in records:
-            if r.get("error"):
-                typer.echo(f"failed: {r['path']}: {r['error']}", err=True)
+    _, records = read_embeddings(out)
+    for r in records:
+        if r.get("error"):
+            typer.echo(f"failed: {printable(r['path'])}: {r['error']}", err=True)
+        elif r.get("warning"):
+            typer.echo(f"warning: {printable(r['path'])}: {r['warning']}", err=True)
+    for d, reason in summary.unreadable:
+        typer.echo(f"failed: {printable(d)}/: cannot list this folder ({reason}); its files were kept", err=True)
     typer.echo(summary.line())
-    raise typer.Exit(1 if summary.failed else 0)
+    raise typer.Exit(1 if summary.failed or summary.unreadable else 0)

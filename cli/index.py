@@ -16,10 +16,29 @@ def _fail(e: Exception) -> None:
 
 def _known_errors() -> tuple[type[Exception], ...]:
     from audioemb.audio import AudioError
+    from audioemb.embed import EmbedError
+    from audioemb.errors import MissingExtraError
     from audioemb.index import IndexStoreError
     from audioemb.modelfolder import ModelFolderError
 
-    return IndexStoreError, ModelFolderError, AudioError, FileNotFoundError, ValueError
+    return IndexStoreError, ModelFolderError, AudioError, EmbedError, FileNotFoundError, ValueError, MissingExtraError
+
+
+def _report(files: list[dict], unreadable: list) -> bool:
+    """Print each failed or warned file and unreadable folder to stderr; True if anything failed."""
+    from audioemb.audio import printable
+
+    failed = False
+    for f in files:
+        if f.get("error"):
+            failed = True
+            typer.echo(f"failed: {printable(f['path'])}: {f['error']}", err=True)
+        elif f.get("warning"):
+            typer.echo(f"warning: {printable(f['path'])}: {f['warning']}", err=True)
+    for d, reason in unreadable:
+        failed = True
+        typer.echo(f"failed: {printable(d)}/: cannot list this folder ({reason}); its files were kept", err=True)
+    return failed
 
 
 @app.command("build")
@@ -49,12 +68,11 @@ def build(
                           progress=progress)
     except _known_errors() as e:
         _fail(e)
-    for f in idx.files:
-        if f["error"]:
-            typer.echo(f"failed: {f['path']}: {f['error']}", err=True)
     i = idx.info
+    failed = _report(idx.files, i.get("unreadable_folders") or [])
     typer.echo(f"indexed {len(idx)} vectors from {i['n_files'] - i['n_failed']} files ({i['n_failed']} failed) with "
                f"{i['model']}: {i['index_type']} index, recall@10 {i['recall@10']:.3f} -> {out}")
+    raise typer.Exit(1 if failed else 0)
 
 
 @app.command("add")
@@ -63,6 +81,8 @@ def add(
     folder: Annotated[Path | None, typer.Argument(help="Collection folder (default: the one it was built "
                                                   "from).")] = None,
     prune: Annotated[bool, typer.Option(help="Also remove files that are no longer in the folder.")] = False,
+    new_root: Annotated[bool, typer.Option("--new-root", help="FOLDER is not the folder the index was built from: "
+                                           "make it the index's folder.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Windows per model call.")] = 32,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -70,10 +90,13 @@ def add(
     from audioemb.index import Index
 
     try:
-        summary = Index.load(index).add(folder, prune=prune, batch_size=batch_size, progress=progress)
+        summary = Index.load(index).add(folder, prune=prune, batch_size=batch_size, progress=progress,
+                                        new_root=new_root)
     except _known_errors() as e:
         _fail(e)
+    failed = _report(summary.problems, summary.unreadable)
     typer.echo(summary.line())
+    raise typer.Exit(1 if failed else 0)
 
 
 @app.command("info")

@@ -17,36 +17,58 @@ def search(
     all_segments: Annotated[bool, typer.Option("--all-segments", help="List every matching segment, not only "
                                                "the best one of each file.")] = False,
 ) -> None:
-    """Search an index with the index's own model; results are ranked by cosine similarity."""
+    """Search an index with the index's own model; results are ranked by cosine similarity.
+
+    A query that cannot be searched (unreadable, not audio) is reported and the others go on; the exit code
+    is then 1. Exit code 2: the index cannot be used, or there is no query at all.
+    """
     import json
 
-    from audioemb.audio import AudioError, find_audio
+    from audioemb.audio import AudioError, printable, scan_audio
+    from audioemb.errors import MissingExtraError
     from audioemb.index import Index, IndexStoreError, parse_query
     from audioemb.modelfolder import ModelFolderError
 
     path = Path(query)
-    queries = [str(p) for p in find_audio(path)] if path.is_dir() else [query]
-    results = []
     try:
+        if path.is_dir():
+            found, unreadable = scan_audio(path)
+            if not found:
+                why = "".join(f"; {printable(d)}/ cannot be listed ({r})" for d, r in unreadable)
+                raise FileNotFoundError(f"{query}: a folder with no audio files to use as queries{why}")
+            queries = [str(p) for p in found]
+        else:
+            queries = [query]
         idx = Index.load(index)
-        for q in queries:
+    except (IndexStoreError, ModelFolderError, FileNotFoundError, MissingExtraError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    results, failed = [], 0
+    for q in queries:
+        try:
             if not Path(parse_query(q)[0]).exists():
                 raise FileNotFoundError(f"{q}: no such file")
             results.append((q, idx.search(q, k=k, collapse=not all_segments)))
-    except (IndexStoreError, ModelFolderError, AudioError, FileNotFoundError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        except (AudioError, FileNotFoundError, ValueError) as e:
+            failed += 1
+            typer.echo(f"error: {printable(str(e))}", err=True)
+        except (IndexStoreError, ModelFolderError) as e:  # the index or its model: no query can work
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
     if json_out:
         typer.echo(json.dumps([{"query": q, "hits": [h.to_dict() for h in hits]} for q, hits in results], indent=1))
-        return
-    from rich.console import Console
-    from rich.table import Table
+    else:
+        from rich.console import Console
+        from rich.table import Table
 
-    console = Console()
-    for q, hits in results:
-        table = Table(title=f"query: {q}")
-        for col, just in (("rank", "right"), ("path", "left"), ("segment (s)", "right"), ("score", "right")):
-            table.add_column(col, justify=just, overflow="fold")
-        for h in hits:
-            table.add_row(str(h.rank), h.path, f"{h.start:.2f}-{h.end:.2f}", f"{h.score:.4f}")
-        console.print(table)
+        console = Console()
+        for q, hits in results:
+            table = Table(title=f"query: {printable(q)}")
+            for col, just in (("rank", "right"), ("path", "left"), ("segment (s)", "right"), ("score", "right")):
+                table.add_column(col, justify=just, overflow="fold")
+            for h in hits:
+                table.add_row(str(h.rank), printable(h.path), f"{h.start:.2f}-{h.end:.2f}", f"{h.score:.4f}")
+            console.print(table)
+    if failed:
+        typer.echo(f"{failed} of {len(queries)} queries failed", err=True)
+        raise typer.Exit(1 if results else 2)
