@@ -41,8 +41,10 @@ def onnx_providers(device: str, available: list[str]) -> list[str]:
         return ["CPUExecutionProvider"]
     if device == "cuda":
         if "CUDAExecutionProvider" not in available:
-            raise RuntimeError("device 'cuda' needs onnxruntime-gpu and a CUDA GPU: pip install 'audioemb[gpu]' "
-                               f"(this onnxruntime offers {', '.join(available)})")
+            from .errors import MissingExtraError
+
+            raise MissingExtraError(f"device 'cuda' (this onnxruntime offers {', '.join(available)})",
+                                    "onnxruntime-gpu and a CUDA GPU", "gpu")
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device != "auto":
         raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")

@@ -261,8 +261,10 @@ def _read_range(path, start: float, end: float | None, sr: int) -> np.ndarray:
 class Index:
     """A searchable index of an audio collection (see the module docstring); ``Index.build`` or ``Index.load``."""
 
-    def __init__(self, path: Path, cur: dict, meta: Meta, index, vectors: np.ndarray, model=None):
+    def __init__(self, path: Path, cur: dict, meta: Meta, index, vectors: np.ndarray, model=None,
+                 device: str = "auto"):
         self.path, self._cur, self._meta, self._faiss, self._vectors = Path(path), cur, meta, index, vectors
+        self._device = device
         self._model: EmbeddingModel | None = None
         self._seg_of_row: np.ndarray | None = None
         if model is not None:
@@ -270,17 +272,18 @@ class Index:
 
     # ---------------------------------------------------------------------------------------- construction
     @classmethod
-    def load(cls, path: str | os.PathLike, model: str | EmbeddingModel | None = None) -> Index:
+    def load(cls, path: str | os.PathLike, model: str | EmbeddingModel | None = None, device: str = "auto") -> Index:
         """Open the committed version of an index. ``model`` (name, folder or loaded model) must be the
-        index's own model, else :class:`ModelMismatchError`; None loads it by name when first needed."""
+        index's own model, else :class:`ModelMismatchError`; None loads it by name when first needed, on
+        ``device`` (auto, cpu or cuda: onnxruntime's providers)."""
         path = Path(path)
-        return cls(path, *open_version(path), model=model)
+        return cls(path, *open_version(path), model=model, device=device)
 
     @classmethod
     def build(cls, root: str | os.PathLike, out: str | os.PathLike, model: str | EmbeddingModel | None = None,
               segments: float | None = None, index_type: str = "auto", from_embed: str | os.PathLike | None = None,
               overwrite: bool = False, memory_budget_gb: float = 4.0, target_recall: float = 0.95,
-              batch_size: int = 32, seed: int = 0, progress: bool = False) -> Index:
+              batch_size: int = 32, seed: int = 0, progress: bool = False, device: str = "auto") -> Index:
         """Embed every audio file under ``root`` (or reuse an ``embed`` output folder ``from_embed``) and
         write a faiss index to ``out``.
 
@@ -306,7 +309,7 @@ class Index:
             m, col = _from_embed(Path(from_embed), model)
             unreadable = []
         else:
-            m = model if isinstance(model, EmbeddingModel) else load(model)
+            m = model if isinstance(model, EmbeddingModel) else load(model, device=device)
             col = _Collected(m.embedding_dim)
             todo, unreadable = _scan(root)
             with _progress(len(todo), progress) as step:
@@ -342,7 +345,7 @@ class Index:
                 os.rename(tmp, out)  # replaces an empty folder too
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-        return cls.load(out, model=m)
+        return cls.load(out, model=m, device=device)
 
     # ------------------------------------------------------------------------------------------ properties
     @property
@@ -363,7 +366,7 @@ class Index:
         if self._model is None:
             ref = self._meta.info["model_ref"]
             try:
-                m = load(ref)
+                m = load(ref, device=self._device)
             except Exception as e:
                 raise IndexStoreError(f"{self.path} was built with model {self._meta.info['model']!r} from {ref}, "
                                       f"which cannot be loaded ({e}); pass model= to Index.load") from None

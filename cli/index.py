@@ -58,6 +58,7 @@ def build(
     force: Annotated[bool, typer.Option("--force", help="Rebuild an existing index at OUT.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Windows per model call.")] = 32,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    device: Annotated[str, typer.Option(help="auto (CUDA when onnxruntime-gpu sees a GPU), cpu or cuda.")] = "auto",
 ) -> None:
     """Embed a folder (or reuse its embed output) and build a cosine-similarity index of it."""
     from audioemb.index import Index
@@ -65,7 +66,7 @@ def build(
     try:
         idx = Index.build(folder, out, model=model, segments=segments, index_type=index_type.lower(),
                           from_embed=from_embed, overwrite=force, memory_budget_gb=memory_gb, batch_size=batch_size,
-                          progress=progress)
+                          progress=progress, device=device)
     except _known_errors() as e:
         _fail(e)
     i = idx.info
@@ -85,12 +86,13 @@ def add(
                                            "make it the index's folder.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Windows per model call.")] = 32,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    device: Annotated[str, typer.Option(help="auto (CUDA when onnxruntime-gpu sees a GPU), cpu or cuda.")] = "auto",
 ) -> None:
     """Add new files and re-embed changed ones (size or modification time differs), atomically."""
     from audioemb.index import Index
 
     try:
-        summary = Index.load(index).add(folder, prune=prune, batch_size=batch_size, progress=progress,
+        summary = Index.load(index, device=device).add(folder, prune=prune, batch_size=batch_size, progress=progress,
                                         new_root=new_root)
     except _known_errors() as e:
         _fail(e)

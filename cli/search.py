@@ -16,6 +16,7 @@ def search(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     all_segments: Annotated[bool, typer.Option("--all-segments", help="List every matching segment, not only "
                                                "the best one of each file.")] = False,
+    device: Annotated[str, typer.Option(help="auto (CUDA when onnxruntime-gpu sees a GPU), cpu or cuda.")] = "auto",
 ) -> None:
     """Search an index with the index's own model; results are ranked by cosine similarity.
 
@@ -39,7 +40,7 @@ def search(
             queries = [str(p) for p in found]
         else:
             queries = [query]
-        idx = Index.load(index)
+        idx = Index.load(index, device=device)
     except (IndexStoreError, ModelFolderError, FileNotFoundError, MissingExtraError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

@@ -19,6 +19,7 @@ def serve(
     root: Annotated[Path | None, typer.Option(help="Where the collection's files are now (default: the folder "
                                               "the index was built from).")] = None,
     max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest upload accepted, MB.")] = 20.0,
+    device: Annotated[str, typer.Option(help="auto (CUDA when onnxruntime-gpu sees a GPU), cpu or cuda.")] = "auto",
 ) -> None:
     """Start the web app on uvicorn: search by a file, a time range or an uploaded clip; listen; clusters; map."""
     from audioemb.index import IndexStoreError
@@ -29,7 +30,8 @@ def serve(
         typer.echo(f"warning: serving on {host} without --token: anyone who can reach this port can search "
                    "and download the collection", err=True)
     try:
-        app = create_app(index, root=root, clusters=clusters, token=token, max_upload_mb=max_upload_mb)
+        app = create_app(index, root=root, clusters=clusters, token=token, max_upload_mb=max_upload_mb,
+                         device=device)
     except (IndexStoreError, ModelFolderError, FileNotFoundError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

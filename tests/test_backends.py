@@ -17,7 +17,7 @@ def test_device_picks_providers():
 
 
 def test_cuda_without_onnxruntime_gpu_says_which_extra():
-    with pytest.raises(RuntimeError, match=r"audioemb\[gpu\]"):
+    with pytest.raises(ImportError, match=r"audioemb\[gpu\]"):
         onnx_providers("cuda", [CPU])
     with pytest.raises(ValueError, match="auto, cpu or cuda"):
         onnx_providers("tpu", [CPU])
@@ -42,3 +42,20 @@ def test_cuda_provider_matches_cpu(tiny_model, clips16k):
     cpu, gpu = load(tiny_model, device="cpu"), load(tiny_model, device="cuda")
     np.testing.assert_allclose(gpu.encode(clips16k, sample_rate=16000), cpu.encode(clips16k, sample_rate=16000),
                                atol=1e-4)
+
+
+@pytest.mark.parametrize("cmd", [["embed", "{clips}", "-o", "{tmp}/out"], ["index", "build", "{clips}", "-o", "{tmp}/i"]])
+def test_cli_device_cuda_without_gpu_is_one_line(cmd, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("a GPU provider is present")
+    clips = Path(__file__).resolve().parents[1] / "examples" / "clips"
+    args = [a.format(clips=clips, tmp=tmp_path) for a in cmd]
+    r = subprocess.run([sys.executable, "-m", "audioemb", *args, "--device", "cuda"], capture_output=True, text=True)
+    assert r.returncode == 2 and "audioemb[gpu]" in r.stderr and "Traceback" not in r.stderr, r.stderr
+

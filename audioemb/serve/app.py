@@ -35,9 +35,9 @@ COOKIE = "audioemb_token"
 
 def create_app(index: str | os.PathLike, root: str | os.PathLike | None = None,
                clusters: str | os.PathLike | None = None, token: str | None = None,
-               max_upload_mb: float = 20.0, model=None) -> FastAPI:
+               max_upload_mb: float = 20.0, model=None, device: str = "auto") -> FastAPI:
     """The app serving ``index`` (its files under ``root``, default: the folder it was built from)."""
-    col = Collection(index, root=root, clusters=clusters, model=model)
+    col = Collection(index, root=root, clusters=clusters, model=model, device=device)
     cache = tempfile.TemporaryDirectory(prefix="audioemb-serve-")
     transcoder = Transcoder(Path(cache.name))
     max_bytes = int(max_upload_mb * 1024 * 1024)

@@ -19,7 +19,7 @@ class Collection:
     already loaded model) when ``current.json`` changed, so searches keep answering while a writer adds."""
 
     def __init__(self, index_path: str | os.PathLike, root: str | os.PathLike | None = None,
-                 clusters: str | os.PathLike | None = None, model=None):
+                 clusters: str | os.PathLike | None = None, model=None, device: str = "auto"):
         self.path = Path(index_path)
         self._lock = threading.Lock()
         try:
@@ -28,7 +28,7 @@ class Collection:
             raise IndexStoreError(f"{self.path}: not an audioemb index (no current.json); build one with "
                                   "`audioemb index build`") from None
         self.version = self._read_version()
-        self._index = Index.load(self.path, model=model)
+        self._index = Index.load(self.path, model=model, device=device)
         self.model = self._index.model  # loaded now: a model that cannot be loaded fails at start, not mid-search
         self._root_override = Path(root) if root is not None else None
         self._refresh_files()
