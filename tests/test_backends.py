@@ -44,7 +44,8 @@ def test_cuda_provider_matches_cpu(tiny_model, clips16k):
                                atol=1e-4)
 
 
-@pytest.mark.parametrize("cmd", [["embed", "{clips}", "-o", "{tmp}/out"], ["index", "build", "{clips}", "-o", "{tmp}/i"]])
+@pytest.mark.parametrize("cmd", [["embed", "{clips}", "-o", "{tmp}/out"],
+                                 ["index", "build", "{clips}", "-o", "{tmp}/i"]])
 def test_cli_device_cuda_without_gpu_is_one_line(cmd, tmp_path):
     import subprocess
     import sys
