@@ -62,6 +62,8 @@ class TorchBackend:
         if threads:
             torch.set_num_threads(threads)
         self.torch = torch
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
         self.module = load_module(folder).to(device).eval()
 

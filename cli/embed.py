@@ -38,7 +38,7 @@ def embed(
 
     try:
         lay = None if layer is None else (layer if layer == "mean" else int(layer))
-        m = load(model, backend=backend, device=device if backend == "onnx" else _torch_device(device))
+        m = load(model, backend=backend, device=device)
         summary = embed_folder(folder, out, m, batch_size=batch_size, workers=workers, frames=frames, layer=lay,
                                progress=progress, prune=prune, new_root=new_root)
     except (EmbedError, ModelFolderError, FileNotFoundError, AudioError, ValueError, MissingExtraError) as e:
@@ -54,13 +54,4 @@ def embed(
         typer.echo(f"failed: {printable(d)}/: cannot list this folder ({reason}); its files were kept", err=True)
     typer.echo(summary.line())
     raise typer.Exit(1 if summary.failed or summary.unreadable else 0)
-
-
-def _torch_device(device: str) -> str:
-    """The torch backend's device for ``--device`` (auto: cuda when torch sees a GPU)."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
