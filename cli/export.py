@@ -24,6 +24,9 @@ def export(
     seeds: Annotated[int, typer.Option(min=1, help="Random seeds of the random-init baseline.")] = 3,
     concat: Annotated[list[str] | None, typer.Option(help="Instead of RUN: model folders or names whose encoders "
                                                      "are run side by side, frames concatenated.")] = None,
+    quantize: Annotated[list[str] | None, typer.Option(
+        "--quantize", help="Also write a smaller variant beside FOLDER (FOLDER-int8, FOLDER-fp16), with its parity, "
+        "speed and quality cost against the float model in its card (repeatable).")] = None,
 ) -> None:
     """Export the encoder (frontend + weights, no heads) to safetensors and ONNX, check ONNX against torch,
     refuse a collapsed encoder, evaluate it beside the baselines and write its model card. The folder is
@@ -52,6 +55,15 @@ def export(
     except (ExportError, ModelFolderError) as e:
         _fail(str(e))
     typer.echo(f"exported {cfg['name']} -> {out}")
+    for kind in quantize or []:
+        from audioemb.quantize import QuantizeError, quantize_model
+
+        dst = out.with_name(f"{out.name}-{kind}")
+        try:
+            q = quantize_model(out, dst, kind, corpus=corpus if evaluate else None, log=typer.echo)
+        except (QuantizeError, ModelFolderError, ValueError) as e:
+            _fail(f"--quantize {kind}: {e}")
+        typer.echo(f"wrote the {kind} variant {q['name']} -> {dst}")
 
 
 def _fail(msg: str):
