@@ -186,3 +186,13 @@ def test_eval_cli_prints_few_shot_and_seeded_random_init(tmp_path, tiny_model, l
     assert res["tiny-ntt.test@random-init"]["labelled"]["seeds"] == 2
     assert 0.0 <= res["tiny-ntt.test"]["labelled"]["fewshot_acc"] <= 1.0
     assert np.isfinite(res["logmel-stats"]["labelled"]["fewshot_std"])
+
+
+def test_export_quantize_writes_a_measured_variant_beside_the_model(trained, tmp_path):
+    _, run = trained
+    out = tmp_path / "m"
+    r = CliRunner().invoke(app, ["export", str(run), "-o", str(out), "--no-evaluate", "--quantize", "fp16"])
+    assert r.exit_code == 0, r.output
+    variant = json.loads((tmp_path / "m-fp16" / "config.json").read_text())
+    assert variant["quantization"]["parity"]["cosine_min"] > 0.99
+    assert (out / "model.onnx").stat().st_size > (tmp_path / "m-fp16" / "model.onnx").stat().st_size
