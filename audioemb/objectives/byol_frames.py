@@ -15,7 +15,6 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..losses.byol import byol_loss
 from ..losses.predictive import frame_blocks, masked_l1_loss
 from ._masking import output_frame_mask
 from .byol import BYOL
@@ -36,12 +35,7 @@ class BYOLFrames(BYOL):
         sel, frame_sel = output_frame_mask(v1, self.encoder.frame_hop, self.mask_ratio, self.span)
         f1, f2 = self.encoder(v1.masked_fill(frame_sel[:, None, :], 0.0)), self.encoder(v2)
         y1, y2 = self.encoder.pool(f1), self.encoder.pool(f2)
-        p1, p2 = self.predictor(self.projector(y1)), self.predictor(self.projector(y2))
-        with torch.no_grad():
-            z1 = self.target_projector(self.embed(v1, self.target_encoder))
-            z2 = self.target_projector(self.embed(v2, self.target_encoder))
-        p1, p2, z1, z2 = self.f32(p1, p2, z1, z2)
-        clip_loss = byol_loss(p1, z2) + byol_loss(p2, z1)
+        clip_loss = self.symmetric_loss(v1, v2, y1, y2)
         target = frame_blocks(v1, self.encoder.frame_hop)[:, : f1.shape[1]]
         frame_loss = masked_l1_loss(*self.f32(self.frame_head(f1), target), sel[:, : f1.shape[1]])
         return {"loss": clip_loss + self.frame_weight * frame_loss, "embeddings": y2.detach(),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import AudioError, is_audio_path, stream
+from ..audio import AudioError, is_audio_path, load
 from .data import PACK_VERSION, Pack
 
 SEGMENT_S = 10.0
@@ -60,8 +60,7 @@ def file_list_sha256(rels: list[str]) -> str:
 def _decode(args: tuple[str, int]) -> tuple[np.ndarray | None, str | None]:
     path, sr = args
     try:
-        blocks = list(stream(path, sr))
-        audio = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+        audio = load(path, sr)
     except AudioError as e:
         return None, e.reason
     except Exception as e:  # a decoder bug on one file must not stop the job
