@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 
-class MissingExtraError(ImportError):
+class AudioembError(Exception):
+    """Base of every error caused by the user's input (a path, a model, an option).
+
+    The CLI prints it as one ``error: ...`` line and exits with ``exit_code`` (2: usage or input error).
+    """
+
+    exit_code = 2
+
+
+class MissingExtraError(AudioembError, ImportError):
     """An optional dependency is not installed; the message names the extra that provides it."""
 
     def __init__(self, feature: str, module: str, extra: str):
