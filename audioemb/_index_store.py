@@ -14,20 +14,31 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from . import _faiss
+from .errors import AudioembError
+from .fsio import atomic_write, fsync_path
+
 FORMAT = "audioemb-index"
 CURRENT = "current.json"
 ALIASES = {"faiss": "index.faiss", "vectors": "vectors.npy", "meta": "meta.sqlite"}
-_VERSIONED = re.compile(r"^(index|vectors|meta)\.\d{6}\.(faiss|npy|sqlite)$")
+_VERSIONED = re.compile(r"^(index|vectors|meta)\.\d{6}\.(faiss|npy|sqlite|ivfdata(\.shard\d+)?)$")
+_NAMES = {"faiss": ("index", "faiss"), "vectors": ("vectors", "npy"), "meta": ("meta", "sqlite"),
+          "ivfdata": ("index", "ivfdata")}
+CHUNK = 100_000  # segment rows per SQLite batch: 10M rows never become 10M Python tuples at once
 
 
-class IndexStoreError(Exception):
+class IndexStoreError(AudioembError):
     """A folder that is not a usable index, or an index that cannot be written as asked."""
+
+
+class ModelMismatchError(IndexStoreError, ValueError):
+    """A model, query vector or embedding folder that does not match the index's model."""
 
 
 @dataclass
@@ -62,9 +73,11 @@ def write_sqlite(path: Path, meta: Meta) -> None:
         con.executemany("INSERT INTO info VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.info.items()])
         con.executemany(f"INSERT INTO files VALUES (?, {', '.join('?' * len(FILE_COLS))})",
                         [(i, *(f.get(c) for c in FILE_COLS)) for i, f in enumerate(meta.files)])
-        con.executemany("INSERT INTO segments VALUES (?, ?, ?, ?, ?)",
-                        zip(meta.rows.tolist(), meta.file_of.tolist(), meta.start.tolist(), meta.end.tolist(),
-                            itertools.repeat(meta.info["model"])))
+        for s in range(0, len(meta.rows), CHUNK):
+            con.executemany("INSERT INTO segments VALUES (?, ?, ?, ?, ?)",
+                            zip(meta.rows[s:s + CHUNK].tolist(), meta.file_of[s:s + CHUNK].tolist(),
+                                meta.start[s:s + CHUNK].tolist(), meta.end[s:s + CHUNK].tolist(),
+                                itertools.repeat(meta.info["model"])))
         con.commit()
     finally:
         con.close()
@@ -78,33 +91,23 @@ def read_sqlite(path: Path) -> Meta:
         cols = [c for c in FILE_COLS if c in have]
         cur = con.execute(f"SELECT id, {', '.join(cols)} FROM files ORDER BY id")
         files = [{**dict.fromkeys(FILE_COLS), **dict(zip(("id", *cols), r))} for r in cur]
-        seg = con.execute("SELECT row, file_id, start_s, end_s FROM segments ORDER BY row").fetchall()
+        n = con.execute("SELECT count(*) FROM segments").fetchone()[0]
+        rows, file_id, start, end = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n), np.empty(n)
+        cur, at = con.execute("SELECT row, file_id, start_s, end_s FROM segments ORDER BY row"), 0
+        while batch := cur.fetchmany(CHUNK):
+            a = np.array(batch, dtype=np.float64).reshape(-1, 4)
+            sl = slice(at, at + len(a))
+            rows[sl], file_id[sl], start[sl], end[sl] = a[:, 0], a[:, 1], a[:, 2], a[:, 3]
+            at += len(a)
     finally:
         con.close()
-    pos = {f.pop("id"): i for i, f in enumerate(files)}
-    a = np.array(seg, dtype=np.float64).reshape(-1, 4)
-    return Meta(info, files, a[:, 0].astype(np.int64), np.array([pos[int(i)] for i in a[:, 1]], np.int64),
-                 a[:, 2].copy(), a[:, 3].copy())
+    ids = np.array([f.pop("id") for f in files], np.int64)
+    pos = np.full(int(ids.max()) + 1 if len(ids) else 1, -1, np.int64)
+    pos[ids] = np.arange(len(ids))
+    return Meta(info, files, rows, pos[file_id], start, end)
 
 
 # ---------------------------------------------------------------------------------------------------- storage
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic(final: Path, write: Callable[[Path], None]) -> str:
-    tmp = final.with_name(final.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    write(tmp)
-    _fsync(tmp)
-    os.replace(tmp, final)
-    return final.name
-
-
 def read_current(folder: Path) -> dict:
     try:
         cur = json.loads((folder / CURRENT).read_text())
@@ -139,11 +142,13 @@ class Version:
             p.unlink(missing_ok=True)
 
     def path(self, kind: str) -> Path:
-        stem, ext = {"faiss": ("index", "faiss"), "vectors": ("vectors", "npy"), "meta": ("meta", "sqlite")}[kind]
+        stem, ext = _NAMES[kind]
         return self.folder / f"{stem}.{self.v:06d}.{ext}"
 
-    def write_vectors(self, parts: list[np.ndarray]) -> np.ndarray:
-        """Write the concatenation of ``parts`` (arrays or memory maps) in chunks; return it memory-mapped."""
+    def write_vectors(self, parts: list, normalize: bool = False) -> np.ndarray:
+        """Write the concatenation of ``parts`` (arrays, memory maps or anything with ``len``, ``shape`` and
+        slices) in chunks, L2-normalised if asked; return it memory-mapped. Pages of memory maps are
+        released as they are done, so this runs in bounded memory whatever the size."""
         n, d = sum(len(p) for p in parts), parts[0].shape[1]
 
         def write(tmp: Path) -> None:
@@ -152,27 +157,34 @@ class Version:
             for p in parts:
                 for s in range(0, len(p), 65536):
                     chunk = np.asarray(p[s:s + 65536], dtype=np.float32)
+                    if normalize:
+                        chunk = chunk / np.maximum(np.linalg.norm(chunk, axis=1, keepdims=True), 1e-12)
                     out[at:at + len(chunk)] = chunk
                     at += len(chunk)
-            out.flush()
+                    out.flush()
+                    _faiss.release(out)
+                    _faiss.release(p)
             del out
 
-        self.files["vectors"] = _atomic(self.path("vectors"), write)
+        self.files["vectors"] = atomic_write(self.path("vectors"), write).name
         return np.load(self.folder / self.files["vectors"], mmap_mode="r")
 
     def reuse_vectors(self) -> None:
         self.files["vectors"] = self.cur["files"]["vectors"]
 
-    def commit(self, meta: Meta, index) -> dict:
-        import faiss
-
-        self.files["faiss"] = _atomic(self.path("faiss"), lambda p: faiss.write_index(index, str(p)))
-        self.files["meta"] = _atomic(self.path("meta"), lambda p: write_sqlite(p, meta))
+    def commit(self, meta: Meta, index, ivfdata: bool = False) -> dict:
+        """Write the faiss index and the metadata, then make this version current. ``ivfdata``: the index's
+        inverted lists were written to ``path("ivfdata")``, which belongs to this version."""
+        if ivfdata:
+            fsync_path(self.path("ivfdata"))
+            self.files["ivfdata"] = self.path("ivfdata").name
+        self.files["faiss"] = atomic_write(self.path("faiss"), lambda p: _faiss.write(index, str(p))).name
+        self.files["meta"] = atomic_write(self.path("meta"), lambda p: write_sqlite(p, meta)).name
         new = {"format": FORMAT, "version": self.v, "files": self.files,
                "previous": self.cur["files"] if self.cur else None}
-        _atomic(self.folder / CURRENT, lambda p: p.write_text(json.dumps(new, indent=1)))
-        _fsync(self.folder)
-        for kind, alias in ALIASES.items():  # convenience hard links; the truth is current.json
+        atomic_write(self.folder / CURRENT, json.dumps(new, indent=1))
+        for kind, alias in ALIASES.items():  # convenience hard links; the truth is current.json (an .ivfdata is
+            # found by its own name beside index.faiss)
             with contextlib.suppress(OSError):
                 tmp = self.folder / (alias + ".tmp")
                 tmp.unlink(missing_ok=True)
@@ -187,14 +199,12 @@ class Version:
 
 def open_version(folder: Path, tries: int = 5):
     """(manifest, meta, faiss index, vectors memory map) of the committed version."""
-    import faiss
-
     for attempt in range(tries):
         cur = read_current(folder)
         paths = {k: folder / v for k, v in cur["files"].items()}
         if all(p.exists() for p in paths.values()):
             try:
-                return (cur, read_sqlite(paths["meta"]), faiss.read_index(str(paths["faiss"])),
+                return (cur, read_sqlite(paths["meta"]), _faiss.read(str(paths["faiss"]), ondisk="ivfdata" in paths),
                         np.load(paths["vectors"], mmap_mode="r"))
             except (OSError, RuntimeError, sqlite3.Error):
                 if attempt == tries - 1:

@@ -200,6 +200,26 @@ def load(path: str | os.PathLike, sample_rate: int | None = None) -> np.ndarray:
     return np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
 
 
+def read_range(path: str | os.PathLike, start: float, end: float | None, sample_rate: int) -> np.ndarray:
+    """Samples [start, end) seconds (``end`` None: to the end) of a file, mono at ``sample_rate``, decoding
+    only up to ``end``. A range that is empty or past the end is a ``ValueError`` naming the file."""
+    a = int(round(start * sample_rate))
+    b = None if end is None else int(round(end * sample_rate))
+    if b is not None and b <= a:
+        raise ValueError(f"{path}@{start}-{end}: the end must come after the start")
+    got, at = [], 0
+    for block in stream(path, sample_rate):
+        lo, hi = max(a - at, 0), len(block) if b is None else min(b - at, len(block))
+        if hi > lo:
+            got.append(block[lo:hi])
+        at += len(block)
+        if b is not None and at >= b:
+            break
+    if not got:
+        raise ValueError(f"{path}: start {start} s is past the end of the file ({at / sample_rate:.2f} s)")
+    return np.concatenate(got)
+
+
 def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     """Mix an in-memory array down to mono float32 and resample it with soxr.
 

@@ -14,9 +14,11 @@ than S/10 is dropped.
 
 INDEX/ holds::
 
-    current.json            the committed version: {"version", "files": {faiss, vectors, meta}, "previous"}
+    current.json            the committed version: {"version", "files": {faiss, vectors, meta[, ivfdata]},
+                            "previous"}
     index.NNNNNN.faiss      faiss index; its ids are rows of vectors.NNNNNN.npy
-    vectors.NNNNNN.npy      every vector (float32), so the index can always be rebuilt
+    index.NNNNNN.ivfdata    its inverted lists, for an IVF index larger than the memory budget (memory-mapped)
+    vectors.NNNNNN.npy      every vector (float32), so the index can always be rebuilt (IVF-PQ re-ranks with it)
     meta.NNNNNN.sqlite      tables info (key, JSON value), files (path relative to the collection folder,
                             size, mtime_ns, duration_s, error) and segments (row = faiss id, file_id,
                             start_s, end_s, model); view ``vectors`` joins them
@@ -29,32 +31,31 @@ into place. A crash at any point leaves the last committed version readable. Rea
 current.json and open the files it names; the previous version's files are kept for readers that raced a
 writer, older ones are deleted. Rows of removed segments (changed or pruned files) stay in vectors.npy as
 dead rows until they outnumber the live ones; then the index is rebuilt compactly.
+
+Modules: :mod:`audioemb._index_store` (versions on disk), :mod:`audioemb._index_build` (writing versions),
+:mod:`audioemb._index_from` (embed outputs, arrays, merges), :mod:`audioemb._index_embed` (scanning and
+embedding files), :mod:`audioemb._faiss` (faiss itself).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
-import shutil
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__, _faiss
+from . import _faiss, _index_build, _index_from
 from . import audio as audio_io
+from ._index_build import model_info, model_sha
+from ._index_build import same_model as _same_model
 from ._index_embed import _Collected, _embed_files, _l2, _plan_add, _progress, _scan
-from ._index_store import CURRENT, FILE_COLS, IndexStoreError, Meta, Version, locked, open_version
+from ._index_store import CURRENT, IndexStoreError, ModelMismatchError, locked, open_version
 from .runtime import EmbeddingModel, load
 
+__all__ = ["AddSummary", "Hit", "Index", "IndexStoreError", "ModelMismatchError", "parse_query"]
 _RANGE = re.compile(r"^(.*)@(\d+(?:\.\d*)?)-(\d+(?:\.\d*)?)?$")
-
-
-class ModelMismatchError(IndexStoreError, ValueError):
-    """A model, query vector or embedding folder that does not match the index's model."""
 
 
 @dataclass
@@ -92,26 +93,6 @@ class AddSummary:
         return s
 
 
-def _model_sha(m: EmbeddingModel) -> str | None:
-    return m.folder.config["files"].get("model.onnx")
-
-
-def _same_model(m: EmbeddingModel, info: dict) -> bool:
-    """Whether ``m`` is the model ``info`` (of an index or embed output) was written with: by identity
-    (config + weights), or by the ONNX sha256 alone for what older versions wrote."""
-    if info.get("model_id"):
-        return m.folder.identity == info["model_id"]
-    return _model_sha(m) == info.get("model_sha256")
-
-
-def _model_ref(m: EmbeddingModel) -> str:
-    """How to load ``m`` again: its name for a shipped model, else its folder's absolute path."""
-    from .registry import pretrained_dir
-
-    p = Path(m.folder.path).resolve()
-    return m.name if p.parent == pretrained_dir().resolve() else str(p)
-
-
 def parse_query(s: str) -> tuple[str, float | None, float | None]:
     """``"path@START-END"`` (seconds; END may be left out) -> (path, start, end); a plain path -> (path, None, None)."""
     m = _RANGE.match(s)
@@ -120,30 +101,11 @@ def parse_query(s: str) -> tuple[str, float | None, float | None]:
     return s, None, None
 
 
-def _read_range(path, start: float, end: float | None, sr: int) -> np.ndarray:
-    """Samples [start, end) seconds of a file at ``sr``, decoding only up to ``end``."""
-    a = int(round(start * sr))
-    b = None if end is None else int(round(end * sr))
-    if b is not None and b <= a:
-        raise ValueError(f"{path}@{start}-{end}: the end must come after the start")
-    got, at = [], 0
-    for block in audio_io.stream(path, sr):
-        lo, hi = max(a - at, 0), len(block) if b is None else min(b - at, len(block))
-        if hi > lo:
-            got.append(block[lo:hi])
-        at += len(block)
-        if b is not None and at >= b:
-            break
-    if not got:
-        raise ValueError(f"{path}: start {start} s is past the end of the file ({at / sr:.2f} s)")
-    return np.concatenate(got)
-
-
 # ------------------------------------------------------------------------------------------------------ Index
 class Index:
     """A searchable index of an audio collection (see the module docstring); ``Index.build`` or ``Index.load``."""
 
-    def __init__(self, path: Path, cur: dict, meta: Meta, index, vectors: np.ndarray, model=None,
+    def __init__(self, path: Path, cur: dict, meta, index, vectors: np.ndarray, model=None,
                  device: str = "auto"):
         self.path, self._cur, self._meta, self._faiss, self._vectors = Path(path), cur, meta, index, vectors
         self._device = device
@@ -162,72 +124,70 @@ class Index:
         return cls(path, *open_version(path), model=model, device=device)
 
     @classmethod
-    def build(cls, root: str | os.PathLike, out: str | os.PathLike, model: str | EmbeddingModel | None = None,
+    def build(cls, root: str | os.PathLike | None, out: str | os.PathLike, model: str | EmbeddingModel | None = None,
               segments: float | None = None, index_type: str = "auto", from_embed: str | os.PathLike | None = None,
               overwrite: bool = False, memory_budget_gb: float = 4.0, target_recall: float = 0.95,
               batch_size: int = 32, seed: int = 0, progress: bool = False, device: str = "auto") -> Index:
-        """Embed every audio file under ``root`` (or reuse an ``embed`` output folder ``from_embed``) and
-        write a faiss index to ``out``.
+        """Embed every audio file under ``root`` (or reuse an ``embed`` output folder ``from_embed``, local
+        or Ray shards; ``root`` then defaults to the folder it records) and write a faiss index to ``out``.
 
         Args:
             segments: index windows of this many seconds instead of whole files.
-            index_type: ``auto`` (by size and ``memory_budget_gb``), ``flat``, ``hnsw``, ``ivf`` or ``ivfpq``.
+            index_type: ``auto`` (by size and ``memory_budget_gb``), ``flat``, ``hnsw``, ``ivf`` or ``ivfpq``;
+                above the budget auto picks ``ivfpq`` with its lists on disk.
             overwrite: replace an existing index at ``out`` (as a new version, readers keep working).
             target_recall: nprobe / efSearch are raised until recall@10 vs exact search reaches this.
         """
-        root, out = Path(root), Path(out)
-        if index_type != "auto" and index_type not in _faiss.TYPES:
-            raise ValueError(f"index type must be auto, {', '.join(_faiss.TYPES)}; got {index_type!r}")
+        out = Path(out)
+        if root is None and from_embed is None:
+            raise ValueError("give the folder to embed, or from_embed")
         if segments is not None and segments <= 0:
             raise ValueError(f"segments must be a positive number of seconds, got {segments}")
-        if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / CURRENT).exists())):
-            raise IndexStoreError(f"{out} exists and is not an audioemb index; choose another output folder")
-        if (out / CURRENT).exists() and not overwrite:
-            raise IndexStoreError(f"{out} is already an index; use `audioemb index add` to update it, or --force "
-                                  "(overwrite=True) to rebuild it")
+        _index_build.check_out(out, overwrite)
+        _index_build.check_type(index_type)
+        unreadable: list = []
         if from_embed is not None:
             if segments:
                 raise ValueError("segments cannot be used with from_embed (embed outputs hold one vector per file)")
-            m, col = _from_embed(Path(from_embed), model)
-            unreadable = []
+            m, files, file_of, spans, parts, emb_root = _index_from.embed_output(Path(from_embed), model, device)
+            root = root if root is not None else Path(emb_root or from_embed)
         else:
             m = model if isinstance(model, EmbeddingModel) else load(model, device=device)
             col = _Collected(m.embedding_dim)
-            todo, unreadable = _scan(root)
+            todo, unreadable = _scan(Path(root))
             with _progress(len(todo), progress) as step:
                 for rec, spans, vecs in _embed_files(m, todo, segments, batch_size, step):
                     col.add(rec, spans, vecs)
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        info = {"format_version": 1, "audioemb_version": __version__, "model": m.name, "model_sha256": _model_sha(m),
-                "model_id": m.folder.identity, "unreadable_folders": [list(u) for u in unreadable],
-                "model_ref": _model_ref(m), "dim": m.embedding_dim, "sample_rate": m.sample_rate,
-                "metric": "inner product of L2-normalised vectors (cosine)", "segments_s": segments,
-                "root": str(root.resolve()), "index_type_requested": index_type, "memory_budget_gb": memory_budget_gb,
-                "target_recall": target_recall, "seed": seed, "created": now}
-        meta, vecs = col.meta(info)
-        if not len(vecs):
-            raise IndexStoreError(f"nothing to index: {len(col.files)} audio files under {root}, none embedded"
-                                  + "".join(f"\n  {f['path']}: {f['error']}" for f in col.files[:10]))
-
-        def write(folder: Path) -> None:
-            ver = Version(folder)
-            stored = ver.write_vectors([vecs])
-            ver.commit(meta, _make_faiss(meta, stored, None, now))
-
-        if (out / CURRENT).exists():
-            with locked(out):
-                write(out)
-        else:
-            tmp = out.parent / f".{out.name}.building-{os.getpid()}"
-            _remove_stale_builds(out)
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            try:
-                write(tmp)
-                os.rename(tmp, out)  # replaces an empty folder too
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+            files, file_of, spans, parts = col.files, col.file_of, col.spans, col.vecs
+        spans = np.asarray(spans, np.float64).reshape(-1, 2)
+        _index_from.from_vectors(out, parts, files, file_of, spans[:, 0], spans[:, 1], model_info(m), root,
+                                 overwrite, segments=segments, index_type=index_type, memory_budget_gb=memory_budget_gb,
+                                 target_recall=target_recall, seed=seed, unreadable=unreadable)
         return cls.load(out, model=m, device=device)
+
+    @classmethod
+    def from_vectors(cls, out: str | os.PathLike, vectors: np.ndarray, files: list[dict], file_of, start, end,
+                     model: str | EmbeddingModel, root: str | os.PathLike, segments: float | None = None,
+                     index_type: str = "auto", memory_budget_gb: float = 4.0, target_recall: float = 0.95,
+                     seed: int = 0, overwrite: bool = False) -> Index:
+        """Index embeddings computed elsewhere by ``model``: segment ``i`` is ``[start[i], end[i]]`` seconds
+        of ``files[file_of[i]]`` (dicts with at least ``path``, relative to ``root``), its vector
+        ``vectors[i]``. A memory-mapped array is streamed, never loaded whole."""
+        m = model if isinstance(model, EmbeddingModel) else load(model)
+        _index_from.from_vectors(Path(out), [vectors], files, file_of, start, end, model_info(m), root, overwrite,
+                                 segments=segments, index_type=index_type, memory_budget_gb=memory_budget_gb,
+                                 target_recall=target_recall, seed=seed)
+        return cls.load(out, model=m)
+
+    @classmethod
+    def merge(cls, sources: list[str | os.PathLike], out: str | os.PathLike, index_type: str = "auto",
+              memory_budget_gb: float = 4.0, target_recall: float = 0.95, overwrite: bool = False) -> Index:
+        """One index of every file of the indexes ``sources`` (one model, one segment length; e.g. built on
+        several machines, or from shards of a collection), without embedding. Paths become relative to the
+        sources' common folder; the merged index's type is chosen afresh for its size."""
+        _index_from.merge(list(sources), Path(out), overwrite, index_type=index_type,
+                          memory_budget_gb=memory_budget_gb, target_recall=target_recall)
+        return cls.load(out)
 
     # ------------------------------------------------------------------------------------------ properties
     @property
@@ -261,7 +221,7 @@ class Index:
         if not _same_model(m, i) or m.embedding_dim != i["dim"]:
             raise ModelMismatchError(
                 f"{self.path} was built with model {i['model']!r} (sha256 {str(i['model_sha256'])[:12]}, dim "
-                f"{i['dim']}); model {m.name!r} (sha256 {str(_model_sha(m))[:12]}, dim {m.embedding_dim}) embeds "
+                f"{i['dim']}); model {m.name!r} (sha256 {str(model_sha(m))[:12]}, dim {m.embedding_dim}) embeds "
                 "differently, so its vectors cannot be searched here. Use the index's model or rebuild the index.")
         return m
 
@@ -284,6 +244,10 @@ class Index:
         return [dict(f) for f in self._meta.files]
 
     # -------------------------------------------------------------------------------------------------- search
+    @property
+    def _rerank(self) -> int:
+        return int(self._meta.info["build_params"].get("rerank", 0))
+
     def embed_query(self, query, sample_rate: int | None = None) -> np.ndarray:
         """The query's embedding: a path, ``"path@START-END"``, ``(path, start, end)``, a waveform (with
         ``sample_rate``) or an embedding vector (no ``sample_rate``)."""
@@ -297,7 +261,7 @@ class Index:
         if start is None and end is None:
             return self.model.encode(path)
         try:
-            return self.model.encode(_read_range(path, start or 0.0, end, self.model.sample_rate))
+            return self.model.encode(audio_io.read_range(path, start or 0.0, end, self.model.sample_rate))
         except audio_io.AudioError as e:  # name the query file, not the decoded range
             raise audio_io.AudioError(f"{path}@{start or 0:g}-{'' if end is None else f'{end:g}'}", e.reason) from None
 
@@ -326,7 +290,7 @@ class Index:
         q = _l2(v)[None]
         kk = min(n, 4 * k if collapse else k)
         while True:
-            scores, rows = self._faiss.search(q, kk)
+            scores, rows = _faiss.search(self._faiss, q, kk, self._vectors, self._rerank)
             hits, seen = [], set()
             for score, row in zip(scores[0], rows[0]):
                 s = self._seg_of_row[row] if 0 <= row < len(self._seg_of_row) else -1
@@ -385,110 +349,8 @@ class Index:
 
     def _apply(self, col: _Collected, drop: list[int]) -> bool:
         """Commit a new version without the files ``drop`` and with ``col``'s; True if rebuilt from scratch."""
-        import faiss
-
-        old, info = self._meta, dict(self._meta.info)
-        keep = np.setdiff1d(np.arange(len(old.files)), np.asarray(drop, np.int64))
-        remap = np.full(len(old.files), -1, np.int64)
-        remap[keep] = np.arange(len(keep))
-        seg_keep = remap[old.file_of] >= 0
-        n_rows = len(self._vectors)
-        new, new_vecs = col.meta(info, first_row=n_rows)
-        meta = Meta(info, [old.files[i] for i in keep] + new.files,
-                     np.concatenate([old.rows[seg_keep], new.rows]),
-                     np.concatenate([remap[old.file_of[seg_keep]], new.file_of + len(keep)]),
-                     np.concatenate([old.start[seg_keep], new.start]), np.concatenate([old.end[seg_keep], new.end]))
-        live, removed = len(meta.rows), old.rows[~seg_keep]
-        kind = info["index_type"]
-        if info["index_type_requested"] == "auto":
-            want = _faiss.choose_type(live, info["dim"], info["memory_budget_gb"])
-        else:
-            want = kind
-        ver = Version(self.path)
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        rebuild = want != kind or n_rows + len(new_vecs) - live > live
-        if rebuild:  # compact: renumber live rows 0..live-1 and build afresh
-            stored = ver.write_vectors([self._vectors[old.rows[seg_keep]], new_vecs])
-            meta.rows = np.arange(live, dtype=np.int64)
-            index = _make_faiss(meta, stored, None, now, kind=want)
-        else:
-            stored = ver.write_vectors([self._vectors, new_vecs]) if len(new_vecs) else self._vectors
-            if not len(new_vecs):
-                ver.reuse_vectors()
-            if len(removed) and kind == "hnsw":  # HNSW cannot remove: rebuild the graph from the stored vectors
-                index = _faiss.build(stored[np.sort(meta.rows)], np.sort(meta.rows), kind, info["build_params"])
-            else:
-                index = faiss.clone_index(self._faiss)
-                if len(removed):
-                    index.remove_ids(removed.astype(np.int64))
-                _faiss.add(index, new_vecs, new.rows)
-            _record_recall(meta, index, stored, now)
-        ver.commit(meta, index)
+        new, new_vecs = col.meta(self._meta.info, first_row=len(self._vectors))
+        rebuilt = _index_build.update(self.path, self._cur, self._meta, self._faiss, self._vectors, new, new_vecs,
+                                      drop)
         self._reload()
-        return bool(rebuild)
-
-
-def _make_faiss(meta: Meta, vectors: np.ndarray, params: dict | None, now: str, kind: str | None = None):
-    """Build the faiss index for ``meta`` (choosing its type unless forced) and record recall in ``meta.info``."""
-    info = meta.info
-    n, dim = len(meta.rows), info["dim"]
-    req = info["index_type_requested"]
-    kind = kind or (_faiss.choose_type(n, dim, info["memory_budget_gb"]) if req == "auto" else req)
-    info["index_type"] = kind
-    info["build_params"] = params or _faiss.default_params(kind, n, dim)
-    index = _faiss.build(vectors[meta.rows], meta.rows, kind, info["build_params"], seed=info.get("seed", 0))
-    _record_recall(meta, index, vectors, now)
-    return index
-
-
-def _record_recall(meta: Meta, index, vectors: np.ndarray, now: str) -> None:
-    info = meta.info
-    recall, params = _faiss.tune(index, info["index_type"], info["build_params"], vectors, meta.rows,
-                                 target=info["target_recall"], seed=info.get("seed", 0))
-    info.update(build_params=params, **{"recall@10": round(recall, 4)}, count=len(meta.rows),
-                n_files=len(meta.files), n_failed=sum(1 for f in meta.files if f["error"]), n_rows=len(vectors),
-                updated=now)
-
-
-def _from_embed(out: Path, model) -> tuple[EmbeddingModel, _Collected]:
-    """Vectors and files of an ``audioemb embed`` output folder, checked against ``model``."""
-    from .embed import read_embeddings
-
-    try:
-        have = json.loads((out / "info.json").read_text())
-    except FileNotFoundError:
-        raise IndexStoreError(f"{out}: no info.json; not an `audioemb embed` output folder") from None
-    if model is None:
-        try:
-            model = load(have["model"])
-        except Exception as e:
-            raise IndexStoreError(f"{out} was embedded with model {have['model']!r}, which cannot be loaded by name "
-                                  f"({e}); pass its folder as model") from None
-    m = model if isinstance(model, EmbeddingModel) else load(model)
-    if have.get("model") != m.name or not _same_model(m, have):
-        raise ModelMismatchError(f"{out} was embedded with model {have.get('model')!r} (sha256 "
-                                 f"{str(have.get('model_sha256'))[:12]}), not {m.name!r} "
-                                 f"(sha256 {str(_model_sha(m))[:12]})")
-    if have.get("layer") is not None:
-        raise ModelMismatchError(f"{out} holds layer {have['layer']!r} embeddings; queries use the last layer")
-    emb, records = read_embeddings(out)
-    col = _Collected(m.embedding_dim)
-    for r in records:
-        rec = {k: r.get(k) for k in FILE_COLS}
-        ok = r.get("row") is not None
-        if ok and not np.isfinite(emb[r["row"]]).all():  # written by an older version that stored them
-            ok, rec["error"] = False, "non-finite embedding (NaN or Inf) in the embed output"
-        col.add(rec, [(0.0, float(r.get("duration_s") or 0.0))] if ok else [],
-                emb[[r["row"]]] if ok else np.zeros((0, m.embedding_dim), np.float32))
-    return m, col
-
-
-def _remove_stale_builds(out: Path) -> None:
-    """Delete temporary build folders for ``out`` left by processes that no longer exist."""
-    for p in out.parent.glob(f".{out.name}.building-*"):
-        with contextlib.suppress(ValueError, OSError):
-            pid = int(p.name.rsplit("-", 1)[1])
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                shutil.rmtree(p, ignore_errors=True)
+        return rebuilt

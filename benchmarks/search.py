@@ -17,11 +17,13 @@ import numpy as np
 from common import table
 
 
-def clustered(n: int, dim: int, seed: int = 0, centres: int = 2000) -> np.ndarray:
+def clustered(n: int, dim: int, seed: int = 0, centres: int = 2000, out: np.ndarray | None = None) -> np.ndarray:
+    """``n`` unit vectors around ``centres`` random directions, written 100k at a time into ``out`` (a new
+    array, or e.g. a memory-mapped .npy for more vectors than memory)."""
     rng = np.random.default_rng(seed)
     c = rng.standard_normal((centres, dim)).astype(np.float32)
     c /= np.linalg.norm(c, axis=1, keepdims=True)
-    out = np.empty((n, dim), np.float32)
+    out = np.empty((n, dim), np.float32) if out is None else out
     for s in range(0, n, 100_000):
         m = min(100_000, n - s)
         x = c[rng.integers(0, centres, m)] + 0.08 * rng.standard_normal((m, dim)).astype(np.float32)
@@ -36,8 +38,6 @@ def qps(index, q: np.ndarray, k: int = 10) -> float:
 
 
 def main(argv: list[str] | None = None) -> str:
-    import faiss
-
     from audioemb import _faiss
     from audioemb.cluster import kmeans
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--dim", type=int, default=512)
     args = ap.parse_args(argv)
-    faiss.omp_set_num_threads(2)
+    _faiss.set_threads(2)
     rows, krows = [], []
     for n in args.sizes:
         x = clustered(n, args.dim)

@@ -1,4 +1,4 @@
-"""``audioemb index build|add|info``: faiss indexes of audio collections, searched with ``audioemb search``."""
+"""``audioemb index build|add|merge|info``: faiss indexes of audio collections, searched with ``audioemb search``."""
 
 from __future__ import annotations
 
@@ -43,18 +43,22 @@ def _report(files: list[dict], unreadable: list) -> bool:
 
 @app.command("build")
 def build(
-    folder: Annotated[Path, typer.Argument(help="Folder of audio files (searched recursively).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Index folder to write.")],
+    folder: Annotated[Path | None, typer.Argument(help="Folder of audio files (searched recursively); with --from, "
+                                                  "the folder that output was embedded from (default: the one "
+                                                  "it records).")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model name or folder (default: the default "
-                                              "model; with --from-embed: the model that wrote it).")] = None,
+                                              "model; with --from: the model that wrote it).")] = None,
     segments: Annotated[float | None, typer.Option(help="Index windows of this many seconds instead of whole "
                                                    "files, so a query can land inside a long recording.")] = None,
     index_type: Annotated[str, typer.Option("--type", "-t", help="auto, flat, hnsw, ivf or ivfpq (auto: flat "
                                             "below 20k vectors, hnsw below 1M, ivf above; ivfpq beyond "
-                                            "--memory-gb).")] = "auto",
-    from_embed: Annotated[Path | None, typer.Option(help="Reuse an `audioemb embed` output folder of FOLDER "
-                                                    "instead of embedding again.")] = None,
-    memory_gb: Annotated[float, typer.Option(help="Memory budget for raw vectors; above it auto picks ivfpq.")] = 4.0,
+                                            "--memory-gb, with its lists on disk).")] = "auto",
+    from_embed: Annotated[Path | None, typer.Option("--from", "--from-embed", help="Build from an `audioemb embed` "
+                                                    "output folder (local or Ray shards) instead of embedding "
+                                                    "again.")] = None,
+    memory_gb: Annotated[float, typer.Option(help="Memory budget for raw vectors (GiB); above it auto picks ivfpq "
+                                             "with its inverted lists on disk.")] = 4.0,
     force: Annotated[bool, typer.Option("--force", help="Rebuild an existing index at OUT.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Windows per model call.")] = 32,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -63,6 +67,8 @@ def build(
     """Embed a folder (or reuse its embed output) and build a cosine-similarity index of it."""
     from audioemb.index import Index
 
+    if folder is None and from_embed is None:
+        _fail(ValueError("give a FOLDER to embed, or --from OUT to build from an embed output"))
     try:
         idx = Index.build(folder, out, model=model, segments=segments, index_type=index_type.lower(),
                           from_embed=from_embed, overwrite=force, memory_budget_gb=memory_gb, batch_size=batch_size,
@@ -72,7 +78,7 @@ def build(
     i = idx.info
     failed = _report(idx.files, i.get("unreadable_folders") or [])
     typer.echo(f"indexed {len(idx)} vectors from {i['n_files'] - i['n_failed']} files ({i['n_failed']} failed) with "
-               f"{i['model']}: {i['index_type']} index, recall@10 {i['recall@10']:.3f} -> {out}")
+               f"{i['model']}: {_kind(i)}, recall@10 {i['recall@10']:.3f} -> {out}")
     raise typer.Exit(1 if failed else 0)
 
 
@@ -101,6 +107,31 @@ def add(
     raise typer.Exit(1 if failed else 0)
 
 
+@app.command("merge")
+def merge(
+    sources: Annotated[list[Path], typer.Argument(help="Indexes to merge (same model and segment length).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Index folder to write.")],
+    index_type: Annotated[str, typer.Option("--type", "-t", help="auto, flat, hnsw, ivf or ivfpq.")] = "auto",
+    memory_gb: Annotated[float, typer.Option(help="Memory budget for raw vectors (GiB); above it auto picks ivfpq "
+                                             "with its inverted lists on disk.")] = 4.0,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild an existing index at OUT.")] = False,
+) -> None:
+    """Merge indexes (built on several machines, or from shards of one collection) into one, without embedding."""
+    from audioemb.index import Index
+
+    try:
+        idx = Index.merge(sources, out, index_type=index_type.lower(), memory_budget_gb=memory_gb, overwrite=force)
+    except _known_errors() as e:
+        _fail(e)
+    i = idx.info
+    typer.echo(f"merged {len(sources)} indexes: {len(idx)} vectors from {i['n_files']} files, {_kind(i)}, "
+               f"recall@10 {i['recall@10']:.3f} -> {out}")
+
+
+def _kind(info: dict) -> str:
+    return f"{info['index_type']} index" + (" (inverted lists on disk)" if info.get("on_disk") else "")
+
+
 @app.command("info")
 def info(
     index: Annotated[Path, typer.Argument(help="Index folder.")],
@@ -123,7 +154,8 @@ def info(
     from rich.table import Table
 
     table = Table(title=f"index {index}", show_header=False)
-    rows = [("type", data["index_type"] + ("" if data["index_type_requested"] == "auto" else " (forced)")),
+    rows = [("type", data["index_type"] + ("" if data["index_type_requested"] == "auto" else " (forced)")
+             + (", inverted lists on disk" if data.get("on_disk") else "")),
             ("vectors", str(data["count"])), ("files", f"{data['n_files']} ({data['n_failed']} failed)"),
             ("segments", "whole files" if not data["segments_s"] else f"{data['segments_s']:g} s"),
             ("model", f"{data['model']} (sha256 {str(data['model_sha256'])[:12]})"), ("dim", str(data["dim"])),
