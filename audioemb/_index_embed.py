@@ -1,6 +1,6 @@
-"""Scanning and embedding a collection's files for :class:`audioemb.index.Index` (build and add).
-
-Moved out of ``index.py`` unchanged; it will be served by the shared streaming encode path.
+"""Scanning and embedding a collection's files for :class:`audioemb.index.Index` (build and add), on the
+shared path: :func:`audioemb.scan.scan_folder`, :func:`audioemb.scan.is_unchanged` and
+:meth:`EmbeddingModel.encode_stream <audioemb.runtime.EmbeddingModel.encode_stream>`.
 """
 
 from __future__ import annotations
@@ -12,86 +12,37 @@ from pathlib import Path
 
 import numpy as np
 
-from . import audio as audio_io
 from ._index_store import Meta
-from .runtime import Batcher, EmbeddingModel, nonfinite_reason, windows
+from .runtime import EmbeddingModel
+from .scan import FileEntry, is_unchanged, scan_folder
 
 
-def _scan(root: Path) -> tuple[list[tuple[Path, str, os.stat_result]], list[tuple[str, str]]]:
-    """(path, stored relative path, stat) of every audio file under ``root``, and the unlistable folders."""
-    out = []
-    paths, unreadable = audio_io.scan_audio(root)
-    for p in paths:
+def _scan(root: Path) -> tuple[list[tuple[Path, str, FileEntry]], list[tuple[str, str]]]:
+    """(path, stored relative path, entry) of every audio file under ``root``, and the unlistable folders."""
+    with scan_folder(root) as scan:
         # SQLite holds UTF-8: a name that is not valid UTF-8 is stored with its bad bytes as \xNN
-        rel = os.fsencode(audio_io.rel_path(p, root)).decode("utf-8", "backslashreplace")
-        try:
-            out.append((p, rel, p.stat()))
-        except OSError:
-            out.append((p, rel, os.stat_result((0,) * 10)))
-    return out, unreadable
-
-
-def _segments(model: EmbeddingModel, path: Path, seconds: float,
-              report: dict | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
-    """(start sample, length, audio) of consecutive ``seconds`` windows of a file, decoded as a stream."""
-    seg = max(1, int(round(seconds * model.sample_rate)))
-    prev = None
-    for w in windows(audio_io.stream(path, model.sample_rate, report=report), seg, 1):
-        if prev is not None and w.valid < seg / 10:  # a sliver: already covered by the previous window
-            return
-        if prev is not None and w.valid < seg / 2:  # short tail: the file's last full window instead
-            yield w.start + w.valid - seg, seg, np.concatenate([prev[w.valid:], w.audio[:w.valid]])
-        else:
-            yield w.start, w.valid, w.audio[:w.valid]
-        prev = w.audio
+        files = [(e.path, os.fsencode(e.rel).decode("utf-8", "backslashreplace"), e) for e in scan]
+        return files, scan.unreadable
 
 
 def _embed_files(model: EmbeddingModel, todo: list, segments: float | None, batch_size: int,
-                 on_file: Callable[[], None] = lambda: None, chunk_files: int = 64):
-    """Yield (file record, [(start_s, end_s)], vectors (n, D)) per file; a failed file has its error and none."""
-    sr = model.sample_rate
+                 on_file: Callable[[], None] = lambda: None, workers: int = 0):
+    """Yield (file record, [(start_s, end_s)], vectors (n, D)) per file, in order; a failed file has its
+    error and none."""
     none = np.zeros((0, model.embedding_dim), np.float32)
-    for c in range(0, len(todo), chunk_files):
-        on_result, finish = model.make_collector(True, None)
-        batcher = Batcher(model.run_batch(None), batch_size, on_result)
-        done, key = [], 0
-        for path, rel, st in todo[c:c + chunk_files]:
-            rec = {"path": rel, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "duration_s": None, "error": None,
-                   "warning": None}
-            keys, spans, n, report = [], [], 0, {}
-            try:
-                if segments:
-                    for start, length, audio in _segments(model, path, segments, report):
-                        keys.append(key)
-                        key += 1  # before decoding, so a failing file never shares a key with the next one
-                        spans.append((start / sr, (start + length) / sr))
-                        for w in model.window_stream(audio, keys[-1]):
-                            batcher.add(w)
-                        n = max(n, start + length)
-                else:
-                    keys.append(key)
-                    key += 1
-                    for w in model.window_stream(path, keys[-1], report=report):
-                        batcher.add(w)
-                        n += w.valid
-                    spans.append((0.0, n / sr))
-                rec["duration_s"] = round(n / sr, 4)
-                rec["warning"] = "; ".join(report.get("warnings", [])) or None
-            except audio_io.AudioError as e:
-                rec["error"] = e.reason
-            except Exception as e:  # a decoder bug must not stop the job: record it with the file
-                rec["error"] = f"{type(e).__name__}: {e}"
-            done.append((rec, keys, spans, report.get("peak", 0.0)))
-        batcher.flush()
-        for rec, keys, spans, peak in done:
-            vecs = [finish(k, discard=bool(rec["error"]))[0] for k in keys]
-            if not rec["error"]:
-                rec["error"] = next((r for v in vecs if (r := nonfinite_reason(v, None, peak))), None)
-            if rec["error"]:
-                rec["warning"] = None
+    items = ((i, path) for i, (path, _, _) in enumerate(todo))
+    with contextlib.closing(model.encode_stream(items, batch_size=batch_size, segments=segments, workers=workers,
+                                                ordered=True)) as results:
+        for r in results:
+            _, rel, e = todo[r.key]
+            rec = {"path": rel, "size": e.size, "mtime_ns": e.mtime_ns, "duration_s": r.duration_s,
+                   "error": r.error, "warning": None if r.error else r.warning}
+            if r.error:
                 yield rec, [], none
+            elif segments:
+                yield rec, r.spans, r.vectors
             else:
-                yield rec, spans, np.stack(vecs)
+                yield rec, r.spans, r.clip[None]
             on_file()
 
 
@@ -140,6 +91,8 @@ def _plan_add(files: list[dict], scanned: list, unreadable: list, prune: bool) -
     New, changed (size or mtime_ns) and previously failed files are embedded; a changed file's old record
     is dropped, and with ``prune`` so is every file no longer scanned (never one under an unlistable folder).
     """
+    from .audio import under
+
     known = {f["path"]: i for i, f in enumerate(files)}
     todo, drop, added = [], set(), 0
     for p, rel, st in scanned:
@@ -147,11 +100,11 @@ def _plan_add(files: list[dict], scanned: list, unreadable: list, prune: bool) -
         if i is None:
             todo.append((p, rel, st))
             added += 1
-        elif files[i]["error"] or (files[i]["size"], files[i]["mtime_ns"]) != (st.st_size, st.st_mtime_ns):
+        elif not is_unchanged(files[i], st):
             todo.append((p, rel, st))
             drop.add(i)
     if prune:
         present = {s[1] for s in scanned}
         drop |= {i for rel, i in known.items() if rel not in present
-                 and not any(audio_io.under(rel, d) for d, _ in unreadable)}
+                 and not any(under(rel, d) for d, _ in unreadable)}
     return todo, drop, added

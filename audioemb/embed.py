@@ -20,11 +20,10 @@ folder are dropped only when few are gone (``PRUNE_FREE``) or ``prune`` is set.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import queue
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,11 +32,12 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from ._embed_store import EmbedError, atomic_write, merge, read_embeddings, recover, save_npy, write_jsonl
-from .audio import AudioError, info, rel_path, scan_audio, under
-from .runtime import Batcher, EmbeddingModel, Layer, Window, load, nonfinite_reason
+from ._embed_store import SHARDS, EmbedError, iter_records, merge, read_embeddings, recover, save_npy, write_jsonl
+from .fsio import atomic_write
+from .runtime import EmbeddingModel, Layer, load
+from .scan import FileEntry, Spool, plan, scan_folder
 
-__all__ = ["EmbedError", "EmbedSummary", "embed_folder", "read_embeddings"]
+__all__ = ["EmbedError", "EmbedSummary", "embed_folder", "iter_records", "read_embeddings"]
 PRUNE_FREE = 5  # at most this many vanished files are removed without prune=True
 
 
@@ -72,13 +72,11 @@ def _frames_name(rel: str) -> str:
 
 
 class _Job:
-    """One run of :func:`embed_folder`: producers decode windows, the main thread runs the model."""
+    """One run's output: records and embeddings go to ``parts/`` every ``flush_every`` files or
+    ``flush_seconds``, each part written atomically."""
 
-    def __init__(self, model: EmbeddingModel, root: Path, out: Path, batch_size: int, workers: int, frames: bool,
-                 layer: Layer, normalize: bool, flush_every: int, flush_seconds: float):
-        self.model, self.root, self.out = model, root, out
-        self.batch_size, self.workers, self.frames, self.layer = batch_size, max(1, workers), frames, layer
-        self.normalize, self.flush_every, self.flush_seconds = normalize, flush_every, flush_seconds
+    def __init__(self, out: Path, dim: int, flush_every: int, flush_seconds: float):
+        self.out, self.dim, self.flush_every, self.flush_seconds = out, dim, flush_every, flush_seconds
         self.part_recs: list[dict] = []
         self.part_embs: list[np.ndarray] = []
         self.n_part = len(list((out / "parts").glob("part-*.jsonl"))) if (out / "parts").exists() else 0
@@ -91,7 +89,7 @@ class _Job:
         parts.mkdir(exist_ok=True)
         self.n_part += 1
         stem = parts / f"part-{self.n_part:06d}-{os.getpid()}"
-        emb = np.stack(self.part_embs) if self.part_embs else np.zeros((0, self.model.embedding_dim), np.float32)
+        emb = np.stack(self.part_embs) if self.part_embs else np.zeros((0, self.dim), np.float32)
         atomic_write(stem.with_suffix(".npy"), lambda p: save_npy(p, emb))
         atomic_write(stem.with_suffix(".jsonl"), lambda p: write_jsonl(p, self.part_recs))
         self.part_recs, self.part_embs = [], []
@@ -105,111 +103,28 @@ class _Job:
         if len(self.part_recs) >= self.flush_every or time.time() - self.last_flush > self.flush_seconds:
             self.flush()
 
-    def run(self, todo: list[tuple[int, Path, str, os.stat_result]], on_done: Callable[[], None]) -> tuple[int, int]:
-        model = self.model
-        on_result, finish = model.make_collector(self.normalize, self.layer, want_frames=self.frames)
-        failed_keys: set[int] = set()
-        done = {"ok": 0, "failed": 0}
-        pending: dict[int, dict] = {}  # key -> {"rec", "windows": expected or None, "seen": int, "valid": int}
 
-        def on_window(w: Window, emb, frames, layers) -> None:
-            if w.key in failed_keys:
-                return
-            on_result(w, emb, frames, layers)
-            st = pending[w.key]
-            st["seen"] += 1
-            maybe_finish(w.key)
+def _record(e: FileEntry, r) -> dict:
+    """The manifest record of one encoded file (its row is set when the part is written)."""
+    rec = {"path": e.rel, "row": None, "duration_s": None, "sample_rate": None, "channels": None, "error": None,
+           "size": e.size, "mtime_ns": e.mtime_ns}
+    if r.header is not None:
+        rec.update(sample_rate=r.header.sample_rate, channels=r.header.channels,
+                   duration_s=round(r.header.duration_s, 4))
+    if r.duration_s is not None:
+        rec["duration_s"] = r.duration_s
+    rec["error"] = r.error
+    if r.warning and not r.error:
+        rec["warning"] = r.warning
+    return rec
 
-        def maybe_finish(key: int) -> None:
-            st = pending[key]
-            if st["windows"] is None or st["seen"] < st["windows"]:
-                return
-            clip, fr = finish(key)
-            rec = st["rec"]
-            rec["duration_s"] = round(st["valid"] / model.sample_rate, 4)
-            del pending[key]
-            bad = nonfinite_reason(clip, fr, st["report"].get("peak", 0.0))
-            if bad:
-                rec["error"] = bad
-                self.add(rec, None)
-                done["failed"] += 1
-                on_done()
-                return
-            if st["report"].get("warnings"):
-                rec["warning"] = "; ".join(st["report"]["warnings"])
-            if fr is not None:
-                name = _frames_name(rec["path"])
-                (self.out / "frames").mkdir(exist_ok=True)
-                atomic_write(self.out / name, lambda p: _save_frames(p, fr))
-                rec["frames"] = name
-            self.add(rec, clip)
-            done["ok"] += 1
-            on_done()
 
-        batcher = Batcher(model.run_batch(self.layer), self.batch_size, on_window)
-        q: queue.Queue = queue.Queue(maxsize=max(8, 2 * self.batch_size))
-        work: queue.Queue = queue.Queue()
-        for t in todo:
-            work.put(t)
-        stop = threading.Event()
-
-        def produce() -> None:
-            while not stop.is_set():
-                try:
-                    key, path, rel, st = work.get_nowait()
-                except queue.Empty:
-                    q.put(("idle", None, None))
-                    return
-                rec = {"path": rel, "row": None, "duration_s": None, "sample_rate": None, "channels": None,
-                       "error": None, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-                try:
-                    meta = info(path)
-                    rec.update(sample_rate=meta.sample_rate, channels=meta.channels,
-                               duration_s=round(meta.duration_s, 4))
-                    q.put(("start", key, rec))
-                    n = valid = 0
-                    report: dict = {}
-                    for w in model.window_stream(path, key, report=report):
-                        q.put(("window", key, w))
-                        n += 1
-                        valid += w.valid
-                        if stop.is_set():
-                            return
-                    q.put(("end", key, (n, valid, report)))
-                except AudioError as e:
-                    q.put(("error", key, (rec, e.reason)))
-                except Exception as e:  # a decoder bug must not stop the job: report it with the file
-                    q.put(("error", key, (rec, f"{type(e).__name__}: {e}")))
-
-        threads = [threading.Thread(target=produce, daemon=True) for _ in range(min(self.workers, max(1, len(todo))))]
-        for t in threads:
-            t.start()
-        idle = 0
-        try:
-            while idle < len(threads):
-                kind, key, payload = q.get()
-                if kind == "idle":
-                    idle += 1
-                elif kind == "start":
-                    pending[key] = {"rec": payload, "windows": None, "seen": 0, "valid": 0, "report": {}}
-                elif kind == "window":
-                    batcher.add(payload)
-                elif kind == "end":
-                    pending[key]["windows"], pending[key]["valid"], pending[key]["report"] = payload
-                    maybe_finish(key)
-                elif kind == "error":
-                    rec, reason = payload
-                    failed_keys.add(key)
-                    pending.pop(key, None)
-                    finish(key, discard=True)
-                    rec["error"] = reason
-                    self.add(rec, None)
-                    done["failed"] += 1
-                    on_done()
-            batcher.flush()
-        finally:
-            stop.set()
-        return done["ok"], done["failed"]
+def balanced(workers: int | None) -> tuple[int, int]:
+    """(decoder processes, onnxruntime threads) for this machine: the decoders and the model share the
+    cores. ``workers=None`` picks a third of the cores (at least one) for decoding."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    w = max(1, cores // 3) if workers is None else max(0, workers)
+    return w, max(1, cores - w)
 
 
 def _save_frames(path: Path, fr) -> None:
@@ -244,72 +159,82 @@ def _check_info(out: Path, model: EmbeddingModel, normalize: bool, layer: Layer,
                              "would be removed. Use another output folder, or --new-root (new_root=True) to make "
                              f"{root_s} its folder.")
         if have.get("root") != root_s or "model_id" not in have:
-            atomic_write(p, lambda q: q.write_text(json.dumps({**have, **want, "root": root_s}, indent=1)))
+            atomic_write(p, json.dumps({**have, **want, "root": root_s}, indent=1))
     else:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write(p, lambda q: q.write_text(json.dumps({**want, "root": root_s, "audioemb_version": __version__},
-                                                          indent=1)))
+        atomic_write(p, json.dumps({**want, "root": root_s, "audioemb_version": __version__}, indent=1))
 
 
 def embed_folder(root: str | os.PathLike, out: str | os.PathLike, model: str | EmbeddingModel | None = None,
-                 batch_size: int = 32, workers: int = 2, frames: bool = False, layer: Layer = None,
+                 batch_size: int = 32, workers: int | None = None, frames: bool = False, layer: Layer = None,
                  normalize: bool = True, progress: bool = True, flush_every: int = 256,
                  flush_seconds: float = 30.0, log: Callable[[str], None] | None = None, prune: bool = False,
-                 new_root: bool = False) -> EmbedSummary:
+                 new_root: bool = False, device: str = "auto") -> EmbedSummary:
     """Embed every audio file under ``root`` into ``out`` (see the module docstring for the layout).
 
+    Decoding runs in ``workers`` processes beside the model (None: a third of the cores; 0: in this
+    process); a model given by name is loaded with onnxruntime on the remaining cores (:func:`balanced`).
     Bad files (empty, truncated, not audio, all-NaN, unreadable, a non-finite embedding) are recorded with
     their error and the run goes on; files embedded despite a problem (zeroed NaN samples, a truncated
     file) carry a ``warning``. Files gone from ``root`` are removed only when at most ``PRUNE_FREE`` are
     gone or ``prune`` is set, and never those under a folder that could not be listed. ``out`` records
-    ``root``; another folder is refused unless ``new_root``. Returns the counts.
+    ``root``; another folder is refused unless ``new_root``. Memory does not grow with the number of
+    files. Returns the counts.
     """
     t0 = time.time()
     root, out = Path(root), Path(out)
-    m = model if isinstance(model, EmbeddingModel) else load(model)
+    n_workers, threads = balanced(workers)
+    m = model if isinstance(model, EmbeddingModel) else load(model, threads=threads, device=device)
     m.check_layer(layer)
-    paths, unreadable = scan_audio(root)
-    _check_info(out, m, normalize, layer, root, new_root)
-    recover(out)
-    files = []
-    for p in paths:
-        rel = rel_path(p, root)
+    if (out / SHARDS).exists():
+        raise EmbedError(f"{out} holds a Ray job's shards (shards.json); run with --ray (embed_folder_ray) again, or "
+                         "use another output folder")
+    with contextlib.ExitStack() as stack:
+        scan = stack.enter_context(scan_folder(root))
+        _check_info(out, m, normalize, layer, root, new_root)
+        recover(out)
+        if (out / "parts").is_dir():
+            merge(out)  # fold in what an interrupted run saved
+        p = plan(scan, iter_records(out) if (out / "info.json").exists() else (), need_frames=frames)
+        stack.callback(p.close)
+        todo, gone, kept = p.todo, p.gone, p.kept
+        drop = prune or len(gone) <= PRUNE_FREE
+        job = _Job(out, m.embedding_dim, flush_every, flush_seconds)
+        ok = 0
         try:
-            files.append((p, rel, p.stat()))
-        except OSError:
-            files.append((p, rel, os.stat_result((0,) * 10)))
-    _, old = read_embeddings(out)
-    known = {r["path"]: r for r in old}
-    todo, kept = [], 0
-    for key, (p, rel, st) in enumerate(files):
-        r = known.get(rel)
-        if (r and r.get("error") is None and r.get("size") == st.st_size and r.get("mtime_ns") == st.st_mtime_ns
-                and (not frames or r.get("frames"))):
-            kept += 1
-        else:
-            todo.append((key, p, rel, st))
-    present = {rel for _, rel, _ in files}
-    shielded = [d for d, _ in unreadable]
-    gone = [r["path"] for r in old if r["path"] not in present and not any(under(r["path"], d) for d in shielded)]
-    drop = set(gone) if prune or len(gone) <= PRUNE_FREE else set()
-    job = _Job(m, root, out, batch_size, workers, frames, layer, normalize, flush_every, flush_seconds)
-    ok = 0
-    try:
-        if todo:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            with Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                          disable=not progress, transient=True) as bar:
-                task = bar.add_task("files", total=len(todo))
-                ok, _ = job.run(todo, lambda: bar.advance(task))
-    finally:
-        job.flush()
-        removed = merge(out, lambda rel: rel not in drop)
-    _, recs = read_embeddings(out)
-    failed_total = sum(1 for r in recs if r.get("error"))
-    warned = sum(1 for r in recs if r.get("warning") and r.get("path") in present)
-    summary = EmbedSummary(len(files), ok, kept, failed_total, removed, time.time() - t0, out,
-                           gone_kept=len(gone) - len(drop), unreadable=unreadable, warned=warned)
+            if len(todo):
+                ok = _run(m, todo, root, job, batch_size, n_workers, frames, layer, normalize, progress)
+        finally:
+            job.flush()
+            stats = merge(out, iter(gone), drop_gone=drop)
+        summary = EmbedSummary(len(scan), ok, kept, stats.failed, stats.removed, time.time() - t0, out,
+                               gone_kept=0 if drop else len(gone), unreadable=scan.unreadable, warned=stats.warned)
     if log:
         log(summary.line())
     return summary
+
+
+def _run(m: EmbeddingModel, todo: Spool, root: Path, job: _Job, batch_size: int, workers: int, frames: bool,
+         layer: Layer, normalize: bool, progress: bool) -> int:
+    """Embed the files of ``todo`` into ``job``'s parts, in path order; returns how many were embedded."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    entries = (FileEntry(root / rel if root.is_dir() else root, rel, size, mtime) for rel, size, mtime in todo)
+    ok = 0
+    with Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  disable=not progress, transient=True) as bar, \
+            contextlib.closing(m.encode_stream(((e, e.path) for e in entries), batch_size=batch_size,
+                                               normalize=normalize, layer=layer, frames=frames, workers=workers,
+                                               ordered=True)) as results:
+        task = bar.add_task("files", total=len(todo))
+        for r in results:
+            rec = _record(r.key, r)
+            if r.frames is not None:
+                name = _frames_name(rec["path"])
+                (job.out / "frames").mkdir(exist_ok=True)
+                atomic_write(job.out / name, lambda p, fr=r.frames: _save_frames(p, fr))
+                rec["frames"] = name
+            job.add(rec, r.clip)
+            ok += r.error is None
+            bar.advance(task)
+    return ok

@@ -1,0 +1,194 @@
+"""``scan_folder``: the audio files under a folder, listed once and in a stable order; and the one rule
+that decides which files an ``embed`` output or an index must embed again.
+
+Files are listed in the order of their paths relative to the folder (as strings, '/'-separated), the
+order ``manifest.jsonl`` is written in, so an old manifest and a new listing are compared as two sorted
+streams. The listing is spooled to a temporary file: memory does not grow with the number of files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .audio import is_audio_path, under
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One audio file: its path, its path relative to the scanned folder, its size and mtime (ns)."""
+
+    path: Path
+    rel: str
+    size: int
+    mtime_ns: int
+
+
+def is_unchanged(rec: dict | None, entry: FileEntry, need_frames: bool = False) -> bool:
+    """The one change rule: a file is kept when it was embedded without error and its size and
+    modification time (ns) are the same (and, when frames are wanted, its frames were written)."""
+    return bool(rec) and rec.get("error") is None and rec.get("size") == entry.size \
+        and rec.get("mtime_ns") == entry.mtime_ns and (not need_frames or bool(rec.get("frames")))
+
+
+class Spool:
+    """Lines of JSON written once to a temporary file and read back any number of times, in order."""
+
+    def __init__(self, items: Iterable = ()):
+        fd, name = tempfile.mkstemp(prefix="audioemb-", suffix=".jsonl")
+        self.path, self.count = Path(name), 0
+        self._w = os.fdopen(fd, "w", encoding="utf-8")
+        for x in items:
+            self.append(x)
+
+    def append(self, x) -> None:
+        self._w.write(json.dumps(x) + "\n")
+        self.count += 1
+
+    def __iter__(self) -> Iterator:
+        self._w.flush()
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                yield json.loads(line)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def close(self) -> None:
+        self._w.close()
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Scan:
+    """The audio files under ``root`` (see :func:`scan_folder`): iterate for :class:`FileEntry` in order;
+    ``len()`` files; ``unreadable`` is (folder relative to ``root``, reason) for folders that could not be
+    listed, whose files must never be treated as gone."""
+
+    def __init__(self, root: Path, spool: Spool, unreadable: list[tuple[str, str]]):
+        self.root, self._spool, self.unreadable = root, spool, unreadable
+
+    def __iter__(self) -> Iterator[FileEntry]:
+        for rel, size, mtime in self._spool:
+            yield FileEntry(self.root / rel if self.root.is_dir() else self.root, rel, size, mtime)
+
+    def __len__(self) -> int:
+        return len(self._spool)
+
+    def shielded(self, rel: str) -> bool:
+        """Whether ``rel`` lies under a folder that could not be listed."""
+        return any(under(rel, d) for d, _ in self.unreadable)
+
+    def close(self) -> None:
+        self._spool.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def scan_folder(root: str | os.PathLike) -> Scan:
+    """Every file with an audio extension under ``root`` (recursively, following no symlinked folders), or
+    ``root`` itself when it is a file; FileNotFoundError when it does not exist."""
+    root = Path(root)
+    unreadable: list[tuple[str, str]] = []
+    spool = Spool()
+    if root.is_file():
+        st = _stat(root)
+        spool.append([root.name, st[0], st[1]])
+        return Scan(root, spool, unreadable)
+    if not root.is_dir():
+        spool.close()
+        raise FileNotFoundError(f"{root}: no such file or folder")
+    for rel, path in _walk(root, "", unreadable):
+        size, mtime = _stat(path)
+        spool.append([rel, size, mtime])
+    return Scan(root, spool, sorted(unreadable))
+
+
+def _walk(folder: Path, prefix: str, unreadable: list) -> Iterator[tuple[str, Path]]:
+    """(relative path, path) of audio files in string order of the relative path: a folder's entries are
+    sorted by name, a sub-folder's name compared as ``name/`` (what its files' paths start with)."""
+    try:
+        with os.scandir(folder) as it:
+            entries = []
+            for e in it:
+                try:
+                    is_dir = e.is_dir()
+                except OSError:
+                    is_dir = False
+                if is_dir and not e.is_symlink():
+                    entries.append((e.name + "/", e))
+                elif not is_dir and is_audio_path(e.name):
+                    entries.append((e.name, e))
+    except OSError as err:
+        unreadable.append((prefix.rstrip("/") or ".", err.strerror or str(err)))
+        return
+    entries.sort(key=lambda t: t[0])
+    for key, e in entries:
+        if key.endswith("/"):
+            yield from _walk(Path(e.path), prefix + key, unreadable)
+        else:
+            yield prefix + e.name, Path(e.path)
+
+
+def _stat(p: Path) -> tuple[int, int]:
+    try:
+        st = p.stat()
+        return st.st_size, st.st_mtime_ns
+    except OSError:
+        return 0, 0
+
+
+@dataclass
+class Plan:
+    """What a re-run does (see :func:`plan`): ``todo`` [rel, size, mtime_ns] to embed; ``replaced`` the paths
+    of those that have an old record; ``gone`` old records' paths no longer in the folder (never under an
+    unlistable folder); ``kept`` how many files are unchanged. The lists are spooled, all path-sorted."""
+
+    todo: Spool
+    replaced: Spool
+    gone: Spool
+    kept: int
+
+    def close(self) -> None:
+        for s in (self.todo, self.replaced, self.gone):
+            s.close()
+
+
+def plan(scan: Scan, records: Iterable[dict], need_frames: bool = False) -> Plan:
+    """Compare a folder's listing with an output's records (both sorted by path) by :func:`is_unchanged`,
+    as two streams: nothing is held per file."""
+    p = Plan(Spool(), Spool(), Spool(), 0)
+    recs = iter(records)
+    rec = next(recs, None)
+    for e in scan:
+        while rec is not None and rec["path"] < e.rel:
+            if not scan.shielded(rec["path"]):
+                p.gone.append(rec["path"])
+            rec = next(recs, None)
+        same = rec if rec is not None and rec["path"] == e.rel else None
+        if same is not None:
+            rec = next(recs, None)
+        if is_unchanged(same, e, need_frames):
+            p.kept += 1
+        else:
+            p.todo.append([e.rel, e.size, e.mtime_ns])
+            if same is not None:
+                p.replaced.append(e.rel)
+    while rec is not None:
+        if not scan.shielded(rec["path"]):
+            p.gone.append(rec["path"])
+        rec = next(recs, None)
+    return p

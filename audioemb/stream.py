@@ -1,0 +1,367 @@
+"""The one streaming encode path: sources -> decoded windows -> equal-length batches -> pooled embeddings.
+
+``EmbeddingModel.encode``, :func:`audioemb.embed.embed_folder` and :class:`audioemb.index.Index` all run
+:func:`encode_stream`. Each source (a path or an array) is decoded as a stream and cut into fixed windows
+(:func:`windows`); windows of exactly the same length are batched through the backend (so an embedding
+never depends on what else was in the batch) and pooled per source. With ``workers > 0`` the decoding runs
+in that many processes (:mod:`audioemb._decode_pool`) while the model runs in this one, so the two overlap;
+otherwise it runs inline. Every source gives one :class:`Encoded`, with its embedding or its error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import audio as audio_io
+
+if TYPE_CHECKING:
+    from .runtime import EmbeddingModel, FrameEmbeddings, Layer
+
+CHUNK_SAMPLES = 1 << 18  # decoded samples per message from a decoder process
+
+
+@dataclass
+class Window:
+    """One fixed window of an input: ``audio`` (possibly zero-padded) starting at ``start`` samples,
+    of which the first ``valid`` samples are real audio."""
+
+    key: Any
+    index: int
+    start: int
+    valid: int
+    audio: np.ndarray
+
+
+def windows(blocks: Iterable[np.ndarray], window: int, min_len: int, key: Any = 0) -> Iterator[Window]:
+    """Cut a stream of mono blocks into consecutive ``window``-sample windows (the last one shorter)."""
+    buf = np.zeros(0, dtype=np.float32)
+    start = idx = 0
+    for b in blocks:
+        buf = np.concatenate([buf, b]) if len(buf) else np.asarray(b, dtype=np.float32)
+        while len(buf) >= window:
+            yield Window(key, idx, start, window, buf[:window])
+            buf = buf[window:]
+            start += window
+            idx += 1
+    if len(buf) or idx == 0:
+        valid = len(buf)
+        if valid < min_len:
+            buf = np.concatenate([buf, np.zeros(min_len - valid, dtype=np.float32)])
+        yield Window(key, idx, start, valid, buf)
+
+
+def segment_cuts(blocks: Iterable[np.ndarray], seg: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(start sample, length, audio) of consecutive ``seg``-sample segments of a stream of blocks.
+
+    A tail shorter than ``seg / 2`` is replaced by the last ``seg`` samples (overlapping the previous
+    segment); one shorter than ``seg / 10`` is dropped (the previous segment already covers it).
+    """
+    prev = None
+    for w in windows(blocks, seg, 1):
+        if prev is not None and w.valid < seg / 10:
+            return
+        if prev is not None and w.valid < seg / 2:
+            yield w.start + w.valid - seg, seg, np.concatenate([prev[w.valid:], w.audio[:w.valid]])
+        else:
+            yield w.start, w.valid, w.audio[:w.valid]
+        prev = w.audio
+
+
+@dataclass(frozen=True)
+class DecodeSpec:
+    """How a source is decoded and cut: the model's rate, window and minimum length; ``segments`` (samples)
+    cuts a source into segments first, each windowed and pooled on its own."""
+
+    sample_rate: int
+    window: int
+    min_len: int
+    segments: int | None = None
+    array_rate: int | None = None  # the rate of array sources (None: already at ``sample_rate``)
+
+
+def decode(seq: int, source, spec: DecodeSpec, inline: bool = True) -> Iterator[tuple]:
+    """Messages that describe one source: ``("head", seq, AudioInfo | None)``, ``("wins", seq, [(sub, index,
+    start, valid, audio)])`` ..., then ``("end", seq, n_windows, n_samples, warnings, peak, spans)`` or
+    ``("err", seq, reason, exception or None)``. Runs inline or in a decoder process."""
+    buf: list[tuple] = []
+    size = n = 0
+    spans: list[tuple[int, int]] = []
+    report: dict = {}
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            yield "head", seq, audio_io.info(source)
+            blocks: Iterable[np.ndarray] = audio_io.stream(source, spec.sample_rate, report=report)
+        else:
+            yield "head", seq, None
+            mono = audio_io.resample(_as_array(source), spec.array_rate or spec.sample_rate, spec.sample_rate)
+            report.update(warnings=[], peak=float(np.max(np.abs(mono))) if len(mono) else 0.0)
+            blocks = [mono]
+        parts = _segmented(blocks, spec.segments, spans) if spec.segments else iter([(0, blocks)])
+        for sub, sub_blocks in parts:
+            for w in windows(sub_blocks, spec.window, spec.min_len):
+                buf.append((sub, w.index, w.start, w.valid, w.audio))
+                size += len(w.audio)
+                n += 1
+                if size >= CHUNK_SAMPLES:
+                    yield "wins", seq, buf
+                    buf, size = [], 0
+        if buf:
+            yield "wins", seq, buf
+        samples = max((s + length for s, length in spans), default=0) if spec.segments else None
+        yield "end", seq, n, samples, report.get("warnings", []), report.get("peak", 0.0), spans
+    except (audio_io.AudioError, ValueError) as e:
+        yield "err", seq, getattr(e, "reason", str(e)), e if inline else None
+    except Exception as e:  # a decoder bug must not stop the job: report it with the source
+        yield "err", seq, f"{type(e).__name__}: {e}", e if inline else None
+
+
+def _segmented(blocks: Iterable[np.ndarray], seg: int, spans: list) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """(segment number, [its audio]) of :func:`segment_cuts`, recording each (start, length) in ``spans``."""
+    for k, (start, length, audio) in enumerate(segment_cuts(blocks, seg)):
+        spans.append((start, length))
+        yield k, [audio]
+
+
+@dataclass
+class Encoded:
+    """The result for one source: its ``clip`` embedding (D,) and ``frames``, or its ``error``.
+
+    With segments, ``vectors`` (n, D) and ``spans`` [(start_s, end_s)] hold one embedding per segment
+    (without, ``spans`` is the one span of the whole source).
+    ``header`` is what a file's header says; ``duration_s`` what was decoded; ``warning`` what was wrong
+    but still embedded (zeroed NaN samples, a truncated file).
+    """
+
+    key: Any
+    clip: np.ndarray | None = None
+    frames: FrameEmbeddings | None = None
+    error: str | None = None
+    warning: str | None = None
+    duration_s: float | None = None
+    header: audio_io.AudioInfo | None = None
+    vectors: np.ndarray | None = None
+    spans: list = field(default_factory=list)
+    exception: BaseException | None = None  # the original error, when decoded in this process
+
+    def __iter__(self):
+        """``key, clip, frames | error``, as in ``for key, clip, x in model.encode_stream(...)``."""
+        return iter((self.key, self.clip, self.error if self.error else self.frames))
+
+
+class _Batcher:
+    """Runs windows through a backend in batches of identical length; hands results to ``on_result``.
+
+    At most ``max_pending`` windows wait; beyond that the fullest length group runs, even if small.
+    """
+
+    def __init__(self, run: Callable, batch_size: int, on_result: Callable, max_pending: int | None = None):
+        self.run, self.batch_size, self.on_result = run, batch_size, on_result
+        self.max_pending = max_pending or 4 * batch_size
+        self.groups: dict[int, list[Window]] = defaultdict(list)
+        self.n_pending = 0
+
+    def add(self, w: Window) -> None:
+        g = self.groups[len(w.audio)]
+        g.append(w)
+        self.n_pending += 1
+        if len(g) >= self.batch_size:
+            self._run(len(w.audio))
+        while self.n_pending > self.max_pending:
+            self._run(max(self.groups, key=lambda k: len(self.groups[k])))
+
+    def flush(self) -> None:
+        for length in sorted(self.groups):
+            self._run(length)
+
+    def _run(self, length: int) -> None:
+        group = self.groups.pop(length, [])
+        self.n_pending -= len(group)
+        for s in range(0, len(group), self.batch_size):
+            chunk = group[s:s + self.batch_size]
+            emb, frames, layers = self.run(np.stack([w.audio for w in chunk]))
+            for i, w in enumerate(chunk):
+                self.on_result(w, emb[i], frames[i], None if layers is None else layers[:, i])
+
+
+@dataclass
+class _Acc:
+    """Accumulated window results of one source (or one segment)."""
+
+    weighted: np.ndarray | None = None
+    weight: float = 0.0
+    frames: list = field(default_factory=list)
+    times: list = field(default_factory=list)
+
+
+class _Pending:
+    """A source whose windows are being decoded or embedded."""
+
+    def __init__(self, key):
+        self.key, self.header, self.seen, self.valid, self.expected, self.end = key, None, 0, 0, None, None
+        self.accs: dict[int, _Acc] = defaultdict(_Acc)
+
+
+def encode_stream(model: EmbeddingModel, items: Iterable[tuple[Any, Any]], sample_rate: int | None = None,
+                  batch_size: int = 32, normalize: bool = True, layer: Layer = None, frames: bool = False,
+                  segments: float | None = None, workers: int = 0, ordered: bool = False) -> Iterator[Encoded]:
+    """Embed ``(key, source)`` pairs (a source is a path or a waveform array), yielding one :class:`Encoded`
+    per source as soon as its last window has run (in input order with ``ordered``).
+
+    Args:
+        sample_rate: the rate of array sources (None: the model's); files carry their own.
+        layer, normalize, frames: as in :meth:`EmbeddingModel.encode`.
+        segments: embed each ``segments``-second stretch of a source separately (``vectors``, ``spans``).
+        workers: decoder processes (0: decode in this process).
+
+    At most ``4 x batch_size`` windows wait for the model and a few sources per worker are decoded ahead,
+    so memory does not grow with the number or the length of the sources.
+    """
+    from .runtime import nonfinite_reason
+
+    model.check_layer(layer)
+    spec = DecodeSpec(model.sample_rate, model.window, model.min_len,
+                      max(1, int(round(segments * model.sample_rate))) if segments else None, sample_rate)
+    pending: dict[int, _Pending] = {}
+    ready: dict[int, Encoded] = {}
+    order: deque[int] = deque()
+    want_layers = layer is not None
+    sr = model.sample_rate
+
+    def on_result(w: Window, emb: np.ndarray, fr: np.ndarray, layers: np.ndarray | None) -> None:
+        seq, sub = w.key
+        st = pending.get(seq)
+        if st is None:  # the source failed meanwhile
+            return
+        if want_layers:
+            fr = model.select_layer(layers, layer)
+            emb = pool_frames(fr)
+        acc = st.accs[sub]
+        weight = max(w.valid, 1)
+        acc.weighted = emb * weight if acc.weighted is None else acc.weighted + emb * weight
+        acc.weight += weight
+        if frames:
+            t = w.start + model.frame_offset + np.arange(len(fr)) * model.frame_hop_samples
+            keep = t < w.start + max(w.valid, 1)
+            keep[0] = True
+            acc.frames.append((w.index, fr[keep]))
+            acc.times.append((w.index, t[keep] / sr))
+        st.seen += 1
+        if st.seen == st.expected:
+            finish(seq)
+
+    def finish(seq: int) -> None:
+        st = pending.pop(seq)
+        samples, warnings, peak, spans = st.end
+        res = Encoded(st.key, header=st.header)
+        vecs = []
+        for sub in sorted(st.accs):
+            acc = st.accs[sub]
+            clip = (acc.weighted / acc.weight).astype(np.float32)
+            vecs.append(_l2(clip) if normalize else clip)
+        if frames:
+            acc = st.accs[0]
+            # windows may finish out of order (batches group equal lengths): restore time order
+            f = np.concatenate([x for _, x in sorted(acc.frames, key=lambda t: t[0])]).astype(np.float32)
+            ts = np.concatenate([x for _, x in sorted(acc.times, key=lambda t: t[0])]).astype(np.float32)
+            from .runtime import FrameEmbeddings
+
+            res.frames = FrameEmbeddings(_l2(f) if normalize else f, ts)
+        res.error = next((r for i, v in enumerate(vecs)
+                          if (r := nonfinite_reason(v, res.frames if i == 0 else None, peak))), None)
+        if res.error:
+            res.frames = None
+        else:
+            res.warning = "; ".join(warnings) or None
+            if spec.segments:
+                res.vectors = np.stack(vecs)
+                res.spans = [(s / sr, (s + length) / sr) for s, length in spans]
+            else:
+                res.clip = vecs[0]
+                res.spans = [(0.0, st.valid / sr)]
+        res.duration_s = round((samples if samples is not None else st.valid) / sr, 4)
+        ready[seq] = res
+
+    def handle(msg: tuple) -> None:
+        kind, seq = msg[0], msg[1]
+        st = pending.get(seq)
+        if st is None:
+            return
+        if kind == "head":
+            st.header = msg[2]
+        elif kind == "wins":
+            for sub, index, start, valid, audio in msg[2]:
+                st.valid += valid
+                batcher.add(Window((seq, sub), index, start, valid, audio))
+        elif kind == "end":
+            st.expected, st.end = msg[2], msg[3:]
+            if st.seen == st.expected:
+                finish(seq)
+        else:  # "err"
+            del pending[seq]
+            ready[seq] = Encoded(st.key, error=msg[2], header=st.header, exception=msg[3])
+
+    batcher = _Batcher(lambda wav: model.backend.run(wav, layers=want_layers), batch_size, on_result)
+
+    def sources() -> Iterator[tuple[int, Any]]:
+        for seq, (key, source) in enumerate(items):
+            pending[seq] = _Pending(key)
+            order.append(seq)
+            yield seq, source
+
+    def drain() -> Iterator[Encoded]:
+        while order and (order[0] in ready or not ordered):
+            if ordered:
+                yield ready.pop(order.popleft())
+            else:
+                done = [s for s in order if s in ready]
+                for s in done:
+                    order.remove(s)
+                    yield ready.pop(s)
+                return
+
+    if workers > 0:
+        from ._decode_pool import DecodePool
+
+        messages: Iterator[tuple] = DecodePool(workers, spec).run(sources())
+    else:
+        messages = (m for seq, src in sources() for m in decode(seq, src, spec))
+    try:
+        for msg in messages:
+            handle(msg)
+            if ready:
+                yield from drain()
+        batcher.flush()
+        yield from drain()
+    finally:
+        close = getattr(messages, "close", None)
+        if close:
+            close()
+
+
+def pool_frames(frames: np.ndarray) -> np.ndarray:
+    """The models' pooling: concat(mean over time, max over time) of (T, D) frames."""
+    return np.concatenate([frames.mean(axis=0), frames.max(axis=0)])
+
+
+def _l2(v: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.maximum(n, 1e-12)
+
+
+def _as_array(x) -> np.ndarray:
+    """(samples,) or (samples, channels); a (channels, samples) array with few channels is transposed."""
+    a = np.asarray(x)
+    if a.ndim == 2 and a.shape[0] <= 64 < a.shape[1]:
+        a = a.T
+    if a.ndim == 2 and a.shape[1] > 64:
+        raise ValueError(f"ambiguous 2-D audio of shape {a.shape}: pass (samples, channels), or a list of "
+                         "1-D arrays for a batch")
+    if a.ndim not in (1, 2):
+        raise ValueError(f"audio arrays must be 1-D or 2-D, got shape {a.shape}")
+    return a

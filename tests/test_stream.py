@@ -1,0 +1,118 @@
+"""The shared encode path: ``encode_stream`` inline and with decoder processes, ``scan_folder``'s order."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audioemb.embed import embed_folder, read_embeddings
+from audioemb.runtime import load
+from audioemb.scan import scan_folder
+
+
+@pytest.fixture()
+def mixed(tmp_path, clip_paths):
+    d = tmp_path / "mixed"
+    d.mkdir()
+    for p in clip_paths:
+        shutil.copy(p, d / p.name)
+    (d / "empty.wav").write_bytes(b"")
+    (d / "text.mp3").write_text("not audio")
+    return d
+
+
+def test_decoder_processes_give_the_inline_results(mixed, tiny_model):
+    m = load(tiny_model)
+    paths = sorted(mixed.iterdir())
+    inline = list(m.encode_stream(enumerate(paths), ordered=True, frames=True))
+    pooled = list(m.encode_stream(enumerate(paths), ordered=True, frames=True, workers=2))
+    assert [r.key for r in pooled] == list(range(len(paths)))
+    for a, b in zip(inline, pooled):
+        assert a.error == b.error and a.duration_s == b.duration_s and a.warning == b.warning
+        if a.error is None:
+            np.testing.assert_allclose(a.clip, b.clip, atol=1e-6)
+            np.testing.assert_allclose(a.frames.embeddings, b.frames.embeddings, atol=1e-6)
+            assert a.header == b.header
+    errors = {paths[r.key].name: r.error for r in pooled if r.error}
+    assert set(errors) == {"empty.wav", "text.mp3"} and "empty" in errors["empty.wav"]
+    key, clip, err = pooled[[p.name for p in paths].index("text.mp3")]  # (key, clip, frames | error)
+    assert key == [p.name for p in paths].index("text.mp3") and clip is None and "not a readable audio file" in err
+
+
+def test_segments_cover_the_file(clip_paths, tiny_model):
+    m = load(tiny_model)
+    [r] = list(m.encode_stream([("x", clip_paths[0])], segments=0.5))
+    assert r.key == "x" and r.vectors.shape == (len(r.spans), m.embedding_dim)
+    assert r.spans[0][0] == 0.0 and abs(r.spans[-1][1] - r.duration_s) < 1e-3
+    np.testing.assert_allclose(np.linalg.norm(r.vectors, axis=1), 1.0, atol=1e-5)
+
+
+def _decoders() -> list[int]:
+    """Process ids of this process's decoder workers."""
+    found = []
+    for d in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and b"_decode_pool" in cmd:
+            found.append(int(d))
+    return found
+
+
+def test_a_killed_decoder_fails_only_its_file(mixed, tiny_model):
+    """A decoder process killed mid-job (a crash in a codec, the OOM killer): the file it was decoding gets
+    an error naming the cause, a fresh process decodes the rest, every other file is embedded."""
+    m = load(tiny_model)
+    paths = sorted(mixed.iterdir()) * 6
+    ref = {r.key: r for r in m.encode_stream(enumerate(paths), ordered=True)}
+    it = m.encode_stream(enumerate(paths), ordered=True, workers=1)
+    res = [next(it)]
+    time.sleep(1.0)
+    killed = _decoders()
+    assert killed
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    res += list(it)
+    assert [r.key for r in res] == list(range(len(paths)))
+    for r in res:
+        if r.error and "decoder process died" in r.error:
+            continue
+        assert r.error == ref[r.key].error
+        if r.error is None:
+            np.testing.assert_allclose(r.clip, ref[r.key].clip, atol=1e-6)
+    assert not set(_decoders()) & set(killed)
+
+
+def test_embed_folder_same_output_inline_and_pooled(mixed, tmp_path, tiny_model):
+    a = embed_folder(mixed, tmp_path / "a", str(tiny_model), progress=False, workers=0)
+    b = embed_folder(mixed, tmp_path / "b", str(tiny_model), progress=False, workers=2)
+    assert (a.embedded, a.failed) == (b.embedded, b.failed) == (len(list(mixed.iterdir())) - 2, 2)
+    (ea, ra), (eb, rb) = read_embeddings(tmp_path / "a"), read_embeddings(tmp_path / "b")
+    assert ra == rb
+    np.testing.assert_allclose(ea, eb, atol=1e-6)
+
+
+def test_scan_order_is_the_manifest_order(tmp_path):
+    names = ["a.wav", "a/b.wav", "a-b.wav", "ab/c.wav", "a/z/y.flac", "B.wav", "é.ogg", "a0.mp3", "x.txt"]
+    for n in names:
+        (tmp_path / n).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / n, np.zeros(10, np.float32), 8000, format="WAV") if n != "x.txt" else \
+            (tmp_path / n).write_text("no")
+    with scan_folder(tmp_path) as scan:
+        rels = [e.rel for e in scan]
+        assert rels == sorted(n for n in names if n != "x.txt") and len(scan) == len(rels)
+        assert [e.rel for e in scan] == rels  # read again, same listing
+        e = next(iter(scan))
+        assert e.path == tmp_path / e.rel and e.size == (tmp_path / e.rel).stat().st_size
+    with pytest.raises(FileNotFoundError):
+        scan_folder(tmp_path / "missing")
