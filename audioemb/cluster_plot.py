@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .fsio import atomic_write
+
 MAP_JS = Path(__file__).parent / "serve" / "static" / "map.js"
 
 
@@ -49,7 +51,7 @@ def write_png_map(mp: dict, out: str | os.PathLike, title: str = "") -> str | No
     ax.set_ylabel("PC 2")
     ax.set_title(title + f" ({mp.get('projection', 'PCA')})")
     fig.tight_layout()
-    fig.savefig(out)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png"))
     return str(out)
 
 
@@ -100,5 +102,5 @@ def write_html_map(mp: dict, out: str | os.PathLike, title: str = "") -> str:
             "The collection folder is unknown (pass --root to `audioemb cluster`), so points show their path "
             "only; `audioemb serve` plays them.")
     data = json.dumps(mp, ensure_ascii=False).replace("</", "<\\/")
-    Path(out).write_text(_PAGE.format(title=html.escape(title), note=note, js=MAP_JS.read_text(), data=data))
+    atomic_write(out, _PAGE.format(title=html.escape(title), note=note, js=MAP_JS.read_text(), data=data))
     return str(out)

@@ -1,4 +1,4 @@
-"""Reading a collection, running a clustering on it, and writing what a person reads.
+"""Running a clustering on a collection (:mod:`audioemb.collection`) and writing what a person reads.
 
 ``cluster_collection`` is what ``audioemb cluster`` runs: it reads an ``embed`` output or an index folder,
 clusters it (:mod:`audioemb.cluster`), names each cluster after its exemplars' file names and writes
@@ -9,61 +9,23 @@ map that ``audioemb serve`` shows too) and, when matplotlib is installed, a labe
 from __future__ import annotations
 
 import csv
-import json
+import io
 import os
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .cluster import cluster_scores, kmeans, local_aggregation
+from .collection import Collection, read_collection, read_labels
+from .fsio import atomic_write, atomic_write_json
+
+__all__ = ["Collection", "cluster_collection", "cluster_name", "cluster_names", "map_data", "project_2d",
+           "read_collection", "read_labels"]
 
 PLOT_EXTRA = "pip install 'audioemb[plot]'"
-
-
-@dataclass
-class Collection:
-    """Vectors of an embed output or index, with one item ({path[, start, end]}) per row."""
-
-    vectors: np.ndarray
-    items: list[dict]
-    kind: str  # "embed" or "index"
-    model: str | None
-    root: str | None = None
-
-
-def read_collection(path: str | os.PathLike) -> Collection:
-    """Read an ``audioemb embed`` output folder or an index folder (from ``audioemb index build``)."""
-    path = Path(path)
-    if (path / "current.json").exists():
-        from .index import Index
-
-        idx = Index.load(path)
-        vecs, recs = idx.items()
-        return Collection(vecs, [{"path": r["path"], "start": r["start"], "end": r["end"]} for r in recs], "index",
-                          idx.info["model"], idx.info.get("root"))
-    if (path / "manifest.jsonl").exists() or (path / "parts").is_dir():
-        from .embed import read_embeddings
-
-        emb, records = read_embeddings(path)
-        info = json.loads((path / "info.json").read_text()) if (path / "info.json").exists() else {}
-        rows = [r for r in records if r.get("row") is not None]
-        return Collection(np.asarray(emb[[r["row"] for r in rows]], np.float32), [{"path": r["path"]} for r in rows],
-                          "embed", info.get("model"), info.get("root") or info.get("folder"))
-    raise FileNotFoundError(f"{path}: neither an `audioemb embed` output (manifest.jsonl) nor an index "
-                            "(current.json)")
-
-
-def read_labels(csv_path: str | os.PathLike) -> dict[str, str]:
-    """{path: label} from a CSV with columns path,label."""
-    with open(csv_path, newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
-            raise ValueError(f"{csv_path}: needs a header with columns path,label (got {reader.fieldnames})")
-        return {row["path"]: row["label"] for row in reader}
 
 
 # ------------------------------------------------------------------------------------------------------ names
@@ -148,12 +110,12 @@ def cluster_collection(source: str | os.PathLike, out: str | os.PathLike, method
     else:
         res = local_aggregation(col.vectors, k, seed=seed, **opts)
     segs = col.kind == "index"
-    with open(out / "assignments.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", *(["start", "end"] if segs else []), "cluster", "distance"])
-        for it, c, dist in zip(col.items, res.labels, res.distances):
-            w.writerow([it["path"], *([f"{it['start']:.3f}", f"{it['end']:.3f}"] if segs else []), int(c),
-                        f"{dist:.6f}"])
+    text = io.StringIO(newline="")
+    w = csv.writer(text)
+    w.writerow(["path", *(["start", "end"] if segs else []), "cluster", "distance"])
+    for it, c, dist in zip(col.items, res.labels, res.distances):
+        w.writerow([it["path"], *([f"{it['start']:.3f}", f"{it['end']:.3f}"] if segs else []), int(c), f"{dist:.6f}"])
+    atomic_write(out / "assignments.csv", text.getvalue())
     sizes = np.bincount(res.labels, minlength=res.k)
     exemplars = []
     for c in range(res.k):
@@ -163,7 +125,7 @@ def cluster_collection(source: str | os.PathLike, out: str | os.PathLike, method
                           "exemplars": [{**col.items[i], "distance": round(float(res.distances[i]), 6)} for i in best]})
     for c, name in zip(exemplars, cluster_names(exemplars)):
         c["name"] = name
-    (out / "exemplars.json").write_text(json.dumps(exemplars, indent=1, ensure_ascii=False))
+    atomic_write_json(out / "exemplars.json", exemplars, indent=1)
     summary = {"source": str(source), "kind": col.kind, "model": col.model, "method": method, "n": len(col.items),
                "dim": int(col.vectors.shape[1]), "k": res.k, "k_chosen_by": None if k else res.info.get("criterion"),
                "silhouette": res.silhouette, "sizes": sizes.tolist(), "names": [c["name"] for c in exemplars],
@@ -186,7 +148,7 @@ def cluster_collection(source: str | os.PathLike, out: str | os.PathLike, method
     mp = map_data([col.items[i] for i in pick], xy, res.labels[pick],
                   [{"id": c["cluster"], "name": c["name"], "size": c["size"]} for c in exemplars])
     mp["root"] = str(Path(root).resolve()) if root is not None else col.root
-    (out / "map.json").write_text(json.dumps(mp, ensure_ascii=False))
+    atomic_write_json(out / "map.json", mp, indent=None)
     from .cluster_plot import write_html_map, write_png_map
 
     title = f"{Path(source).name}: {method}, k={res.k}"
@@ -197,7 +159,7 @@ def cluster_collection(source: str | os.PathLike, out: str | os.PathLike, method
         summary["outputs_missing"] = {"map.png": f"matplotlib is not installed; {PLOT_EXTRA} gives the PNG map"}
     else:
         summary["outputs"].append("map.png")
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
+    atomic_write_json(out / "summary.json", summary, indent=1)
     if on_step:
         on_step("drawing the map", 1, 1)
     return summary

@@ -14,13 +14,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .modelfolder import WEIGHT_FILES, open_folder
+from .errors import AudioembError
+from .fsio import atomic_write
+from .modelfolder import WEIGHT_FILES, ModelConfig, open_folder
 
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 EXTRA_FILES = ("loss.png",)
 
 
-class HubError(Exception):
+class HubError(AudioembError):
     """A push that cannot be done: a bad repository id, no credentials, or the hub refusing it."""
 
 
@@ -36,16 +38,14 @@ def parse_repo(spec: str) -> str:
     return repo
 
 
-def card_metadata(cfg: dict) -> dict:
+def card_metadata(cfg: ModelConfig) -> dict:
     """Hub metadata for a model's config: what the hub shows and filters on."""
     tags = ["audio", "audio-embeddings", "self-supervised", "onnx", "safetensors", "audioemb"]
-    objective = (cfg.get("objective") or {}).get("name")
-    if objective:
-        tags.append(re.sub(r"[^a-z0-9-]+", "-", str(objective).lower()).strip("-")[:40])
-    return {"library_name": "audioemb", "license": cfg.get("license", "apache-2.0"),
+    if cfg.objective_name:
+        tags.append(re.sub(r"[^a-z0-9-]+", "-", str(cfg.objective_name).lower()).strip("-")[:40])
+    return {"library_name": "audioemb", "license": cfg.raw.get("license", "apache-2.0"),
             "pipeline_tag": "feature-extraction", "tags": tags,
-            "model_name": cfg["name"], "embedding_dim": int(cfg["embedding_dim"]),
-            "sample_rate": int(cfg["sample_rate"])}
+            "model_name": cfg.name, "embedding_dim": cfg.embedding_dim, "sample_rate": cfg.sample_rate}
 
 
 def card_with_metadata(card: str, meta: dict) -> str:
@@ -90,7 +90,7 @@ def push_model(folder: str | os.PathLike, repo: str, revision: str | None = None
             if mf.file(name).is_file():
                 shutil.copy2(mf.file(name), stage / name)
                 files.append(name)
-        (stage / "README.md").write_text(card_with_metadata(card, card_metadata(mf.config)))
+        atomic_write(stage / "README.md", card_with_metadata(card, card_metadata(mf.model_config)))
         files.append("README.md")
         try:
             api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")

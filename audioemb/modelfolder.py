@@ -17,18 +17,20 @@ import hashlib
 import json
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from .fsio import atomic_write_json
+from .model_config import ModelConfig, ModelFolderError
+
+__all__ = ["ModelConfig", "ModelFolder", "ModelFolderError", "open_folder", "read_config", "read_model_config",
+           "seal", "write_config"]
 
 FORMAT = "audioemb-model"
 FORMAT_VERSION = 1
 WEIGHT_FILES = ("model.safetensors", "model.onnx")
 IDENTITY_KEYS = ("name", "sample_rate", "embedding_dim", "frame_dim", "frame_hop", "n_layers", "frontend", "encoder",
                  "inference", "files")
-
-
-class ModelFolderError(Exception):
-    """A model folder that is missing files, or whose files don't match its config."""
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -41,12 +43,19 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 @dataclass(frozen=True)
 class ModelFolder:
+    """A checked model folder: ``model_config`` is its typed config; ``config`` the raw JSON dict (kept for
+    callers that still read keys)."""
+
     path: Path
     config: dict
+    model_config: ModelConfig = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "model_config", ModelConfig.from_dict(self.config, str(self.path / "config.json")))
 
     @property
     def name(self) -> str:
-        return self.config["name"]
+        return self.model_config.name
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -90,11 +99,14 @@ def read_config(folder: Path) -> dict:
     if int(cfg.get("format_version", 0)) > FORMAT_VERSION:
         raise ModelFolderError(f"{cfg_path}: format version {cfg['format_version']} is newer than this "
                                f"audioemb understands ({FORMAT_VERSION}); upgrade audioemb")
-    for key in ("name", "sample_rate", "embedding_dim", "frontend", "encoder", "files"):
-        if key not in cfg:
-            raise ModelFolderError(f"{cfg_path}: missing required key {key!r}")
+    ModelConfig.from_dict(cfg, str(cfg_path))  # types and ranges, checked once
     check_identity(cfg, cfg_path)
     return cfg
+
+
+def read_model_config(folder: str | os.PathLike) -> ModelConfig:
+    """The typed config of a model folder (config.json checked as :func:`read_config` does)."""
+    return ModelConfig.from_dict(read_config(Path(folder)), str(Path(folder) / "config.json"))
 
 
 def open_folder(folder: str | os.PathLike, verify: tuple[str, ...] = WEIGHT_FILES) -> ModelFolder:
@@ -126,9 +138,7 @@ def write_config(folder: Path, cfg: dict) -> None:
     cfg["format"], cfg["format_version"] = FORMAT, FORMAT_VERSION
     cfg["files"] = {n: sha256_file(folder / n) for n in WEIGHT_FILES if (folder / n).exists()}
     cfg["identity_sha256"] = identity(cfg)
-    tmp = folder / "config.json.tmp"
-    tmp.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, folder / "config.json")
+    atomic_write_json(folder / "config.json", cfg)
 
 
 def seal(folder: str | os.PathLike) -> str:
@@ -141,7 +151,5 @@ def seal(folder: str | os.PathLike) -> str:
     cfg.pop("identity_sha256", None)
     open_folder_files(folder, cfg, WEIGHT_FILES)
     cfg["identity_sha256"] = identity(cfg)
-    tmp = folder / "config.json.tmp"
-    tmp.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, folder / "config.json")
+    atomic_write_json(folder / "config.json", cfg)
     return cfg["identity_sha256"]

@@ -27,13 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import AudioembError
+from .fsio import atomic_write
 from .modelfolder import WEIGHT_FILES, open_folder, write_config
 from .registry import resolve
 
 KINDS = ("int8", "fp16")
 
 
-class QuantizeError(Exception):
+class QuantizeError(AudioembError):
     """A variant that cannot be written: unknown kind, missing onnx package, or an output folder in the way."""
 
 
@@ -78,7 +80,7 @@ def write_variant_onnx(src: Path, dst: Path, kind: str, conv: bool = False) -> d
             if not done:
                 raise QuantizeError(f"{src}: no {', '.join(ops)} weights outside the log-mel frontend to quantize"
                                     + ("" if conv else "; --conv quantizes the convolutions"))
-            shutil.copy(out, dst)
+            atomic_write(dst, out.read_bytes())
         return {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8", "op_types": ops,
                 "float_nodes": len(keep), "note": "log-mel frontend kept in float32"
                 + ("" if conv else "; convolutions kept in float32 (--conv quantizes them too)")}
@@ -86,7 +88,7 @@ def write_variant_onnx(src: Path, dst: Path, kind: str, conv: bool = False) -> d
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
         m = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
-        onnx.save(m, str(dst))
+        atomic_write(dst, lambda tmp: onnx.save(m, str(tmp)))
         return {"method": "onnxruntime.transformers.float16.convert_float_to_float16", "keep_io_types": True}
     raise QuantizeError(f"--to must be one of {', '.join(KINDS)}; got {kind!r}")
 
@@ -188,16 +190,15 @@ def quantize_model(model: str | os.PathLike, out: str | os.PathLike, kind: str =
             log("scoring both on the corpus's held-out tasks")
             q["quality"] = quality(float_model, variant, Path(corpus), tasks, log)
         write_config(out, cfg)
-        (out / "README.md").write_text(render_card(cfg, cfg.get("training", {}).get("loss_curve", [])))
-        _append_card(out / "README.md", cfg)
+        atomic_write(out / "README.md", render_card(cfg) + _variant_section(cfg))
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
     return cfg
 
 
-def _append_card(card: Path, cfg: dict) -> None:
-    """Add the variant's measured cost to its card."""
+def _variant_section(cfg: dict) -> str:
+    """The card section of the variant's measured cost."""
     q = cfg["quantization"]
     p, s = q["parity"], q["speed"]
     lines = ["", f"## {q['kind']} variant of {q['from']}", "",
@@ -212,5 +213,4 @@ def _append_card(card: Path, cfg: dict) -> None:
     for task, r in (q.get("quality") or {}).items():
         lines.append(f"| {task}: probe accuracy · kNN@10 | {r['float']['probe_acc']:.3f} · {r['float']['knn_p10']:.3f}"
                      f" | {r['variant']['probe_acc']:.3f} · {r['variant']['knn_p10']:.3f} |")
-    with open(card, "a") as f:
-        f.write("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"

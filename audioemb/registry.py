@@ -17,7 +17,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from .modelfolder import ModelFolderError, read_config
+from .modelfolder import ModelConfig, ModelFolderError, read_model_config
 
 DEFAULT_MODEL = "npc-s.debian"
 
@@ -34,9 +34,9 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
 
 
-def model_configs(pattern: str = "*") -> dict[str, dict]:
-    """{name: config} of the shipped models matching ``pattern``."""
-    return {n: read_config(pretrained_dir() / n) for n in list_models(pattern)}
+def model_configs(pattern: str = "*") -> dict[str, ModelConfig]:
+    """{name: typed config} of the shipped models matching ``pattern``."""
+    return {n: read_model_config(pretrained_dir() / n) for n in list_models(pattern)}
 
 
 def resolve(name_or_folder: str | os.PathLike | None = None) -> Path:

@@ -2,6 +2,10 @@
 
 Installed as ``audioemb.cli`` (the repository's top-level ``cli/`` folder). Heavy imports (numpy,
 onnxruntime, torch) happen inside the commands, so ``audioemb --help`` starts fast.
+
+One error handler serves every command (:func:`._errors.one_line_errors`): a user's mistake raises an
+:class:`audioemb.errors.AudioembError`, printed as one ``error: ...`` line on stderr, never a traceback.
+Exit codes are the same everywhere: 0 ok, 1 some inputs failed (each reported), 2 usage or input error.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import typer
 
 from . import cluster, corpus, embed, evaluate, export, index, models, push, quantize, results, search, serve, train
+from ._errors import one_line_errors
 
 app = typer.Typer(
     name="audioemb",
@@ -17,19 +22,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command("embed")(embed.embed)
-app.command("models")(models.models)
-app.command("train")(train.train)
-app.command("export")(export.export)
-app.command("eval")(evaluate.evaluate)
-app.command("results")(results.results)
-app.add_typer(corpus.app, name="corpus")
-app.add_typer(index.app, name="index")
-app.command("search")(search.search)
-app.command("cluster")(cluster.cluster)
-app.command("serve")(serve.serve)
-app.command("push")(push.push)
-app.command("quantize")(quantize.quantize)
+
+
+for _name, _command in (("embed", embed.embed), ("models", models.models), ("train", train.train),
+                        ("export", export.export), ("eval", evaluate.evaluate), ("results", results.results),
+                        ("search", search.search), ("cluster", cluster.cluster), ("serve", serve.serve),
+                        ("push", push.push), ("quantize", quantize.quantize)):
+    app.command(_name)(one_line_errors(_command))
+for _group, _sub in (("corpus", corpus.app), ("index", index.app)):
+    for _info in _sub.registered_commands:
+        _info.callback = one_line_errors(_info.callback)
+    app.add_typer(_sub, name=_group)
 
 
 def main() -> None:

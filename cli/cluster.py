@@ -30,19 +30,16 @@ def cluster(
     import json
 
     from audioemb.cluster_report import cluster_collection
-    from audioemb.index import IndexStoreError
+
+    from ._errors import fail, input_errors
+    from ._progress import progress_bar
 
     try:
-        with _bar(progress and not json_out) as step:
+        with progress_bar(progress and not json_out) as step, input_errors(FileNotFoundError, ValueError, KeyError):
             s = cluster_collection(source, out, method=method, k=k, eval_labels=eval_labels, seed=seed,
                                    criterion=criterion, root=root, on_step=step)
     except ImportError as e:
-        typer.echo(f"error: {e.name or e} is not installed; --eval needs the [eval] extra: "
-                   "pip install 'audioemb[eval]'", err=True)
-        raise typer.Exit(2) from None
-    except (IndexStoreError, FileNotFoundError, ValueError, KeyError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        fail(f"{e.name or e} is not installed; --eval needs the [eval] extra: pip install 'audioemb[eval]'")
     if json_out:
         typer.echo(json.dumps(s, indent=1, ensure_ascii=False))
         return
@@ -69,27 +66,3 @@ def cluster(
     for name, why in s.get("outputs_missing", {}).items():
         typer.echo(f"no {name}: {why}")
 
-
-def _bar(enabled: bool):
-    """A context giving ``step(stage, done, total)`` that drives a rich progress bar (or does nothing)."""
-    import contextlib
-
-    if not enabled:
-        return contextlib.nullcontext(None)
-
-    @contextlib.contextmanager
-    def bar():
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      transient=True) as p:
-            tasks: dict[str, int] = {}
-
-            def step(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = p.add_task(stage, total=total)
-                p.update(tasks[stage], completed=done, total=total)
-
-            yield step
-
-    return bar()

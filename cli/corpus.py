@@ -27,9 +27,8 @@ def build(
     the manifest and the task CSVs. Deterministic for the same package versions."""
     from audioemb.corpus.build import build as run
 
-    try:
+    from ._errors import input_errors
+
+    with input_errors(ValueError, RuntimeError, exit_code=1):  # a package or render that failed
         run(out.expanduser(), cache.expanduser(), workers=workers, version=version,
             reuse=tuple(p.expanduser() for p in reuse or ()))
-    except (ValueError, RuntimeError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from None

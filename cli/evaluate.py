@@ -20,21 +20,25 @@ def evaluate(
     seeds: Annotated[int, typer.Option(min=1, help="Random seeds of each random-init baseline (mean ± std).")] = 3,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the full results as JSON here.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar (on a terminal); each model's scores on each "
+                                           "set are printed as they are done.")] = True,
 ) -> None:
     """Linear probe (5-fold CV, grouped when the data has groups), few-shot probe (5 examples per class, 20
     draws), kNN precision@10 and retrieval mAP on cosine similarity. Prints one table per metric."""
-    import json
+    import sys
 
     from audioemb.audio import AudioError
     from audioemb.eval.data import drop_unreadable, load_labelled
     from audioemb.eval.run import METRIC_TITLES, corpus_tasks, format_table
     from audioemb.eval.run import evaluate as run
-    from audioemb.modelfolder import ModelFolderError
+
+    from ._errors import fail
+    from ._progress import progress_bar
 
     if not data.exists():
-        _fail(f"{data}: no such file or folder")
+        fail(f"{data}: no such file or folder")
     if layer not in (None, "all", "mean") and not layer.lstrip("-").isdigit():
-        _fail(f"--layer {layer}: give a layer index, 'mean' or 'all'")
+        fail(f"--layer {layer}: give a layer index, 'mean' or 'all'")
     try:
         datasets = corpus_tasks(data) if (data / "tasks").is_dir() else [load_labelled(data)]
         checked = []
@@ -43,23 +47,22 @@ def evaluate(
             for msg in bad:
                 typer.echo(f"skipped {msg}", err=True)
             if len(set(ds.labels.tolist())) < 2:
-                _fail(f"{data}: {ds.name} needs at least 2 classes of readable audio")
+                fail(f"{data}: {ds.name} needs at least 2 classes of readable audio")
             checked.append(ds)
         models = _models(model or [None], layer, baselines, seeds)
         lay = None if layer in (None, "all") else (layer if layer == "mean" else int(layer))
-        result = run(models, checked, batch_size=batch_size, log=lambda s: typer.echo(s, err=True), layer=lay)
-    except (ValueError, ModelFolderError, AudioError) as e:
-        _fail(str(e))
+        with progress_bar(progress and sys.stderr.isatty()) as step:
+            result = run(models, checked, batch_size=batch_size, log=lambda s: typer.echo(s, err=True), layer=lay,
+                         progress=step)
+    except (ValueError, AudioError) as e:  # AudioError: audio.py's own; not yet an AudioembError
+        fail(str(e))
     for metric, title in METRIC_TITLES.items():
         typer.echo(f"\n{title}\n{format_table(result, metric)}")
     if json_out:
-        json_out.write_text(json.dumps(result, indent=1))
+        from audioemb.fsio import atomic_write_json
+
+        atomic_write_json(json_out, result, indent=1)
         typer.echo(f"\nwrote {json_out}")
-
-
-def _fail(msg: str):
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(2)
 
 
 def _models(names: list[str | None], layer: str | None, baselines: bool, seeds: int) -> list:

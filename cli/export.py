@@ -31,41 +31,31 @@ def export(
     """Export the encoder (frontend + weights, no heads) to safetensors and ONNX, check ONNX against torch,
     refuse a collapsed encoder, evaluate it beside the baselines and write its model card. The folder is
     built beside FOLDER and renamed into place at the end: an interrupted export leaves nothing half-written."""
-    try:
-        from audioemb.eval.export_eval import ExportError
-        from audioemb.modelfolder import ModelFolderError
-    except ImportError as e:  # pragma: no cover - the plain install has these
-        _fail(str(e))
+    from ._errors import fail
+
     try:
         from audioemb.train.package import package_concat, package_run
     except ImportError:
-        _fail("export needs torch, which is not installed: pip install 'audioemb[train]'")
-    try:
-        if concat:
-            if run is not None or not name or corpus is None:
-                _fail("--concat takes model folders or names and needs --name and --corpus, and no RUN")
-            from audioemb.registry import resolve
+        fail("export needs torch, which is not installed: pip install 'audioemb[train]'")
+    if concat:
+        if run is not None or not name or corpus is None:
+            fail("--concat takes model folders or names and needs --name and --corpus, and no RUN")
+        from audioemb.registry import resolve
 
-            cfg = package_concat([resolve(c) for c in concat], out, name, corpus, evaluate=evaluate, log=typer.echo)
-        else:
-            if run is None:
-                _fail("give a RUN folder (the --out of `audioemb train`), or --concat with --name")
-            cfg = package_run(run, out, corpus, evaluate=evaluate, log=typer.echo, name=name, eval_data=eval_data,
-                              seeds=seeds)
-    except (ExportError, ModelFolderError) as e:
-        _fail(str(e))
+        cfg = package_concat([resolve(c) for c in concat], out, name, corpus, evaluate=evaluate, log=typer.echo)
+    else:
+        if run is None:
+            fail("give a RUN folder (the --out of `audioemb train`), or --concat with --name")
+        cfg = package_run(run, out, corpus, evaluate=evaluate, log=typer.echo, name=name, eval_data=eval_data,
+                          seeds=seeds)
     typer.echo(f"exported {cfg['name']} -> {out}")
     for kind in quantize or []:
-        from audioemb.quantize import QuantizeError, quantize_model
+        from audioemb.errors import AudioembError
+        from audioemb.quantize import quantize_model
 
         dst = out.with_name(f"{out.name}-{kind}")
         try:
             q = quantize_model(out, dst, kind, corpus=corpus if evaluate else None, log=typer.echo)
-        except (QuantizeError, ModelFolderError, ValueError) as e:
-            _fail(f"--quantize {kind}: {e}")
+        except (AudioembError, ValueError) as e:
+            fail(f"--quantize {kind}: {e}")
         typer.echo(f"wrote the {kind} variant {q['name']} -> {dst}")
-
-
-def _fail(msg: str):
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(2)

@@ -17,13 +17,11 @@ def push(
     message: Annotated[str | None, typer.Option(help="Commit message.")] = None,
 ) -> None:
     """Check the folder, add hub metadata to its card and upload it; prints the commit and how to load it."""
-    from audioemb.hub import HubError, push_model
-    from audioemb.modelfolder import ModelFolderError
+    from audioemb.hub import push_model
 
-    try:
+    from ._errors import input_errors
+
+    with input_errors(FileNotFoundError, ValueError):
         r = push_model(folder, repo, revision=revision, private=private, message=message)
-    except (HubError, ModelFolderError, FileNotFoundError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
     typer.echo(f"pushed {', '.join(r['files'])} to {r['repo_id']}@{r['revision']} (commit {r['commit'][:12]})")
     typer.echo(f"load it with: audioemb.load(\"hf-hub:{r['repo_id']}@{r['commit']}\")")

@@ -22,15 +22,12 @@ def quantize(
                                        "CPU ConvInteger is much slower).")] = False,
 ) -> None:
     """Write the variant with its config, card and measured parity, speed and (with --corpus) quality cost."""
-    from audioemb.modelfolder import ModelFolderError
-    from audioemb.quantize import QuantizeError, quantize_model
+    from audioemb.quantize import quantize_model
 
-    try:
-        cfg = quantize_model(model, out, to, clips=clips, corpus=corpus, conv=conv, tasks=tasks,
-                             log=typer.echo)
-    except (QuantizeError, ModelFolderError, FileNotFoundError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+    from ._errors import input_errors
+
+    with input_errors(FileNotFoundError, ValueError):
+        cfg = quantize_model(model, out, to, clips=clips, corpus=corpus, conv=conv, tasks=tasks, log=typer.echo)
     q = cfg["quantization"]
     typer.echo(f"wrote {cfg['name']} -> {out}: {q['size_mb']:.2f} MB ({q['size_ratio']:.2f}x of float), "
                f"cosine to float {q['parity']['cosine_min']:.4f} min, speed {q['speed']['speedup']:.2f}x")

@@ -21,15 +21,14 @@ def results(
     from audioemb.eval.results import rerun as do_rerun
     from audioemb.eval.results import write_results
 
+    from ._errors import fail
+
     if rerun:
         if corpus is None or not (corpus / "tasks").is_dir():
-            typer.echo(f"error: --rerun needs --corpus, a corpus folder with tasks/*.csv (got {corpus})", err=True)
-            raise typer.Exit(2)
+            fail(f"--rerun needs --corpus, a corpus folder with tasks/*.csv (got {corpus})")
         try:
             do_rerun(corpus, pattern, log=lambda s: typer.echo(s, err=True), cache=cache)
         except ImportError:
-            typer.echo("error: --rerun scores random-init encoders, which needs torch: pip install "
-                       "'audioemb[train]'", err=True)
-            raise typer.Exit(2) from None
+            fail("--rerun scores random-init encoders, which needs torch: pip install 'audioemb[train]'")
     write_results(out, pattern)
     typer.echo(f"wrote {out}")

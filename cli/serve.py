@@ -22,19 +22,16 @@ def serve(
     device: Annotated[str, typer.Option(help="auto (CUDA when onnxruntime-gpu sees a GPU), cpu or cuda.")] = "auto",
 ) -> None:
     """Start the web app on uvicorn: search by a file, a time range or an uploaded clip; listen; clusters; map."""
-    from audioemb.index import IndexStoreError
-    from audioemb.modelfolder import ModelFolderError
     from audioemb.serve import create_app, is_loopback
+
+    from ._errors import input_errors
 
     if not is_loopback(host) and not token:
         typer.echo(f"warning: serving on {host} without --token: anyone who can reach this port can search "
                    "and download the collection", err=True)
-    try:
+    with input_errors(FileNotFoundError, ValueError):
         app = create_app(index, root=root, clusters=clusters, token=token, max_upload_mb=max_upload_mb,
                          device=device)
-    except (IndexStoreError, ModelFolderError, FileNotFoundError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
     import uvicorn
 
     shown = f"[{host}]" if ":" in host else host

@@ -29,9 +29,10 @@ def train(
 ) -> None:
     """Train (or resume) a run; checkpoints every few hundred steps, so a killed run loses little."""
     from audioemb.train.config import ConfigError
-    from audioemb.train.folders import DataError
     from audioemb.train.recipes import load_recipe
     from audioemb.train.trainer import Trainer
+
+    from ._errors import fail
 
     overrides = list(set_ or []) + ([f"device={device}"] if device else [])
     try:
@@ -52,9 +53,8 @@ def train(
             if trainer.is_main:
                 _record_command(out)
             result = trainer.fit()
-    except (ConfigError, DataError, ValueError, FileNotFoundError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+    except (ValueError, FileNotFoundError) as e:  # ConfigError and DataError are AudioembErrors too
+        fail(str(e))
     finally:
         from audioemb.nn.distributed import shutdown
 
@@ -104,17 +104,20 @@ class _Progress:
 def _record_command(run_dir: Path) -> None:
     """Keep the command that started the run (the model card quotes it)."""
     import datetime as dt
-    import json
     import shlex
+
+    from audioemb.fsio import atomic_write_json
 
     run_dir.mkdir(parents=True, exist_ok=True)
     p = run_dir / "command.json"
     if not p.exists():
         argv = sys.argv[1:] if Path(sys.argv[0]).name == "audioemb" else ["train", *sys.argv[1:]]
-        p.write_text(json.dumps({"argv": "audioemb " + shlex.join(argv),
-                                 "started": dt.datetime.now().isoformat(timespec="seconds")}) + "\n")
+        atomic_write_json(p, {"argv": "audioemb " + shlex.join(argv),
+                              "started": dt.datetime.now().isoformat(timespec="seconds")}, indent=None)
 
 
 def main() -> None:
     """``python -m audioemb.train ...`` (what torchrun runs in each process)."""
-    typer.run(train)
+    from ._errors import one_line_errors
+
+    typer.run(one_line_errors(train))

@@ -26,6 +26,28 @@ def clips16k(clip_paths) -> list[np.ndarray]:
     return [load(p, 16000) for p in clip_paths]
 
 
+def _has_torch() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def _shipped(tmp: Path, name: str, as_name: str) -> Path:
+    """A copy of the shipped model ``name`` renamed ``as_name`` (for the plain install, where nothing can be
+    exported): the tests then see the same names either way."""
+    import json
+    import shutil
+
+    from audioemb.modelfolder import write_config
+    from audioemb.registry import pretrained_dir
+
+    folder = tmp / as_name
+    shutil.copytree(pretrained_dir() / name, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    write_config(folder, {**cfg, "name": as_name})
+    return folder
+
+
 def _export(tmp: Path, encoder: dict, waves: list[np.ndarray], name: str) -> Path:
     import torch
 
@@ -42,15 +64,18 @@ def _export(tmp: Path, encoder: dict, waves: list[np.ndarray], name: str) -> Pat
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, clips16k) -> Path:
-    """A small AudioNTT with seeded random weights, exported as a model folder (torch needed)."""
-    pytest.importorskip("torch")
+    """A small AudioNTT with seeded random weights, exported as a model folder (torch needed; on the plain
+    install a shipped model stands in, so that the inference tests run there too)."""
+    if not _has_torch():
+        return _shipped(tmp_path_factory.mktemp("models"), "byol-s.debian", "tiny-ntt.test")
     return _export(tmp_path_factory.mktemp("models"), {"type": "audiontt", "channels": 8, "hidden": 32}, clips16k,
                    "tiny-ntt.test")
 
 
 @pytest.fixture(scope="session")
 def tiny_frame_model(tmp_path_factory, clips16k) -> Path:
-    """A small FrameNet (transformer context), exported as a model folder."""
-    pytest.importorskip("torch")
+    """A small FrameNet (transformer context), exported as a model folder (plain install: a shipped one)."""
+    if not _has_torch():
+        return _shipped(tmp_path_factory.mktemp("models"), "mpc-s.debian", "tiny-framenet.test")
     enc = {"type": "framenet", "dim": 32, "layers": 2, "heads": 2, "ff": 64, "channels": 16}
     return _export(tmp_path_factory.mktemp("models"), enc, clips16k, "tiny-framenet.test")

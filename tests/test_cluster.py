@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 import shutil
@@ -29,6 +30,7 @@ from audioemb.embed import embed_folder
 from audioemb.index import Index
 
 runner = CliRunner()
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
 
 def blobs(n_per: int = 100, k: int = 5, dim: int = 32, spread: float = 0.15, seed: int = 0):
@@ -188,7 +190,8 @@ def test_cli_cluster_embed_output(embedded, tmp_path, clip_paths):
     assert s["k"] == 3 and s["n"] == len(clip_paths) and set(s["scores"]) == {"local-aggregation", "kmeans"}
     for sc in s["scores"].values():
         assert 0 <= sc["nmi"] <= 1 and 1 / 3 <= sc["purity"] <= 1
-    assert (out / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if HAS_MATPLOTLIB:  # the plain install writes everything else and says how to get the PNG
+        assert (out / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert all(c["name"] for c in ex) and s["names"] == [c["name"] for c in ex]
     mp = json.loads((out / "map.json").read_text())
     assert len(mp["x"]) == len(clip_paths) and sorted(set(mp["cluster"])) == [0, 1, 2]
@@ -207,7 +210,7 @@ def test_cluster_index_with_segments(embedded, tmp_path, tiny_model):
     with open(out / "assignments.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["path", "start", "end", "cluster", "distance"] and len(rows) == len(idx)
-    assert (out / "map.png").stat().st_size > 1000
+    assert (out / "map.png").stat().st_size > 1000 if HAS_MATPLOTLIB else not (out / "map.png").exists()
     r = runner.invoke(app, ["cluster", str(clips), "-o", str(out)])
     assert r.exit_code == 2 and "neither" in r.output
 

@@ -13,15 +13,13 @@ import pytest
 torch = pytest.importorskip("torch")
 from safetensors.torch import load_file  # noqa: E402
 
-TINY = {
-    "byol": {"proj_dim": 16, "hidden": 32},
-    "moco_v2": {"proj_dim": 16, "hidden": 32, "queue_size": 32},
-}
+from audioemb.objectives import get_objective  # noqa: E402
 
 
 def recipe(tmp_path, objective: str, steps: int):
-    r = {"name": f"{objective}-tiny.test", "objective": objective, "objective_params": TINY[objective],
-         "encoder": {"type": "audiontt", "channels": 8, "hidden": 32}, "steps": steps, "batch_size": 4,
+    cls = get_objective(objective)  # each objective declares its own smoke-test settings
+    r = {"name": f"{objective}-tiny.test", "objective": objective, "objective_params": cls.tiny_params,
+         "encoder": cls.tiny_encoder, "steps": steps, "batch_size": 4,
          "crop_s": 0.5, "log_every": 1, "ckpt_every": 2, "stats_clips": 8, "warmup_steps": 1, "threads": 1,
          "check_sync": 1}
     p = tmp_path / f"{objective}-{steps}.json"

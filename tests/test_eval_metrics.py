@@ -128,3 +128,30 @@ def test_random_init_seeds_are_merged_into_mean_and_std():
     assert r["seeds"] == 2 and r["seed_values"]["probe_acc"] == [0.6, 0.8]
     table = format_table({"tasks": {"t": {}}, "results": merged})
     assert "| m@random-init | 0.700 ± 0.100 | 0.700 |" in table
+
+
+def test_evaluate_reports_progress_and_chunks_change_nothing():
+    from audioemb.eval.data import LabelledSet
+    from audioemb.eval.run import evaluate
+
+    rng = np.random.default_rng(0)
+    vecs = {f"f{i}.wav": rng.standard_normal(8).astype(np.float32) + (i % 2) * 3 for i in range(40)}
+
+    class Table:  # a "model" whose embedding of a path is a fixed vector
+        name = "table"
+
+        def encode(self, paths, batch_size=32):
+            return np.stack([vecs[p] for p in paths])
+
+    ds = LabelledSet("toy", list(vecs), np.array([i % 2 for i in range(40)]), None)
+    seen = []
+    res = evaluate([Table()], [ds], log=lambda *_: None, progress=lambda what, done, total: seen.append(
+        (what, done, total)))
+    whole = evaluate([Table()], [ds], log=lambda *_: None)
+    assert seen[-1] == ("[1/1] table on toy", 40, 40)
+    assert res["results"] == whole["results"]
+    from audioemb.eval.run import embed_and_score
+
+    steps = []
+    chunked = embed_and_score(Table(), ds, on_files=lambda d, t: steps.append(d), chunk=16)
+    assert steps == [16, 32, 40] and chunked == whole["results"]["table"]["toy"]

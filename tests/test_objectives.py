@@ -11,26 +11,25 @@ from audioemb.nn.encoders import build_encoder  # noqa: E402
 from audioemb.nn.frontend import LogMel  # noqa: E402
 from audioemb.nn.views import Views  # noqa: E402
 from audioemb.objectives import get_objective, list_objectives  # noqa: E402
+from audioemb.objectives.base import Batch, TrainerView  # noqa: E402
 from audioemb.train.data import random_crop  # noqa: E402
 
 TINY_SEQ = get_objective("mpc").tiny_encoder
 
 
-class FakeTrainer:
-    """What the epoch hooks use of the trainer: the clip count and clip embeddings."""
+def trainer_view(obj, wav) -> TrainerView:
+    """The trainer's side of the epoch hooks, on a fixed batch: the clip count and clip embeddings."""
 
-    def __init__(self, obj, wav):
-        self.obj, self.wav = obj, wav
-        self.pack = range(len(wav))
-
-    def embed_clips(self, indices, encoder=None):
-        enc = encoder or self.obj.encoder
+    def embed_clips(indices):
+        enc = obj.encoder
         with torch.no_grad():
             was = enc.training
             enc.eval()
-            out = enc.pool(enc(self.obj.frontend(self.wav[torch.as_tensor(indices), 0])))
+            out = enc.pool(enc(obj.frontend(wav[torch.as_tensor(indices), 0])))
             enc.train(was)
         return out
+
+    return TrainerView(len(wav), embed_clips)
 
 
 def make(name, clips16k):
@@ -49,19 +48,17 @@ def make(name, clips16k):
 @pytest.mark.parametrize("name", list_objectives())
 def test_loss_goes_down_and_gradients_flow(name, clips16k):
     obj, wav = make(name, clips16k)
-    trainer = FakeTrainer(obj, wav)
+    trainer = trainer_view(obj, wav)
     clips = np.arange(len(wav))
-    kwargs = {"clips": clips} if getattr(obj, "wants_clip_ids", False) else {}
     obj.on_epoch_start(0, trainer)
-    if name == "local_aggregation":
-        obj.on_epoch_start(1, trainer)  # turn on the clustering-based close neighbours
-    if name == "moco_v2":  # a fixed batch would fill the queue with its own positives as negatives
+    obj.on_epoch_start(1, trainer)  # a second epoch: e.g. Local Aggregation's clustering-based neighbours
+    if hasattr(obj, "enqueue"):  # a fixed batch would fill a queue with its own positives as negatives
         obj.enqueue = lambda keys: None
     opt = torch.optim.Adam([p for p in obj.parameters() if p.requires_grad], lr=3e-3)
     losses = []
     for step in range(15):
         torch.manual_seed(0)  # the same augmentations every step: the loss on a fixed batch
-        out = obj.training_step(wav, step, **kwargs)
+        out = obj.training_step(Batch(wav, step, clips))
         assert torch.isfinite(out["loss"]) and out["embeddings"].shape == (len(wav), obj.encoder.embedding_dim)
         opt.zero_grad()
         out["loss"].backward()
@@ -117,7 +114,7 @@ def test_backward_apc_predicts_the_past(clips16k):
     assert torch.allclose(frames[:, -5:], enc(x2)[:, -5:], atol=1e-5)
     obj.train()
     wav = torch.from_numpy(np.stack([[clips16k[0][:8000]], [clips16k[1][:8000]]])).float()
-    assert obj.training_step(wav, 0)["loss"] > 0
+    assert obj.training_step(Batch(wav, 0, np.arange(2)))["loss"] > 0
 
 
 def test_npc_representation_never_sees_its_frame():

@@ -6,6 +6,7 @@ import pytest
 
 from audioemb.eval import rules
 from audioemb.eval.results import learning_table, rule_section
+from audioemb.model_config import ModelConfig
 
 TASKS = ("speech-a", "speech-b", "music-a")
 
@@ -19,15 +20,17 @@ def _res(v: float, sd: float | None = None) -> dict:
     return row
 
 
-def _cfg(name: str, own: float, rand: float, logmel: float) -> dict:
-    return {"metrics": {"results": {name: _res(own), f"{name}@random-init": _res(rand, 0.01),
-                                    "logmel-stats": _res(logmel)}}}
+def _cfg(name: str, own: float, rand: float, logmel: float) -> ModelConfig:
+    return ModelConfig.from_dict({
+        "name": name, "sample_rate": 16000, "embedding_dim": 8, "frontend": {}, "encoder": {"type": "audiontt"},
+        "files": {}, "metrics": {"results": {name: _res(own), f"{name}@random-init": _res(rand, 0.01),
+                                             "logmel-stats": _res(logmel)}}})
 
 
 def test_rule_picks_the_best_model_that_beats_both_baselines(monkeypatch):
     configs = {"good": _cfg("good", 0.8, 0.7, 0.75), "better-but-random": _cfg("better-but-random", 0.85, 0.9, 0.7),
                "ok": _cfg("ok", 0.77, 0.7, 0.75)}
-    stored = {n: c["metrics"]["results"] for n, c in configs.items()}
+    stored = {n: c.metrics.results for n, c in configs.items()}
     best, misses = rules.pick_default(stored)
     assert best == "good" and misses["ok"] == [] and misses["good"] == []
     assert misses["better-but-random"][0].startswith("speech probe 0.850 ≤ better-but-random@random-init 0.900")
@@ -38,7 +41,7 @@ def test_rule_picks_the_best_model_that_beats_both_baselines(monkeypatch):
 
 
 def test_missing_few_shot_figures_never_pass_the_rule():
-    stored = _cfg("m", 0.9, 0.5, 0.5)["metrics"]["results"]
+    stored = _cfg("m", 0.9, 0.5, 0.5).metrics.results
     for r in stored["m"].values():
         del r["fewshot_acc"]
     assert "no speech few-shot figures" in rules.rule_misses("m", stored)

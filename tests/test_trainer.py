@@ -97,3 +97,53 @@ def test_train_resume_export(corpus, tmp_path):
     assert "audioemb train tiny --corpus c --out run" in card and "| toy |" in card
     m = load(tmp_path / "model")
     assert m.encode(corpus / "audio" / "c00.flac").shape == (m.embedding_dim,)
+
+
+def _weights(run) -> dict:
+    from safetensors.torch import load_file
+
+    return {k: v for k, v in load_file(str(run / "checkpoint.safetensors")).items() if k.startswith("model.")}
+
+
+def test_reclustering_objective_resumes_exactly(corpus, tmp_path):
+    """DeepCluster re-initialises its classifier at each epoch start: a resumed run must draw the same init."""
+    cfg = TrainConfig(name="deepcluster-tiny.test", objective="deepcluster",
+                      objective_params={"clusters": 3, "hidden": 32, "proj_dim": 16, "pca_dim": 4},
+                      encoder={"type": "audiontt", "channels": 8, "hidden": 32}, steps=6, batch_size=4, crop_s=0.5,
+                      log_every=2, ckpt_every=2, stats_clips=8, warmup_steps=1, epoch_steps=2)
+    Trainer(cfg, corpus, tmp_path / "straight", log=lambda *_: None).fit()
+    from dataclasses import replace
+
+    Trainer(replace(cfg, stop_at=4), corpus, tmp_path / "resumed", log=lambda *_: None).fit()  # stopped at an epoch
+    Trainer(cfg, corpus, tmp_path / "resumed", log=lambda *_: None).fit()
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), \
+        [k for k in a if not torch.equal(a[k], b[k])]
+
+
+def test_checkpoint_is_one_file_and_old_format_still_loads(tmp_path):
+    """The meta lives in the safetensors header (tensors and meta appear together); a checkpoint written before
+    that (meta only in checkpoint.safetensors.json) still loads."""
+    from safetensors.torch import load_file, save_file
+
+    from audioemb.train.checkpoint import load_checkpoint, read_meta, save_checkpoint
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    path = tmp_path / "checkpoint.safetensors"
+    save_checkpoint(path, model, opt, {"step": 7, "wall_s": 1.5})
+    (tmp_path / "checkpoint.safetensors.json").write_text('{"step": 0}')  # a stale copy is never read
+    assert read_meta(path)["step"] == 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.safetensors", "checkpoint.safetensors.json"]
+    # the old format: tensors without the header entry, meta in the .json beside them
+    old = tmp_path / "old"
+    old.mkdir()
+    save_file(load_file(str(path)), str(old / "checkpoint.safetensors"))
+    (old / "checkpoint.safetensors.json").write_text(json.dumps(read_meta(path)))
+    model2 = torch.nn.Linear(3, 2)
+    opt2 = torch.optim.AdamW(model2.parameters(), lr=1e-3)
+    info = load_checkpoint(old / "checkpoint.safetensors", model2, opt2)
+    assert info["step"] == 7 and torch.equal(model2.weight, model.weight)
+    assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])

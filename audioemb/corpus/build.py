@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import glob
 import hashlib
+import io
 import json
 import os
 import re
@@ -32,6 +33,7 @@ import numpy as np
 import soundfile as sf
 
 from ..audio import AudioError, stream
+from ..fsio import atomic_write, atomic_write_json
 from . import debian, festival, sources, sources2, synth
 from .domains import domain_hours
 
@@ -114,9 +116,8 @@ def process_item(args: tuple) -> tuple[list[dict], str | None]:
         out = corpus_dir / path
         out.parent.mkdir(parents=True, exist_ok=True)
         if not out.exists():
-            tmp = out.with_name(out.name + ".tmp")
-            sf.write(tmp, np.clip(clip, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="FLAC")
-            os.replace(tmp, out)
+            atomic_write(out, lambda tmp, c=clip: sf.write(tmp, np.clip(c, -1.0, 1.0), SAMPLE_RATE,
+                                                          subtype="PCM_16", format="FLAC"))
         rows.append(_row(item, path, len(clip), orig_sr))
     return rows, None
 
@@ -156,10 +157,11 @@ def write_tasks(rows: list[dict], corpus: Path) -> dict[str, dict]:
     for t, entries in sorted(by_task.items()):
         counts = Counter(lab for _, lab, _ in entries)
         entries = [e for e in entries if counts[e[1]] >= MIN_CLASS_CLIPS]
-        with open(tasks_dir / f"{t}.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["path", "label", "group"])
-            w.writerows(entries)
+        text = io.StringIO(newline="")
+        w = csv.writer(text)
+        w.writerow(["path", "label", "group"])
+        w.writerows(entries)
+        atomic_write(tasks_dir / f"{t}.csv", text.getvalue())
         summary[t] = {"clips": len(entries), "classes": len({e[1] for e in entries}),
                       "groups": len({e[2] for e in entries}), "label": TASK_LABEL[t]}
     return summary
@@ -237,11 +239,7 @@ def build(corpus: Path, cache: Path, workers: int = 2, n_espeak: int = 6000, log
             rows += synth.fluidsynth_clips(pkgs / pkg / path, cache, corpus, SAMPLE_RATE, seed=11 + k, name=name,
                                            with_eval=False)
     manifest = corpus / "manifest.jsonl"
-    tmp = manifest.with_suffix(".jsonl.tmp")
-    with open(tmp, "w") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
-    os.replace(tmp, manifest)
+    atomic_write(manifest, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows))
     tasks = write_tasks(rows, corpus)
     stats: dict = defaultdict(lambda: {"clips": 0, "hours": 0.0})
     for r in rows:
@@ -269,9 +267,7 @@ def build(corpus: Path, cache: Path, workers: int = 2, n_espeak: int = 6000, log
         "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
         "build_seconds": round(time.time() - t0, 1),
     }
-    tmp = corpus / "recipe.json.tmp"  # written last, atomically: its presence means the corpus is complete
-    tmp.write_text(json.dumps(recipe, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, corpus / "recipe.json")
+    atomic_write_json(corpus / "recipe.json", recipe)  # written last: its presence means the corpus is complete
     log(f"corpus: {len(rows)} clips, {recipe['train_hours']} h train, {recipe['eval_hours']} h eval, "
         f"{len(errors)} undecodable files -> {corpus}")
     return recipe

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import AudioembError
 from .data import LabelledSet, drop_unreadable, load_labelled
 
 PROTOCOL = ("audioemb eval: 5-fold linear probe (grouped), few-shot prototype probe (5 per class, 20 draws, grouped), "
@@ -17,7 +18,7 @@ PROTOCOL = ("audioemb eval: 5-fold linear probe (grouped), few-shot prototype pr
 REFERENCE_MODEL = "byol-s.debian"  # corpus cards also show BYOL's and the default model's stored figures
 
 
-class ExportError(ValueError):
+class ExportError(AudioembError, ValueError):
     """A run or an option that cannot be exported as given; the message says which and why, in one line."""
 
 
@@ -101,9 +102,8 @@ def _add_reference(result: dict, name: str) -> None:
         if ref_name == name or ref_name in result["results"]:
             continue
         for cfg in model_configs(ref_name).values():  # empty when that model isn't shipped
-            metrics = cfg.get("metrics", {})
-            if metrics.get("heldout_tasks") == result["tasks"] and ref_name in metrics.get("results", {}):
-                result["results"][ref_name] = metrics["results"][ref_name]
+            if cfg.metrics.heldout_tasks == result["tasks"] and ref_name in cfg.metrics.results:
+                result["results"][ref_name] = cfg.metrics.results[ref_name]
 
 
 def evaluate_export(folder: Path, name: str, corpus: Path | None, eval_set: LabelledSet | None,

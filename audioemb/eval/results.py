@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from ..fsio import atomic_write
+from ..model_config import ModelConfig
 from ..registry import DEFAULT_MODEL, model_configs, pretrained_dir
 from . import rules
 from .tables import cell
@@ -14,7 +16,7 @@ METRIC_TITLES = {"probe_acc": "Linear-probe accuracy (5-fold, grouped)", "knn_p1
                  "map": "Retrieval mAP (cosine)"}
 
 
-def collect(pattern: str = "*") -> tuple[list[str], dict[str, dict], dict[str, dict]]:
+def collect(pattern: str = "*") -> tuple[list[str], dict[str, dict], dict[str, ModelConfig]]:
     """(tasks, {row name: {task: metrics}}, {model: config}) from the shipped models' stored figures.
 
     Baselines (log-mel statistics, and each encoder architecture untrained) appear once each.
@@ -24,15 +26,14 @@ def collect(pattern: str = "*") -> tuple[list[str], dict[str, dict], dict[str, d
     tasks: list[str] = []
     baselines: dict[str, dict] = {}
     for name, cfg in configs.items():
-        m = cfg.get("metrics", {})
-        res = m.get("results", {})
+        res = cfg.metrics.results
         if name not in res:
             continue
-        tasks = tasks or list(m["heldout_tasks"])
+        tasks = tasks or list(cfg.metrics.heldout_tasks)
         rows[name] = res[name]
         for other, r in res.items():
             if other.endswith("@random-init"):
-                baselines.setdefault(f"random-init {arch_name(cfg['encoder'])}", r)
+                baselines.setdefault(f"random-init {arch_name(cfg.encoder)}", r)
             elif other != name and other not in configs:  # shipped models are rows of their own
                 baselines.setdefault(other, r)
     return tasks, {**rows, **dict(sorted(baselines.items()))}, configs
@@ -54,12 +55,12 @@ def _mean_cell(res: dict, metric: str, tasks: list[str]) -> str:
     return f"{sum(vals) / len(vals):.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
 
 
-def learning_table(configs: dict[str, dict]) -> list[str]:
+def learning_table(configs: dict[str, ModelConfig]) -> list[str]:
     """Each model against its own random-init encoder (mean ± std over seeds) on the three rule metrics."""
     out = ["| model | " + " | ".join(f"{rules.SHORT[m]}: model · random init · Δ" for m in rules.RULE_METRICS)
            + " | learns (probe and kNN) |", "|---|" + "---|" * (len(rules.RULE_METRICS) + 1)]
     for name, cfg in configs.items():
-        res = cfg.get("metrics", {}).get("results", {})
+        res = cfg.metrics.results
         if name not in res:
             continue
         gaps = rules.learning_gap(name, res)
@@ -73,9 +74,9 @@ def learning_table(configs: dict[str, dict]) -> list[str]:
     return out
 
 
-def rule_section(configs: dict[str, dict]) -> list[str]:
+def rule_section(configs: dict[str, ModelConfig]) -> list[str]:
     """The default-model rule applied to every shipped model's figures."""
-    stored = {n: c.get("metrics", {}).get("results", {}) for n, c in configs.items()}
+    stored = {n: c.metrics.results for n, c in configs.items()}
     best, misses = rules.pick_default({n: r for n, r in stored.items() if n in r})
     out = ["## Default-model rule", "", rules.RULE_TEXT, "", "| model | clears the rule | where it misses |",
            "|---|---|---|"]
@@ -92,7 +93,7 @@ def rule_section(configs: dict[str, dict]) -> list[str]:
     return [*out, ""]
 
 
-def render(tasks: list[str], rows: dict[str, dict], configs: dict[str, dict]) -> str:
+def render(tasks: list[str], rows: dict[str, dict], configs: dict[str, ModelConfig]) -> str:
     """The markdown of docs/results.md."""
     out = ["# Results", "",
            f"Every shipped model on the corpus's held-out tasks ({dt.date.today().isoformat()}), regenerated with "
@@ -119,13 +120,12 @@ def render(tasks: list[str], rows: dict[str, dict], configs: dict[str, dict]) ->
     out += ["## Training cost", "", "| model | objective | encoder | parameters | steps × batch | crop (s) | "
             "wall time (h) | where |", "|---|---|---|---|---|---|---|---|"]
     for name, cfg in configs.items():
-        t = cfg.get("training", {})
-        steps = f"{t.get('steps')} × {t.get('batch_size')}" if t.get("steps") else "(parts)"
-        env = t.get("env") or {}
-        where = (f"{env.get('device')}, {env.get('machine')}" if env else t.get("hardware")) or "(parts)"
-        out.append(f"| {name} | {cfg.get('objective', {}).get('name')} | {arch_name(cfg['encoder'])} | "
-                   f"{cfg.get('parameters', 0) / 1e6:.2f} M | {steps} | {t.get('crop_s', '')} | "
-                   f"{(t.get('wall_time_s') or 0) / 3600:.2f} | {where} |")
+        t = cfg.training
+        steps = f"{t.steps} × {t.batch_size}" if t.steps else "(parts)"
+        where = (f"{t.env.device}, {t.env.machine}" if t.env.recorded else t.env.legacy) or "(parts)"
+        out.append(f"| {name} | {cfg.objective_name} | {arch_name(cfg.encoder)} | "
+                   f"{cfg.parameters / 1e6:.2f} M | {steps} | {t.crop_s if t.crop_s is not None else ''} | "
+                   f"{t.wall_time_s / 3600:.2f} | {where} |")
     return "\n".join(out) + "\n"
 
 
@@ -145,17 +145,17 @@ def rerun(corpus: Path, pattern: str = "*", log=print, cache: Path | None = None
     configs = model_configs(pattern)
     shared = {}
     for c in configs.values():
-        shared[arch_name(c["encoder"])] = shared.get(arch_name(c["encoder"]), 0) + 1
+        shared[arch_name(c.encoder)] = shared.get(arch_name(c.encoder), 0) + 1
     # the default first, then architectures many models share (one random-init baseline serves them all)
-    order = sorted(configs, key=lambda n: (n != DEFAULT_MODEL, -shared[arch_name(configs[n]["encoder"])], n))
+    order = sorted(configs, key=lambda n: (n != DEFAULT_MODEL, -shared[arch_name(configs[n].encoder)], n))
     for name in order:
         cfg = configs[name]
         log(f"{name}:")
         models = [trained_model(name), *random_init_models(name, onnx_dir=store.root / "random-init-onnx"),
-                  LogMelStats(cfg["frontend"])]
+                  LogMelStats(cfg.raw["frontend"])]
         result = evaluate(models, tasks, log=log, cache=store)
         now = read_config(pretrained_dir() / name)
-        if now.get("files") != cfg.get("files"):
+        if now.get("files") != cfg.files:
             log(f"  {name} was re-exported while it was scored; its figures are left as they are")
             continue
         now["metrics"] = {**now.get("metrics", {}), "heldout_tasks": result["tasks"], "results": result["results"]}
@@ -169,7 +169,7 @@ def write_results(out: Path, pattern: str = "*", cards: bool = True) -> str:
     tasks, rows, configs = collect(pattern)
     text = render(tasks, rows, configs)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    atomic_write(out, text)
     if cards:
         for name in configs:
             write_card(pretrained_dir() / name)

@@ -6,10 +6,12 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from ..fsio import atomic_write
 from .data import LabelledSet, load_labelled
 from .metrics import few_shot_probe, knn_precision, linear_probe, retrieval_map
 
@@ -97,17 +99,23 @@ class EvalCache:
     def put(self, model_key: str, ds: LabelledSet, ext: str, value) -> None:
         p = self._path(model_key, ds, ext)
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
         if ext == ".npy":
-            with open(tmp, "wb") as f:
-                np.save(f, value)
+            atomic_write(p, lambda tmp: _save_npy(tmp, value))
         else:
-            tmp.write_text(json.dumps({"version": SCORE_VERSION, "scores": value}))
-        os.replace(tmp, p)
+            atomic_write(p, json.dumps({"version": SCORE_VERSION, "scores": value}))
 
 
-def embed_and_score(m, ds: LabelledSet, batch_size: int = 32, layer=None, cache: EvalCache | None = None) -> dict:
-    """One model's scores on one set, through the cache when the model has a ``cache_key``."""
+def _save_npy(path: Path, value) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would add ".npy" to a path
+        np.save(f, value)
+
+
+def embed_and_score(m, ds: LabelledSet, batch_size: int = 32, layer=None, cache: EvalCache | None = None,
+                    on_files: Callable[[int, int], None] | None = None, chunk: int = 256) -> dict:
+    """One model's scores on one set, through the cache when the model has a ``cache_key``.
+
+    Files are embedded ``chunk`` at a time (embeddings do not depend on what is batched together) and
+    ``on_files(done, total)`` is called after each chunk."""
     key = getattr(m, "cache_key", None) if cache is not None else None
     if layer is not None and key:
         key = f"{key}@layer{layer}"
@@ -116,7 +124,13 @@ def embed_and_score(m, ds: LabelledSet, batch_size: int = 32, layer=None, cache:
     x = cache.get(key, ds, ".npy") if key else None
     if x is None:
         kwargs = {"layer": layer} if layer is not None and hasattr(m, "n_layers") else {}
-        x = np.asarray(m.encode([str(p) for p in ds.paths], batch_size=batch_size, **kwargs), dtype=np.float32)
+        paths = [str(p) for p in ds.paths]
+        parts = []
+        for a in range(0, len(paths), chunk):
+            parts.append(np.asarray(m.encode(paths[a:a + chunk], batch_size=batch_size, **kwargs), dtype=np.float32))
+            if on_files is not None:
+                on_files(min(a + chunk, len(paths)), len(paths))
+        x = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
         if key:
             cache.put(key, ds, ".npy", x)
     res = score(x, ds, standardize=getattr(m, "standardize", False))
@@ -126,19 +140,25 @@ def embed_and_score(m, ds: LabelledSet, batch_size: int = 32, layer=None, cache:
 
 
 def evaluate(models: list, datasets: list[LabelledSet], batch_size: int = 32, log=print,
-             layer=None, cache: EvalCache | None = None) -> dict:
+             layer=None, cache: EvalCache | None = None,
+             progress: Callable[[str, int, int], None] | None = None) -> dict:
     """Score each model (an object with ``name`` and ``encode(paths)``) on each labelled set.
 
     Models named ``<name>#seed<k>`` (several seeds of one random-init baseline) are merged into one
     ``<name>`` row: the mean over seeds, with each metric's std over seeds in ``seed_std``.
+    ``progress(what, files done, files)`` is called as each model embeds each set.
     Returns ``{"tasks": {task: info}, "results": {model: {task: metrics}}, "seconds": ...}``.
     """
     t0 = time.time()
     out: dict = {"tasks": {ds.name: task_info(ds) for ds in datasets}, "results": {}}
+    n, i = len(models) * len(datasets), 0
     for m in models:
         res = {}
         for ds in datasets:
-            res[ds.name] = r = embed_and_score(m, ds, batch_size, layer, cache)
+            i += 1
+            what = f"[{i}/{n}] {m.name} on {ds.name}"
+            on_files = (lambda done, total, w=what: progress(w, done, total)) if progress else None
+            res[ds.name] = r = embed_and_score(m, ds, batch_size, layer, cache, on_files)
             log(f"  {m.name:32s} {ds.name:18s} probe {r['probe_acc']:.3f}  kNN@10 {r['knn_p10']:.3f}  "
                 f"few-shot {r['fewshot_acc']:.3f}  mAP {r['map']:.3f}")
         out["results"][m.name] = res

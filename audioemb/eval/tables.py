@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import rules
+
+if TYPE_CHECKING:
+    from ..model_config import ModelConfig
 
 TASK_NOTES = {
     "speech-keyword": "20 keywords, espeak-ng voices never heard in training (grouped by voice)",
@@ -95,19 +100,18 @@ def verdict(name: str, results: dict) -> str:
     return "\n\n".join(out)
 
 
-def evaluation_section(cfg: dict) -> str:
+def evaluation_section(cfg: ModelConfig) -> str:
     """The card's held-out section: corpus tasks (or a plain statement that there are none), then the
     user's own labelled data given with ``--eval``."""
-    m = cfg.get("metrics", {})
+    m = cfg.metrics
     out = ["## Held-out evaluation", ""]
-    if m.get("results") and m.get("heldout_tasks"):
-        notes = [f"- `{k}`: {TASK_NOTES.get(k, _describe(v))}" for k, v in m["heldout_tasks"].items()]
-        out += [f"On the held-out tasks of {m.get('corpus') or 'the corpus'}: clips never used in training. "
-                + PROTOCOL, "", *notes, "", figures(m["heldout_tasks"], m["results"]),
-                verdict(cfg["name"], m["results"]), ""]
+    if m.results and m.heldout_tasks:
+        notes = [f"- `{k}`: {TASK_NOTES.get(k, _describe(v))}" for k, v in m.heldout_tasks.items()]
+        out += [f"On the held-out tasks of {m.corpus or 'the corpus'}: clips never used in training. "
+                + PROTOCOL, "", *notes, "", figures(m.heldout_tasks, m.results), verdict(cfg.name, m.results), ""]
     else:
-        out += [f"_No corpus figures: {m.get('no_corpus') or 'this model was not evaluated on a corpus'}._", ""]
-    ue = m.get("user_eval")
+        out += [f"_No corpus figures: {m.no_corpus or 'this model was not evaluated on a corpus'}._", ""]
+    ue = m.user_eval
     if ue:
         out += [f"### Held-out data given at export: `{ue['source']}`", "",
                 "Labelled clips given with `--eval`, scored beside "
@@ -116,7 +120,7 @@ def evaluation_section(cfg: dict) -> str:
                 *[f"- `{k}`: {_describe(v)}" for k, v in ue["tasks"].items()], "",
                 figures(ue["tasks"], ue["results"])]
         if ue.get("start") and ue["start"] in ue["results"]:
-            own, start = ue["results"][cfg["name"]], ue["results"][ue["start"]]
+            own, start = ue["results"][cfg.name], ue["results"][ue["start"]]
             deltas = [f"{rules.SHORT[k]} {rules.mean(own, k) - rules.mean(start, k):+.3f}" for k in rules.RULE_METRICS
                       if rules.mean(own, k) is not None and rules.mean(start, k) is not None]
             out += [f"Change over the starting model `{ue['start']}` (means over these tasks): "

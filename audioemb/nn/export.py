@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
+from ..fsio import atomic_write
 from ..modelfolder import ModelFolder, open_folder, write_config
 from .model import AudioEmbedder
 
@@ -47,23 +47,26 @@ def export_onnx(model: AudioEmbedder, path: Path, opset: int = ONNX_OPSET) -> st
 
     model = model.eval()
     example = torch.randn(2, model.sample_rate, generator=torch.Generator().manual_seed(0)) * 0.1
-    tmp = path.with_name(path.name + ".tmp")
     names = {"input_names": ["waveform"], "output_names": ["embedding", "frames", "layers"]}
-    try:
-        batch, length = torch.export.Dim("batch", min=1), torch.export.Dim("samples", min=model.min_samples)
-        torch.onnx.export(model, (example,), str(tmp), **names, dynamic_shapes={"wav": {0: batch, 1: length}},
-                          opset_version=opset, dynamo=True, external_data=False, optimize=True, verbose=False)
-        exporter = "dynamo"
-    except Exception:
-        axes = {"waveform": {0: "batch", 1: "samples"}, "embedding": {0: "batch"},
-                "frames": {0: "batch", 1: "frames"}, "layers": {1: "batch", 2: "frames"}}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, (example,), str(tmp), **names, dynamic_axes=axes, opset_version=opset,
-                              dynamo=False)
-        exporter = "torchscript"
-    os.replace(tmp, path)
-    return exporter
+    used = []
+
+    def write(tmp: Path) -> None:
+        try:
+            batch, length = torch.export.Dim("batch", min=1), torch.export.Dim("samples", min=model.min_samples)
+            torch.onnx.export(model, (example,), str(tmp), **names, dynamic_shapes={"wav": {0: batch, 1: length}},
+                              opset_version=opset, dynamo=True, external_data=False, optimize=True, verbose=False)
+            used.append("dynamo")
+        except Exception:
+            axes = {"waveform": {0: "batch", 1: "samples"}, "embedding": {0: "batch"},
+                    "frames": {0: "batch", 1: "frames"}, "layers": {1: "batch", 2: "frames"}}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(model, (example,), str(tmp), **names, dynamic_axes=axes, opset_version=opset,
+                                  dynamo=False)
+            used.append("torchscript")
+
+    atomic_write(path, write)
+    return used[-1]
 
 
 def onnx_parity(model: AudioEmbedder, onnx_path: Path, waves: list[np.ndarray]) -> float:
@@ -90,11 +93,8 @@ def save_model(model: AudioEmbedder, folder: Path, meta: dict, parity_waves: lis
     folder.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as t:
-        tmp = Path(t.name)
-    save_file(state, str(tmp), metadata={"format": "pt", "audioemb": __version__})
-    tmp.chmod(0o644)  # NamedTemporaryFile creates 0600; a model folder is for everyone to read
-    os.replace(tmp, folder / "model.safetensors")
+    atomic_write(folder / "model.safetensors",
+                 lambda tmp: save_file(state, str(tmp), metadata={"format": "pt", "audioemb": __version__}))
     exporter = export_onnx(model, folder / "model.onnx")
     diff = onnx_parity(model, folder / "model.onnx", parity_waves)
     if diff > 1e-4:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..losses.predictive import frame_blocks, masked_l1_loss
-from .base import Objective
+from .base import Batch, Objective
 
 
 class APC(Objective):
@@ -31,7 +31,8 @@ class APC(Objective):
         self.shift = shift
         self.head = nn.Linear(encoder.frame_dim, encoder.frame_hop * frontend.cfg.n_mels)
 
-    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        wav = batch.waveforms
         x = self.views(self.logmels(wav)[:, 0])
         frames = self.encoder(x)  # real time order, (B, T', D)
         target = frame_blocks(x, self.encoder.frame_hop)[:, : frames.shape[1]]

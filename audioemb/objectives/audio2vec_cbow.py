@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..nn.heads import mlp
 from ._segments import segments
-from .base import Objective
+from .base import Batch, Objective
 
 
 class Audio2VecCBoW(Objective):
@@ -23,7 +23,8 @@ class Audio2VecCBoW(Objective):
         self.context, self.segment_frames = context, segment_frames
         self.decoder = mlp(encoder.embedding_dim, hidden, frontend.cfg.n_mels * segment_frames)
 
-    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        wav = batch.waveforms
         x = self.views(self.logmels(wav)[:, 0])
         n = 2 * self.context + 1
         seg = segments(x, n, self.segment_frames)  # (B, n, M, F)

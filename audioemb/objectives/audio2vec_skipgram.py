@@ -11,7 +11,7 @@ from torch import nn
 
 from ..nn.heads import mlp
 from ._segments import segments
-from .base import Objective
+from .base import Batch, Objective
 
 
 class Audio2VecSkipGram(Objective):
@@ -25,7 +25,8 @@ class Audio2VecSkipGram(Objective):
         self.decoders = nn.ModuleList(mlp(encoder.embedding_dim, hidden, frontend.cfg.n_mels * segment_frames)
                                       for _ in range(2 * context))
 
-    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        wav = batch.waveforms
         x = self.views(self.logmels(wav)[:, 0])
         n = 2 * self.context + 1
         seg = segments(x, n, self.segment_frames)

@@ -1,10 +1,20 @@
-"""What every SSL objective provides to the one trainer: a loss per step and a few hooks."""
+"""What every SSL objective provides to the one trainer: a loss per step and a few hooks.
+
+The contract, both ways:
+
+- each step the trainer hands every objective the same :class:`Batch` (waveform crops, the step, the clip ids);
+- the epoch hook sees the trainer only through :class:`TrainerView` (the clip count, clip embeddings, and a
+  way to drop optimizer state), never the trainer itself.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -13,14 +23,41 @@ from ..nn.frontend import LogMel
 from ..nn.views import Views
 
 
+@dataclass(frozen=True)
+class Batch:
+    """One training step's input, the same for every objective.
+
+    ``waveforms``: (batch, n_crops, samples) float32 crops, on the training device (crops of one recording
+    are positives); ``step``: the global step (0-based); ``clips``: (batch,) int64 indices of the recordings
+    in the training set (memory banks and pseudo-labels are indexed by them).
+    """
+
+    waveforms: torch.Tensor
+    step: int
+    clips: np.ndarray
+
+
+@dataclass(frozen=True)
+class TrainerView:
+    """What an objective's epoch hook may use of the trainer.
+
+    ``n_clips``: recordings in the training set; ``embed_clips(indices)``: their clip embeddings by the
+    online encoder (eval mode, one fixed centre crop each), a CPU tensor; ``forget_optimizer_state(params)``:
+    drop the optimizer's state (moments) for re-initialised parameters.
+    """
+
+    n_clips: int
+    embed_clips: Callable[[np.ndarray], torch.Tensor]
+    forget_optimizer_state: Callable[[Iterable[nn.Parameter]], None] = lambda params: None
+
+
 class Objective(nn.Module):
     """Base class: owns the online encoder, its heads and any target networks, queues or banks.
 
-    The trainer calls :meth:`training_step` with waveform crops ``(batch, n_crops, samples)`` and
-    afterwards :meth:`on_after_step` (EMA updates through :meth:`momentum_pairs`, queue pushes) and, at
-    each epoch boundary, :meth:`on_epoch_start` (re-clustering). ``training_step`` returns a dict with
-    ``loss`` and ``embeddings`` (the online clip representations, watched for collapse), plus any scalar
-    tensors to log.
+    The trainer calls :meth:`training_step` with a :class:`Batch`, afterwards :meth:`on_after_step` (EMA
+    updates through :meth:`momentum_pairs`, queue pushes) and, at each epoch boundary, :meth:`on_epoch_start`
+    with a :class:`TrainerView` (re-clustering). ``training_step`` returns a dict with ``loss`` and
+    ``embeddings`` (the online clip representations, watched for collapse), plus any scalar tensors to log.
     """
 
     name: str = ""
@@ -67,12 +104,12 @@ class Objective(nn.Module):
     def setup(self, n_clips: int) -> None:
         """Called once with the number of training clips, before a checkpoint is loaded (memory banks)."""
 
-    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def forward(self, wav: torch.Tensor, step: int, **kwargs) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         """:meth:`training_step`; the trainer calls the objective (or its DDP wrapper) this way."""
-        return self.training_step(wav, step, **kwargs)
+        return self.training_step(batch)
 
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """(online, target) module pairs updated as target <- m * target + (1 - m) * online."""
@@ -88,7 +125,7 @@ class Objective(nn.Module):
         for online, target in self.momentum_pairs():
             update_momentum(online, target, m)
 
-    def on_epoch_start(self, epoch: int, trainer) -> None:
+    def on_epoch_start(self, epoch: int, trainer: TrainerView) -> None:
         """Called before each epoch (DeepCluster and Local Aggregation re-cluster here)."""
 
 

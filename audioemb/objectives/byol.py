@@ -12,7 +12,7 @@ import torch
 
 from ..losses.byol import byol_loss
 from ..nn.heads import mlp
-from .base import Objective, frozen_copy
+from .base import Batch, Objective, frozen_copy
 
 
 class BYOL(Objective):
@@ -42,7 +42,8 @@ class BYOL(Objective):
         p1, p2, z1, z2 = self.f32(p1, p2, z1, z2)
         return byol_loss(p1, z2) + byol_loss(p2, z1)
 
-    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        wav = batch.waveforms
         v1, v2 = self.two_views(wav)
         y1, y2 = self.embed(v1), self.embed(v2)
         return {"loss": self.symmetric_loss(v1, v2, y1, y2), "embeddings": y1.detach()}

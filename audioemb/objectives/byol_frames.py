@@ -17,6 +17,7 @@ from torch import nn
 
 from ..losses.predictive import frame_blocks, masked_l1_loss
 from ._masking import output_frame_mask
+from .base import Batch
 from .byol import BYOL
 
 
@@ -30,7 +31,8 @@ class BYOLFrames(BYOL):
         self.frame_head = nn.Linear(encoder.frame_dim, encoder.frame_hop * frontend.cfg.n_mels)
         self.frame_weight, self.mask_ratio, self.span = frame_weight, mask_ratio, span
 
-    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        wav = batch.waveforms
         v1, v2 = self.two_views(wav)
         sel, frame_sel = output_frame_mask(v1, self.encoder.frame_hop, self.mask_ratio, self.span)
         f1, f2 = self.encoder(v1.masked_fill(frame_sel[:, None, :], 0.0)), self.encoder(v2)

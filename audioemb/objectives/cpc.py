@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..losses.predictive import cpc_loss
-from .base import Objective
+from .base import Batch, Objective
 
 
 class CPC(Objective):
@@ -30,7 +30,8 @@ class CPC(Objective):
         self.predictors = nn.ModuleList(nn.Linear(d, d, bias=False) for _ in range(steps))
         self.negatives = negatives
 
-    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        wav = batch.waveforms
         x = self.views(self.logmels(wav)[:, 0])
         z = self.encoder.local_features(x)
         c = self.encoder.contextualize(z)[-1]

@@ -14,17 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._faiss import kmeans
 from ..nn.distributed import broadcast_, broadcast_module_, rank
 from ..nn.heads import mlp
-from ._kmeans import kmeans, pca_whiten
-from .base import Objective
+from ._pca import pca_whiten
+from .base import Batch, Objective, TrainerView
 
 
 class DeepCluster(Objective):
     name = "deepcluster"
     tiny_params: ClassVar[dict] = {"clusters": 4, "hidden": 64, "proj_dim": 16, "pca_dim": 8}
     n_crops = 1
-    wants_clip_ids = True
 
     def __init__(self, encoder, frontend, views, clusters: int = 256, hidden: int = 1024, proj_dim: int = 256,
                  pca_dim: int = 128):
@@ -38,28 +38,25 @@ class DeepCluster(Objective):
     def setup(self, n_clips: int) -> None:
         self.labels = torch.zeros(n_clips, dtype=torch.long)
 
-    def on_epoch_start(self, epoch: int, trainer) -> None:
+    def on_epoch_start(self, epoch: int, trainer: TrainerView) -> None:
         # clustered once on rank 0 and shared, so every rank trains towards the same pseudo-labels under DDP
         if rank() == 0:
-            idx = np.arange(len(trainer.pack))
-            feats = trainer.embed_clips(idx).float().numpy()
-            labels, _ = kmeans(pca_whiten(feats, self.pca_dim), self.k, seed=epoch)
+            feats = trainer.embed_clips(np.arange(trainer.n_clips)).float().numpy()
+            labels, _ = kmeans(pca_whiten(feats, self.pca_dim), self.k, niter=20, seed=epoch)
             self.labels.copy_(torch.from_numpy(labels).to(self.labels.device))
         broadcast_(self.labels)
         counts = torch.bincount(self.labels, minlength=self.k).float()
         self.weights.copy_(torch.where(counts > 0, counts.sum() / (self.k * counts.clamp_min(1)), 0.0))
         self.classifier.reset_parameters()
         broadcast_module_(self.classifier)
-        opt = getattr(trainer, "optimizer", None)
-        if opt is not None:
-            for p in self.classifier.parameters():
-                opt.state.pop(p, None)
+        trainer.forget_optimizer_state(self.classifier.parameters())
 
-    def training_step(self, wav: torch.Tensor, step: int, clips: np.ndarray) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        wav = batch.waveforms
         x = self.logmels(wav)
         y = self.embed(self.views(x[:, 0]))
         logits = self.classifier(self.head(y)).float()
-        target = self.labels[torch.as_tensor(clips, device=self.labels.device)]
+        target = self.labels[torch.as_tensor(batch.clips, device=self.labels.device)]
         loss = F.cross_entropy(logits, target, weight=self.weights)
         return {"loss": loss, "embeddings": y.detach()}
 

@@ -16,17 +16,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._faiss import kmeans
 from ..losses.clustering import local_aggregation_loss
 from ..nn.distributed import all_gather_cat, broadcast_, rank
-from ._kmeans import kmeans
-from .base import Objective
+from .base import Batch, Objective, TrainerView
 
 
 class LocalAggregation(Objective):
     name = "local_aggregation"
     tiny_params: ClassVar[dict] = {"dim": 16, "background": 6, "clusters": 3, "clusterings": 2}
     n_crops = 1
-    wants_clip_ids = True
 
     def __init__(self, encoder, frontend, views, dim: int = 128, background: int = 512, clusters: int = 200,
                  clusterings: int = 3, temperature: float = 0.07, bank_momentum: float = 0.5):
@@ -47,27 +46,27 @@ class LocalAggregation(Objective):
         return F.normalize(self.projector(y).float(), dim=1)
 
     @torch.no_grad()
-    def on_epoch_start(self, epoch: int, trainer) -> None:
+    def on_epoch_start(self, epoch: int, trainer: TrainerView) -> None:
         # computed once on rank 0 and shared, so every rank keeps the same bank and clusters under DDP
         if epoch == 0:  # fill the memory bank with the initial network's embeddings
             if rank() == 0:
-                idx = np.arange(len(trainer.pack))
-                feats = trainer.embed_clips(idx).float().to(self.memory.device)
+                feats = trainer.embed_clips(np.arange(trainer.n_clips)).float().to(self.memory.device)
                 self.memory.copy_(self.project(feats))
             broadcast_(self.memory)
             return
         if rank() == 0:
             bank = self.memory.cpu().numpy()
-            self.labels.copy_(torch.stack([torch.from_numpy(kmeans(bank, self.k, seed=epoch * 100 + h)[0])
+            self.labels.copy_(torch.stack([torch.from_numpy(kmeans(bank, self.k, niter=20, seed=epoch * 100 + h)[0])
                                            for h in range(self.h)]).to(self.labels.device))
         broadcast_(self.labels)
         self.use_clusters.fill_(True)
 
-    def training_step(self, wav: torch.Tensor, step: int, clips: np.ndarray) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        wav = batch.waveforms
         x = self.logmels(wav)
         y = self.embed(self.views(x[:, 0]))
         v = self.project(y)
-        ids = torch.as_tensor(clips, device=v.device)
+        ids = torch.as_tensor(batch.clips, device=v.device)
         sim = v @ self.memory.T / self.temperature
         kb = min(self.kb, sim.shape[1])
         background = torch.zeros_like(sim, dtype=torch.bool).scatter_(1, sim.detach().topk(kb, dim=1).indices, True)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..losses.contrastive import info_nce_loss
 from ..nn.distributed import all_gather_cat
 from ..nn.heads import mlp
-from .base import Objective, frozen_copy
+from .base import Batch, Objective, frozen_copy
 
 
 class MoCoV2(Objective):
@@ -38,7 +38,8 @@ class MoCoV2(Objective):
     def momentum_pairs(self):
         return [(self.encoder, self.key_encoder), (self.projector, self.key_projector)]
 
-    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        wav = batch.waveforms
         v1, v2 = self.two_views(wav)
         y1 = self.embed(v1)
         q1 = self.projector(y1)

@@ -12,7 +12,7 @@ import torch
 
 from ..losses.contrastive import info_nce_loss
 from ..nn.heads import mlp
-from .base import Objective, frozen_copy
+from .base import Batch, Objective, frozen_copy
 
 
 class MoCoV3(Objective):
@@ -31,7 +31,8 @@ class MoCoV3(Objective):
     def momentum_pairs(self):
         return [(self.encoder, self.key_encoder), (self.projector, self.key_projector)]
 
-    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        wav = batch.waveforms
         v1, v2 = self.two_views(wav)
         y1, y2 = self.embed(v1), self.embed(v2)
         q1, q2 = self.predictor(self.projector(y1)), self.predictor(self.projector(y2))

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..losses.predictive import frame_blocks, masked_l1_loss
 from ._masking import output_frame_mask
-from .base import Objective
+from .base import Batch, Objective
 
 
 class MPC(Objective):
@@ -43,7 +43,8 @@ class MPC(Objective):
         out = torch.where(swap[:, None, :], donor, out)
         return out, sel
 
-    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        wav = batch.waveforms
         x = self.views(self.logmels(wav)[:, 0])
         corrupted, sel = self.corrupt(x)
         frames = self.encoder(corrupted)

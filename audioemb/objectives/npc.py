@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..losses.predictive import masked_l1_loss
-from .base import Objective
+from .base import Batch, Objective
 
 
 class NPC(Objective):
@@ -27,7 +27,8 @@ class NPC(Objective):
             raise ValueError("NPC needs the npcnet encoder")
         self.head = nn.Linear(encoder.frame_dim, frontend.cfg.n_mels)
 
-    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        wav = batch.waveforms
         x = self.views(self.logmels(wav)[:, 0])
         frames = self.encoder(x)
         loss = masked_l1_loss(*self.f32(self.head(frames), x.transpose(1, 2)))

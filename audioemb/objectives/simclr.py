@@ -12,7 +12,7 @@ import torch
 
 from ..losses.contrastive import CONTRASTIVE_LOSSES, contrastive_loss
 from ..nn.heads import mlp
-from .base import Objective
+from .base import Batch, Objective
 
 
 class SimCLR(Objective):
@@ -27,7 +27,8 @@ class SimCLR(Objective):
         self.projector = mlp(encoder.embedding_dim, hidden, proj_dim)
         self.temperature, self.loss_name, self.margin = temperature, loss, margin
 
-    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        wav = batch.waveforms
         v1, v2 = self.two_views(wav)
         y1, y2 = self.embed(v1), self.embed(v2)
         z1, z2 = self.f32(self.projector(y1), self.projector(y2))

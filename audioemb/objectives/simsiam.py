@@ -8,7 +8,7 @@ import torch
 
 from ..losses.siamese import simsiam_loss
 from ..nn.heads import mlp
-from .base import Objective
+from .base import Batch, Objective
 
 
 class SimSiam(Objective):
@@ -20,7 +20,8 @@ class SimSiam(Objective):
         self.projector = mlp(encoder.embedding_dim, hidden, proj_dim, layers=3, last_bn=True)
         self.predictor = mlp(proj_dim, pred_hidden, proj_dim, layers=2)
 
-    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        wav = batch.waveforms
         v1, v2 = self.two_views(wav)
         y1, y2 = self.embed(v1), self.embed(v2)
         z1, z2 = self.projector(y1), self.projector(y2)

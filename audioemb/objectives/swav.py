@@ -15,7 +15,7 @@ from torch import nn
 
 from ..losses.clustering import swapped_prediction_loss
 from ..nn.heads import mlp
-from .base import Objective
+from .base import Batch, Objective
 
 
 class SwAV(Objective):
@@ -44,7 +44,8 @@ class SwAV(Objective):
         s = int(torch.randint(0, t - self.small_frames + 1, ()))
         return x[..., s:s + self.small_frames]
 
-    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        wav = batch.waveforms
         with torch.no_grad():
             self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
         x = self.logmels(wav)
@@ -53,11 +54,11 @@ class SwAV(Objective):
         ys = [self.embed(v) for v in views]
         zs = [F.normalize(self.projector(y).float(), dim=1) for y in ys]
         w = self.prototypes.weight.float()
-        if step < self.freeze_prototypes:
+        if batch.step < self.freeze_prototypes:
             w = w.detach()
         scores = [z @ w.T for z in zs]
         queue_scores = None
-        if step >= self.queue_start and int(self.queue_filled) >= self.queue.shape[1]:
+        if batch.step >= self.queue_start and int(self.queue_filled) >= self.queue.shape[1]:
             queue_scores = [self.queue[i] @ w.detach().T for i in range(2)]
         loss = swapped_prediction_loss(scores, 2, self.temperature, self.epsilon, self.iterations, queue_scores)
         with torch.no_grad():

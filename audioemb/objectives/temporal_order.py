@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from ..nn.heads import mlp
 from ._segments import segments
-from .base import Objective
+from .base import Batch, Objective
 
 
 class TemporalOrder(Objective):
@@ -30,7 +30,8 @@ class TemporalOrder(Objective):
         self.register_buffer("perms", perms, persistent=False)
         self.classifier = mlp(n_segments * encoder.embedding_dim, hidden, len(perms) if mode == "jigsaw" else 2)
 
-    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        wav = batch.waveforms
         x = self.views(self.logmels(wav)[:, 0])
         seg = segments(x, self.n, self.segment_frames)
         b = seg.shape[0]

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..losses.predictive import masked_contrastive_loss, span_mask
-from .base import Objective
+from .base import Batch, Objective
 
 
 class Wav2Vec2(Objective):
@@ -31,7 +31,8 @@ class Wav2Vec2(Objective):
         self.project_c = nn.Linear(d, proj_dim)
         self.ratio, self.span, self.distractors, self.temperature = ratio, span, distractors, temperature
 
-    def training_step(self, wav: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        wav = batch.waveforms
         x = self.views(self.logmels(wav)[:, 0])
         z = self.encoder.local_features(x)
         mask = span_mask(z.shape[0], z.shape[1], self.ratio, self.span).to(z.device)

@@ -9,7 +9,6 @@ is transcoded once to FLAC in a cache folder and that file is served with ranges
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +18,7 @@ import soundfile as sf
 
 from ..audio import AudioError
 from ..audio import info as audio_info
+from ..fsio import atomic_write
 
 NATIVE = {".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg",
           ".mp3": "audio/mpeg"}
@@ -80,15 +80,15 @@ class Transcoder:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             if not out.exists():
-                tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
-                try:
+                def transcode(tmp: Path) -> None:
                     with sf.SoundFile(str(path)) as src, sf.SoundFile(str(tmp), "w", src.samplerate, src.channels,
                                                                       "PCM_16", format=fmt) as dst:
                         while len(block := src.read(1 << 16, dtype="float32", always_2d=True)):
                             dst.write(np.clip(block, -1.0, 1.0))
-                    os.replace(tmp, out)
+
+                try:
+                    atomic_write(out, transcode)
                 except Exception as e:
-                    tmp.unlink(missing_ok=True)
                     raise AudioError(path, f"cannot be transcoded for the browser ({e})") from None
         return out, mime
 

@@ -1,19 +1,30 @@
-"""Training checkpoints as safetensors plus JSON (never pickle), written atomically."""
+"""Training checkpoints as one safetensors file (never pickle), written atomically.
+
+The tensors (model, optimizer moments, ``extra`` state) and the JSON meta (step, param groups, run meta) live
+in one file: the meta is the safetensors header's ``audioemb_checkpoint`` entry, so a reader sees the whole
+checkpoint of one step or the previous one, never the tensors of one step with the meta of another. A copy of
+the meta is also written beside it as ``checkpoint.safetensors.json`` for people to read; loading ignores
+it, except for checkpoints written before the meta moved into the file (they are still loaded from it).
+"""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+
+from ..fsio import atomic_write, atomic_write_json
+
+META_KEY = "audioemb_checkpoint"
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, meta: dict,
                     extra: dict[str, torch.Tensor] | None = None) -> None:
-    """Write ``path`` (.safetensors: model + optimizer tensors, and ``extra`` state such as the views' mixup
-    memory) and ``path.json`` (step, param groups, meta)."""
+    """Write ``path`` (.safetensors: model + optimizer tensors, ``extra`` state such as the views' mixup
+    memory, and the meta: step, param groups and ``meta``) atomically, then its readable ``path.json`` copy."""
     tensors = {f"model.{k}": v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     tensors.update({f"extra.{k}": v.detach().contiguous().cpu() for k, v in (extra or {}).items()})
     opt = optimizer.state_dict()
@@ -24,20 +35,25 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
                 tensors[f"opt.{pid}.{k}"] = v.detach().contiguous().clone()
             else:
                 scalars.setdefault(str(pid), {})[k] = v
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp))
     info = {**meta, "param_groups": opt["param_groups"], "opt_scalars": scalars}
-    tmp_json = path.with_name(path.name + ".json.tmp")
-    tmp_json.write_text(json.dumps(info, indent=1))
-    os.replace(tmp, path)
-    os.replace(tmp_json, path.with_name(path.name + ".json"))
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(info)}))
+    atomic_write_json(path.with_name(path.name + ".json"), info, indent=1)
+
+
+def read_meta(path: Path) -> dict:
+    """The meta of a checkpoint: from the file's header, or (older checkpoints) from ``path.json``."""
+    with safe_open(str(path), framework="pt") as f:
+        embedded = (f.metadata() or {}).get(META_KEY)
+    if embedded is not None:
+        return json.loads(embedded)
+    return json.loads(path.with_name(path.name + ".json").read_text())
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> dict:
     """Restore model (and optimizer) state from :func:`save_checkpoint` files; return the meta dict, with the
     ``extra`` tensors under ``"extra"``."""
     tensors = load_file(str(path))
-    info = json.loads(path.with_name(path.name + ".json").read_text())
+    info = read_meta(path)
     info["extra"] = {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")}
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     if optimizer is not None:

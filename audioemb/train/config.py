@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from ..errors import AudioembError
 from ..nn.frontend import LogMelConfig
 
 COLLAPSE_THRESHOLD = 0.05  # collapse_std below this (healthy runs sit near 1) counts as collapsed
@@ -15,7 +16,7 @@ RUNTIME_FIELDS = frozenset({"device", "threads", "log_every", "ckpt_every", "che
                             "stop_at", "keep_every"})
 
 
-class ConfigError(ValueError):
+class ConfigError(AudioembError, ValueError):
     """A recipe or override that names an unknown setting or a bad value."""
 
 

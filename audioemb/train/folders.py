@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from multiprocessing import get_context
 from pathlib import Path
@@ -20,13 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import AudioError, is_audio_path, load
+from ..errors import AudioembError
+from ..fsio import atomic_write
 from .data import PACK_VERSION, Pack
 
 SEGMENT_S = 10.0
 MIN_S = 0.1
 
 
-class DataError(ValueError):
+class DataError(AudioembError, ValueError):
     """The training data cannot be used (missing folder, no audio); the message says which and why."""
 
 
@@ -97,28 +98,30 @@ def folder_pack(folders: list[Path], cache: Path, sample_rate: int = 16000, work
 def _build(files, audio_p: Path, index_p: Path, sr: int, workers: int, log) -> None:
     log(f"decoding {len(files)} audio files to {sr} Hz mono into {audio_p.parent} ...")
     seg = int(SEGMENT_S * sr)
-    tmp = audio_p.with_name(audio_p.name + ".tmp")
     offsets, lengths, paths, used, errors = [], [], [], [], []
     total = 0
-    with open(tmp, "wb") as raw, get_context("spawn").Pool(max(1, workers)) as pool:
-        for (_, rel), (audio, err) in zip(files, pool.imap(_decode, [(str(p), sr) for p, _ in files], chunksize=4)):
-            if err is not None:
-                errors.append({"path": rel, "error": err})
-                log(f"  skipped {rel}: {err}")
-                continue
-            raw.write(audio.tobytes())
-            used.append(rel)
-            for s in range(0, len(audio), seg):
-                n = min(seg, len(audio) - s)
-                if n >= MIN_S * sr:
-                    offsets.append(total + s)
-                    lengths.append(n)
-                    paths.append(rel if len(audio) <= seg else f"{rel}@{s / sr:g}")
-            total += len(audio)
-    os.replace(tmp, audio_p)
-    (index_p.parent / "errors.jsonl").write_text("".join(json.dumps(e) + "\n" for e in errors))
-    tmp_idx = index_p.with_name(index_p.name + ".tmp")
-    tmp_idx.write_text(json.dumps({"version": PACK_VERSION, "sample_rate": sr, "paths": paths, "offsets": offsets,
-                                   "lengths": lengths, "used": used, "errors": errors}))
-    os.replace(tmp_idx, index_p)
+
+    def write_audio(tmp: Path) -> None:
+        nonlocal total
+        with open(tmp, "wb") as raw, get_context("spawn").Pool(max(1, workers)) as pool:
+            jobs = pool.imap(_decode, [(str(p), sr) for p, _ in files], chunksize=4)
+            for (_, rel), (audio, err) in zip(files, jobs):
+                if err is not None:
+                    errors.append({"path": rel, "error": err})
+                    log(f"  skipped {rel}: {err}")
+                    continue
+                raw.write(audio.tobytes())
+                used.append(rel)
+                for s in range(0, len(audio), seg):
+                    n = min(seg, len(audio) - s)
+                    if n >= MIN_S * sr:
+                        offsets.append(total + s)
+                        lengths.append(n)
+                        paths.append(rel if len(audio) <= seg else f"{rel}@{s / sr:g}")
+                total += len(audio)
+
+    atomic_write(audio_p, write_audio)
+    atomic_write(index_p.parent / "errors.jsonl", "".join(json.dumps(e) + "\n" for e in errors))
+    atomic_write(index_p, json.dumps({"version": PACK_VERSION, "sample_rate": sr, "paths": paths, "offsets": offsets,
+                                      "lengths": lengths, "used": used, "errors": errors}))
     log(f"cached {len(used)} files ({total / sr / 3600:.2f} h, {len(offsets)} segments); {len(errors)} skipped")

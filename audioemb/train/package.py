@@ -29,7 +29,7 @@ from ..nn.frontend import LogMel, LogMelConfig
 from ..nn.model import AudioEmbedder
 from ..nn.views import Views
 from ..objectives import get_objective
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, read_meta
 from .data import read_manifest
 from .trainer import COLLAPSE_THRESHOLD, TrainConfig, collapse_std
 
@@ -45,8 +45,8 @@ def load_run(run_dir: Path):
                           "--out folder of `audioemb train`")
     try:
         cfg = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-        meta = json.loads(ckpt.with_name(ckpt.name + ".json").read_text())
-    except (ValueError, TypeError, OSError) as e:
+        meta = read_meta(ckpt)
+    except Exception as e:  # JSON, OS and safetensors header errors of a damaged or foreign run
         raise ExportError(f"{run_dir}: not a readable training run ({e})") from None
     frontend = LogMel(LogMelConfig(**{k: v for k, v in cfg.frontend.items() if k != "type"}))
     encoder = build_encoder(cfg.encoder)

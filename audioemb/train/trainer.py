@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..fsio import atomic_write, atomic_write_json
 from ..nn import distributed as dist
 from ..nn.encoders import build_encoder
 from ..nn.frontend import LogMel, LogMelConfig
 from ..nn.views import Views
 from ..objectives import get_objective
+from ..objectives.base import Batch, TrainerView
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import COLLAPSE_THRESHOLD, ConfigError, TrainConfig, collapse_std, lr_at, resolve_device
 from .data import CropLoader
@@ -92,7 +94,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step, self.wall_s = 0, 0.0
         if self.is_main:
-            saved.write_text(json.dumps(asdict(cfg), indent=1))
+            atomic_write_json(saved, asdict(cfg), indent=1)
             self._write_json("data.json", self.data_info)
             self._write_json("env.json", env_info(self.device, self.world, cfg))
             if init_info is not None:
@@ -125,9 +127,7 @@ class Trainer:
             return DDP(self.objective, device_ids=ids, find_unused_parameters=unused, broadcast_buffers=False)
 
     def _write_json(self, name: str, obj: dict) -> None:
-        tmp = self.run_dir / f".{name}.tmp"
-        tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
-        tmp.replace(self.run_dir / name)
+        atomic_write_json(self.run_dir / name, obj, indent=1)
 
     @torch.no_grad()
     def _fit_stats(self) -> None:
@@ -161,18 +161,19 @@ class Trainer:
                 step, clips, batch = next(loader)
                 assert step == self.step
                 hook_s = 0.0
+                step_seed = cfg.seed * 1_000_003 + step + (7919 * self.rank if self.world > 1 else 0)
                 if step % self.epoch_steps() == 0:
                     t_hook = time.time()
-                    obj.on_epoch_start(step // self.epoch_steps(), self)
+                    torch.manual_seed(step_seed)  # a resumed run re-initialises heads exactly as a straight one
+                    obj.on_epoch_start(step // self.epoch_steps(), self.view())
                     hook_s = time.time() - t_hook
                 obj.train()
-                torch.manual_seed(cfg.seed * 1_000_003 + step + (7919 * self.rank if self.world > 1 else 0))
+                torch.manual_seed(step_seed)
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr_at(step, cfg)
-                extra = {"clips": clips} if getattr(obj, "wants_clip_ids", False) else {}
                 wav = torch.from_numpy(batch).to(self.device, non_blocking=True)
                 with self._autocast():
-                    out = self.model(wav, step, **extra)
+                    out = self.model(Batch(wav, step, np.asarray(clips, dtype=np.int64)))
                 loss = out["loss"].float()
                 self._check_finite(loss, step)
                 self.optimizer.zero_grad(set_to_none=True)
@@ -211,6 +212,15 @@ class Trainer:
                 if f is not None:
                     f.close()
         return {"steps": self.step, "wall_s": self.wall_s}
+
+    def view(self) -> TrainerView:
+        """What the objectives' epoch hooks see of this trainer (see :class:`TrainerView`)."""
+
+        def forget(params) -> None:
+            for p in params:
+                self.optimizer.state.pop(p, None)
+
+        return TrainerView(len(self.pack), self.embed_clips, forget)
 
     def _check_finite(self, loss: torch.Tensor, step: int) -> None:
         bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=loss.device)
@@ -276,8 +286,7 @@ class Trainer:
         keep = self.run_dir / "kept" / f"checkpoint-{self.step:07d}.safetensors"
         keep.parent.mkdir(exist_ok=True)
         tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in self.objective.state_dict().items()}
-        save_file(tensors, str(keep.with_suffix(".tmp")), metadata={"step": str(self.step)})
-        keep.with_suffix(".tmp").replace(keep)
+        atomic_write(keep, lambda tmp: save_file(tensors, str(tmp), metadata={"step": str(self.step)}))
 
     def _gather_view_memories(self) -> list[torch.Tensor]:
         """Every rank's mixup memory (BYOL-A's background clips), so that rank 0's checkpoint resumes them all."""

@@ -1,0 +1,44 @@
+"""The command line's one error handler, and the two ways a command reports a user's mistake into it."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import NoReturn
+
+import typer
+
+
+def one_line_errors(command):
+    """Run ``command``; an :class:`~audioemb.errors.AudioembError` becomes one ``error:`` line on stderr and
+    the process exits with its ``exit_code`` (2: usage or input error)."""
+
+    @functools.wraps(command)  # typer reads the wrapped signature
+    def run(*args, **kwargs):
+        from audioemb.errors import AudioembError
+
+        try:
+            return command(*args, **kwargs)
+        except AudioembError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(e.exit_code) from None
+
+    return run
+
+
+def fail(message: str, exit_code: int = 2) -> NoReturn:
+    """Stop the command with this one-line message: a usage or input error (2), or some inputs failed (1)."""
+    from audioemb.errors import AudioembError
+
+    err = AudioembError(message)
+    err.exit_code = exit_code
+    raise err
+
+
+@contextlib.contextmanager
+def input_errors(*types: type[BaseException], exit_code: int = 2):
+    """Inside the block, treat ``types`` (e.g. ``FileNotFoundError`` from a path the user gave) as input errors."""
+    try:
+        yield
+    except types as e:
+        fail(str(e), exit_code)

@@ -1,0 +1,37 @@
+"""One error handler for every command: a user's mistake is one `error:` line and exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import pytest
+from audioemb.cli import app
+from typer.testing import CliRunner
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["eval", "missing_dir"], "missing_dir: no such file or folder"),
+    (["export", "runs/missing", "-o", "{tmp}/o"], "runs/missing: no such run folder"),
+    (["quantize", "no-such-model.x", "-o", "{tmp}/q"], "unknown model 'no-such-model.x'"),
+    (["push", "{tmp}", "hf-hub:org/name"], "not an audioemb model folder"),
+    (["cluster", "{tmp}", "-o", "{tmp}/c"], "neither an `audioemb embed` output"),
+    (["results", "--rerun", "-o", "{tmp}/r.md"], "--rerun needs --corpus"),
+    (["train", "no-such-recipe", "--data", "{tmp}", "--out", "{tmp}/run"], "no recipe 'no-such-recipe'"),
+    (["serve", "{tmp}"], "{tmp}"),
+])
+def test_user_mistakes_are_one_line_with_exit_code_2(args, needle, tmp_path):
+    r = CliRunner().invoke(app, [a.format(tmp=tmp_path) for a in args])
+    assert r.exit_code == 2, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+    errors = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and needle.format(tmp=tmp_path) in errors[0], r.output
+    assert "Traceback" not in r.output
+
+
+def test_library_errors_share_one_base():
+    from audioemb.errors import AudioembError
+    from audioemb.eval.export_eval import ExportError
+    from audioemb.hub import HubError
+    from audioemb.modelfolder import ModelFolderError
+    from audioemb.quantize import QuantizeError
+
+    for cls in (ExportError, HubError, ModelFolderError, QuantizeError):
+        assert issubclass(cls, AudioembError) and cls.exit_code == 2
