@@ -8,6 +8,7 @@ starting model, and the licences the training data carries. Nothing about the da
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -20,7 +21,7 @@ def write_card(folder: Path, curve: list[dict] | None = None) -> None:
     """Write ``folder/README.md`` (and ``loss.png`` when there is a loss curve and matplotlib is installed)."""
     cfg = ModelConfig.from_dict(json.loads((folder / "config.json").read_text()), str(folder / "config.json"))
     curve = curve or list(cfg.training.loss_curve)
-    if curve:
+    if curve and importlib.util.find_spec("matplotlib") is not None:  # the plain install keeps any loss.png there
         _plot(folder / "loss.png", curve, cfg.name)
     atomic_write(folder / "README.md", render_card(cfg, curve))
 

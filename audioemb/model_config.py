@@ -42,15 +42,25 @@ def _need(d: dict, key: str, kind: type | tuple[type, ...], where: str) -> Any:
 
 @dataclass(frozen=True)
 class FrontendConfig:
-    """The log-mel frontend inside the graph (``nn/frontend.py``)."""
+    """The log-mel frontend inside the graph (``nn/frontend.py``; missing keys take ``LogMelConfig``'s defaults)."""
 
-    sample_rate: int
-    n_fft: int
-    hop_length: int
-    n_mels: int
-    f_min: float
-    f_max: float
+    sample_rate: int = 16000
+    n_fft: int = 400
+    win_length: int = 400
+    hop_length: int = 160
+    n_mels: int = 64
+    f_min: float = 60.0
+    f_max: float = 7800.0
+    eps: float = 1e-6
     type: str = "logmel"
+
+    @classmethod
+    def from_dict(cls, fe: dict, sample_rate: int) -> FrontendConfig:
+        d = cls()
+        return cls(int(fe.get("sample_rate", sample_rate)), int(fe.get("n_fft", d.n_fft)),
+                   int(fe.get("win_length", d.win_length)), int(fe.get("hop_length", d.hop_length)),
+                   int(fe.get("n_mels", d.n_mels)), float(fe.get("f_min", d.f_min)), float(fe.get("f_max", d.f_max)),
+                   float(fe.get("eps", d.eps)), fe.get("type", "logmel"))
 
 
 @dataclass(frozen=True)
@@ -218,10 +228,8 @@ class ModelConfig:
         if sr <= 0 or dim <= 0 or window <= 0 or not 0 <= min_s <= window:
             raise ModelFolderError(f"{where}: sample_rate, embedding_dim and inference.window_s must be positive and "
                                    f"0 <= min_s <= window_s (got {sr}, {dim}, {window}, {min_s})")
-        hop = int(fe.get("hop_length", 160))
-        frontend = FrontendConfig(int(fe.get("sample_rate", sr)), int(fe.get("n_fft", 400)), hop,
-                                  int(fe.get("n_mels", 64)), float(fe.get("f_min", 0.0)),
-                                  float(fe.get("f_max", sr / 2)), fe.get("type", "logmel"))
+        frontend = FrontendConfig.from_dict(fe, sr)
+        hop = frontend.hop_length
         if frontend.sample_rate != sr:
             raise ModelFolderError(f"{where}: frontend.sample_rate {frontend.sample_rate} != sample_rate {sr}")
         m = cfg.get("metrics") or {}

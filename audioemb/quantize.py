@@ -177,7 +177,8 @@ def quantize_model(model: str | os.PathLike, out: str | os.PathLike, kind: str =
         cfg = json.loads(json.dumps(src.config))
         cfg["name"] = f"{src.name}-{kind}"
         cfg.pop("metrics", None)  # the float model's held-out figures are not this variant's: see quality below
-        cfg["quantization"] = {"kind": kind, "from": src.name, "from_sha256": src.config["files"]["model.onnx"], **how}
+        cfg["quantization"] = {"kind": kind, "from": src.name, "from_sha256": src.model_config.files["model.onnx"],
+                               **how}
         write_config(out, cfg)
         float_model, variant = load(src.path), load(out)
         log("measuring parity and speed against the float model")

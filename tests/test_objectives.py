@@ -126,3 +126,17 @@ def test_npc_representation_never_sees_its_frame():
     for a, b in zip(enc.hidden_states(x), enc.hidden_states(x2)):
         assert torch.allclose(a[:, 19:22], b[:, 19:22], atol=1e-5)  # the frame and its neighbours (mask=1)
         assert not torch.allclose(a, b)
+
+
+def test_objectives_never_import_the_trainer():
+    """objectives/ depends on nn/ and losses/ only: the trainer sees objectives through objectives/base.py."""
+    import ast
+    from pathlib import Path
+
+    import audioemb.objectives as pkg
+
+    for f in Path(pkg.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                assert not module.startswith(("train", "audioemb.train")), f"{f.name} imports {module}"

@@ -82,7 +82,7 @@ def random_init_model(name_or_folder, seed: int = 0, tag: str = "", onnx_dir: Pa
     With ``onnx_dir`` the untrained model is exported once to ``onnx_dir/<key>`` and run with onnxruntime
     (several times faster than torch on CPU, for scoring many clips)."""
     folder = open_folder(resolve(name_or_folder), verify=("model.safetensors",))
-    name = f"{folder.config['name']}@random-init{tag}"
+    name = f"{folder.model_config.name}@random-init{tag}"
     backend = _RandomInitBackend(folder, seed)
     if onnx_dir is not None:
         m = _as_onnx(backend, Path(onnx_dir) / backend.key[:40], name)

@@ -72,7 +72,7 @@ def _start_model(init: dict | None, name: str, log):
             m = trained_model(ref)
         except (ModelFolderError, OSError, ValueError):
             continue
-        if want and m.config["files"].get("model.safetensors") != want:
+        if want and m.folder.model_config.files.get("model.safetensors") != want:
             log(f"the starting model {ref} has other weights now than the run started from; not scored beside it")
             return None
         if m.name == name:

@@ -32,8 +32,7 @@ class APC(Objective):
         self.head = nn.Linear(encoder.frame_dim, encoder.frame_hop * frontend.cfg.n_mels)
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        wav = batch.waveforms
-        x = self.views(self.logmels(wav)[:, 0])
+        x = self.views(self.logmels(batch.waveforms)[:, 0])
         frames = self.encoder(x)  # real time order, (B, T', D)
         target = frame_blocks(x, self.encoder.frame_hop)[:, : frames.shape[1]]
         n, k = frames.shape[1], self.shift

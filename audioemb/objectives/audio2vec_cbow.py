@@ -3,32 +3,24 @@ embeddings of the segments around it (mean of the context embeddings, an MLP dec
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 import torch.nn.functional as F
 
 from ..nn.heads import mlp
-from ._segments import segments
-from .base import Batch, Objective
+from ._segments import Audio2Vec
+from .base import Batch
 
 
-class Audio2VecCBoW(Objective):
+class Audio2VecCBoW(Audio2Vec):
     name = "audio2vec_cbow"
-    tiny_params: ClassVar[dict] = {"segment_frames": 10, "hidden": 64}
-    n_crops = 1
 
     def __init__(self, encoder, frontend, views, context: int = 2, segment_frames: int = 40, hidden: int = 1024):
-        super().__init__(encoder, frontend, views)
-        self.context, self.segment_frames = context, segment_frames
+        super().__init__(encoder, frontend, views, context, segment_frames)
         self.decoder = mlp(encoder.embedding_dim, hidden, frontend.cfg.n_mels * segment_frames)
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        wav = batch.waveforms
-        x = self.views(self.logmels(wav)[:, 0])
-        n = 2 * self.context + 1
-        seg = segments(x, n, self.segment_frames)  # (B, n, M, F)
-        b = seg.shape[0]
+        seg = self.segments_of(batch)  # (B, n, M, F)
+        b, n = seg.shape[:2]
         around = torch.cat([seg[:, : self.context], seg[:, self.context + 1:]], dim=1)
         emb = self.embed(around.reshape(b * (n - 1), *seg.shape[2:])).reshape(b, n - 1, -1)
         pred = self.decoder(emb.mean(dim=1))

@@ -3,34 +3,26 @@ from the middle segment's embedding (one MLP decoder per offset, MSE loss)."""
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..nn.heads import mlp
-from ._segments import segments
-from .base import Batch, Objective
+from ._segments import Audio2Vec
+from .base import Batch
 
 
-class Audio2VecSkipGram(Objective):
+class Audio2VecSkipGram(Audio2Vec):
     name = "audio2vec_skipgram"
-    tiny_params: ClassVar[dict] = {"segment_frames": 10, "hidden": 64}
-    n_crops = 1
 
     def __init__(self, encoder, frontend, views, context: int = 2, segment_frames: int = 40, hidden: int = 512):
-        super().__init__(encoder, frontend, views)
-        self.context, self.segment_frames = context, segment_frames
+        super().__init__(encoder, frontend, views, context, segment_frames)
         self.decoders = nn.ModuleList(mlp(encoder.embedding_dim, hidden, frontend.cfg.n_mels * segment_frames)
                                       for _ in range(2 * context))
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        wav = batch.waveforms
-        x = self.views(self.logmels(wav)[:, 0])
-        n = 2 * self.context + 1
-        seg = segments(x, n, self.segment_frames)
-        b = seg.shape[0]
+        seg = self.segments_of(batch)
+        b, n = seg.shape[:2]
         emb = self.embed(seg[:, self.context])
         targets = [seg[:, i] for i in range(n) if i != self.context]
         loss = sum(F.mse_loss(*self.f32(dec(emb), t.reshape(b, -1))) for dec, t in zip(self.decoders, targets))

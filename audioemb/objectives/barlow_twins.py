@@ -22,8 +22,7 @@ class BarlowTwins(Objective):
         self.lambda_ = lambda_
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        wav = batch.waveforms
-        v1, v2 = self.two_views(wav)
+        v1, v2 = self.two_views(batch.waveforms)
         y1, y2 = self.embed(v1), self.embed(v2)
         z1, z2 = self.f32(self.projector(y1), self.projector(y2))
         return {"loss": barlow_twins_loss(z1, z2, self.lambda_), "embeddings": y1.detach()}

@@ -43,8 +43,7 @@ class BYOL(Objective):
         return byol_loss(p1, z2) + byol_loss(p2, z1)
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        wav = batch.waveforms
-        v1, v2 = self.two_views(wav)
+        v1, v2 = self.two_views(batch.waveforms)
         y1, y2 = self.embed(v1), self.embed(v2)
         return {"loss": self.symmetric_loss(v1, v2, y1, y2), "embeddings": y1.detach()}
 

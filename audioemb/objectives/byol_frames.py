@@ -32,8 +32,7 @@ class BYOLFrames(BYOL):
         self.frame_weight, self.mask_ratio, self.span = frame_weight, mask_ratio, span
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        wav = batch.waveforms
-        v1, v2 = self.two_views(wav)
+        v1, v2 = self.two_views(batch.waveforms)
         sel, frame_sel = output_frame_mask(v1, self.encoder.frame_hop, self.mask_ratio, self.span)
         f1, f2 = self.encoder(v1.masked_fill(frame_sel[:, None, :], 0.0)), self.encoder(v2)
         y1, y2 = self.encoder.pool(f1), self.encoder.pool(f2)

@@ -31,8 +31,7 @@ class CPC(Objective):
         self.negatives = negatives
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        wav = batch.waveforms
-        x = self.views(self.logmels(wav)[:, 0])
+        x = self.views(self.logmels(batch.waveforms)[:, 0])
         z = self.encoder.local_features(x)
         c = self.encoder.contextualize(z)[-1]
         loss = cpc_loss(c, z.float(), self.predictors, self.negatives)

@@ -52,8 +52,7 @@ class DeepCluster(Objective):
         trainer.forget_optimizer_state(self.classifier.parameters())
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        wav = batch.waveforms
-        x = self.logmels(wav)
+        x = self.logmels(batch.waveforms)
         y = self.embed(self.views(x[:, 0]))
         logits = self.classifier(self.head(y)).float()
         target = self.labels[torch.as_tensor(batch.clips, device=self.labels.device)]

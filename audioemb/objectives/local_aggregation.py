@@ -62,8 +62,7 @@ class LocalAggregation(Objective):
         self.use_clusters.fill_(True)
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        wav = batch.waveforms
-        x = self.logmels(wav)
+        x = self.logmels(batch.waveforms)
         y = self.embed(self.views(x[:, 0]))
         v = self.project(y)
         ids = torch.as_tensor(batch.clips, device=v.device)

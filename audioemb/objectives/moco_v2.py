@@ -39,8 +39,7 @@ class MoCoV2(Objective):
         return [(self.encoder, self.key_encoder), (self.projector, self.key_projector)]
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        wav = batch.waveforms
-        v1, v2 = self.two_views(wav)
+        v1, v2 = self.two_views(batch.waveforms)
         y1 = self.embed(v1)
         q1 = self.projector(y1)
         with torch.no_grad():

@@ -32,8 +32,7 @@ class MoCoV3(Objective):
         return [(self.encoder, self.key_encoder), (self.projector, self.key_projector)]
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        wav = batch.waveforms
-        v1, v2 = self.two_views(wav)
+        v1, v2 = self.two_views(batch.waveforms)
         y1, y2 = self.embed(v1), self.embed(v2)
         q1, q2 = self.predictor(self.projector(y1)), self.predictor(self.projector(y2))
         with torch.no_grad():

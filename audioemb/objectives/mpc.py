@@ -44,8 +44,7 @@ class MPC(Objective):
         return out, sel
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        wav = batch.waveforms
-        x = self.views(self.logmels(wav)[:, 0])
+        x = self.views(self.logmels(batch.waveforms)[:, 0])
         corrupted, sel = self.corrupt(x)
         frames = self.encoder(corrupted)
         target = frame_blocks(x, self.encoder.frame_hop)[:, : frames.shape[1]]

@@ -28,8 +28,7 @@ class NPC(Objective):
         self.head = nn.Linear(encoder.frame_dim, frontend.cfg.n_mels)
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        wav = batch.waveforms
-        x = self.views(self.logmels(wav)[:, 0])
+        x = self.views(self.logmels(batch.waveforms)[:, 0])
         frames = self.encoder(x)
         loss = masked_l1_loss(*self.f32(self.head(frames), x.transpose(1, 2)))
         return {"loss": loss, "embeddings": self.encoder.pool(frames).detach()}

@@ -28,8 +28,7 @@ class SimCLR(Objective):
         self.temperature, self.loss_name, self.margin = temperature, loss, margin
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        wav = batch.waveforms
-        v1, v2 = self.two_views(wav)
+        v1, v2 = self.two_views(batch.waveforms)
         y1, y2 = self.embed(v1), self.embed(v2)
         z1, z2 = self.f32(self.projector(y1), self.projector(y2))
         loss = contrastive_loss(self.loss_name, z1, z2, self.temperature, self.margin)

@@ -21,8 +21,7 @@ class SimSiam(Objective):
         self.predictor = mlp(proj_dim, pred_hidden, proj_dim, layers=2)
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        wav = batch.waveforms
-        v1, v2 = self.two_views(wav)
+        v1, v2 = self.two_views(batch.waveforms)
         y1, y2 = self.embed(v1), self.embed(v2)
         z1, z2 = self.projector(y1), self.projector(y2)
         p1, p2 = self.predictor(z1), self.predictor(z2)

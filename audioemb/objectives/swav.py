@@ -45,10 +45,9 @@ class SwAV(Objective):
         return x[..., s:s + self.small_frames]
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        wav = batch.waveforms
         with torch.no_grad():
             self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
-        x = self.logmels(wav)
+        x = self.logmels(batch.waveforms)
         views = [self.views(x[:, 0]), self.views(x[:, 1])]
         views += [self.small_crop(self.views(x[:, v])) for v in range(2, x.shape[1])]
         ys = [self.embed(v) for v in views]

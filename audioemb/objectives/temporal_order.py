@@ -31,8 +31,7 @@ class TemporalOrder(Objective):
         self.classifier = mlp(n_segments * encoder.embedding_dim, hidden, len(perms) if mode == "jigsaw" else 2)
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        wav = batch.waveforms
-        x = self.views(self.logmels(wav)[:, 0])
+        x = self.views(self.logmels(batch.waveforms)[:, 0])
         seg = segments(x, self.n, self.segment_frames)
         b = seg.shape[0]
         # jigsaw: which permutation; binary: 1 = in order (permutation 0, the identity), 0 = any other order

@@ -32,8 +32,7 @@ class Wav2Vec2(Objective):
         self.ratio, self.span, self.distractors, self.temperature = ratio, span, distractors, temperature
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        wav = batch.waveforms
-        x = self.views(self.logmels(wav)[:, 0])
+        x = self.views(self.logmels(batch.waveforms)[:, 0])
         z = self.encoder.local_features(x)
         mask = span_mask(z.shape[0], z.shape[1], self.ratio, self.span).to(z.device)
         zm = torch.where(mask[..., None], self.mask_embedding.to(z.dtype), z)

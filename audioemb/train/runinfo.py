@@ -73,6 +73,6 @@ def apply_init(cfg: TrainConfig, init: str) -> tuple[TrainConfig, torch.nn.Modul
         raise DataError(f"--init {init}: {e}") from None
     module = load_module(folder)
     cfg = replace(cfg, encoder=dict(folder.config["encoder"]), frontend=dict(folder.config["frontend"]))
-    info = {"model": init, "name": folder.config.get("name"), "resolved": str(folder.path),
-            "sha256": folder.config.get("files", {}), "renormalised": False}
+    info = {"model": init, "name": folder.model_config.name, "resolved": str(folder.path),
+            "sha256": folder.model_config.files, "renormalised": False}
     return cfg, module, info
