@@ -8,7 +8,7 @@ Debian packages (configs that list packages but no licences), and the legacy ``h
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import AudioembError
@@ -40,9 +40,9 @@ def _need(d: dict, key: str, kind: type | tuple[type, ...], where: str) -> Any:
     return v
 
 
-@dataclass(frozen=True)
-class FrontendConfig:
-    """The log-mel frontend inside the graph (``nn/frontend.py``; missing keys take ``LogMelConfig``'s defaults)."""
+@dataclass
+class LogMelConfig:
+    """The log-mel frontend inside the graph (``nn/frontend.py`` builds it; defined here, torch-free)."""
 
     sample_rate: int = 16000
     n_fft: int = 400
@@ -52,15 +52,18 @@ class FrontendConfig:
     f_min: float = 60.0
     f_max: float = 7800.0
     eps: float = 1e-6
-    type: str = "logmel"
+
+    def to_dict(self) -> dict:
+        return {"type": "logmel", **asdict(self)}
 
     @classmethod
-    def from_dict(cls, fe: dict, sample_rate: int) -> FrontendConfig:
-        d = cls()
-        return cls(int(fe.get("sample_rate", sample_rate)), int(fe.get("n_fft", d.n_fft)),
-                   int(fe.get("win_length", d.win_length)), int(fe.get("hop_length", d.hop_length)),
-                   int(fe.get("n_mels", d.n_mels)), float(fe.get("f_min", d.f_min)), float(fe.get("f_max", d.f_max)),
-                   float(fe.get("eps", d.eps)), fe.get("type", "logmel"))
+    def from_dict(cls, fe: dict, sample_rate: int | None = None) -> LogMelConfig:
+        """From a config's ``frontend`` (``type`` and unknown keys ignored; missing ones take the defaults)."""
+        kinds = {f.name: (int if f.type == "int" else float) for f in fields(cls)}
+        out = cls(**{k: kinds[k](v) for k, v in fe.items() if k in kinds})
+        if "sample_rate" not in fe and sample_rate is not None:
+            out.sample_rate = int(sample_rate)
+        return out
 
 
 @dataclass(frozen=True)
@@ -192,7 +195,7 @@ class ModelConfig:
     frame_rate_hz: float
     n_layers: int
     parameters: int
-    frontend: FrontendConfig
+    frontend: LogMelConfig
     encoder: dict
     inference: InferenceConfig
     objective: dict
@@ -228,7 +231,9 @@ class ModelConfig:
         if sr <= 0 or dim <= 0 or window <= 0 or not 0 <= min_s <= window:
             raise ModelFolderError(f"{where}: sample_rate, embedding_dim and inference.window_s must be positive and "
                                    f"0 <= min_s <= window_s (got {sr}, {dim}, {window}, {min_s})")
-        frontend = FrontendConfig.from_dict(fe, sr)
+        if fe.get("type", "logmel") != "logmel":
+            raise ModelFolderError(f"{where}: unknown frontend type {fe.get('type')!r}")
+        frontend = LogMelConfig.from_dict(fe, sr)
         hop = frontend.hop_length
         if frontend.sample_rate != sr:
             raise ModelFolderError(f"{where}: frontend.sample_rate {frontend.sample_rate} != sample_rate {sr}")

@@ -9,28 +9,14 @@ training corpus, are buffers saved with the model, so users never paste them by 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..dsp import dft_kernels, mel_filterbank
+from ..model_config import LogMelConfig
 
-
-@dataclass
-class LogMelConfig:
-    sample_rate: int = 16000
-    n_fft: int = 400
-    win_length: int = 400
-    hop_length: int = 160
-    n_mels: int = 64
-    f_min: float = 60.0
-    f_max: float = 7800.0
-    eps: float = 1e-6
-
-    def to_dict(self) -> dict:
-        return {"type": "logmel", **asdict(self)}
+__all__ = ["LogMel", "LogMelConfig"]
 
 
 class LogMel(nn.Module):
