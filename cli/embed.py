@@ -24,6 +24,8 @@ def embed(
                                            "FOLDER its folder.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     device: Annotated[str, typer.Option(help="auto (CUDA when onnxruntime-gpu sees a GPU), cpu or cuda.")] = "auto",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON (counts, failures, "
+                                           "warnings) instead of the summary line.")] = False,
 ) -> None:
     """Embed a folder. Re-running on the same OUT embeds only new or changed files; an interrupted run resumes.
 
@@ -52,6 +54,26 @@ def embed(
             typer.echo(f"warning: {printable(r['path'])}: {r['warning']}", err=True)
     for d, reason in summary.unreadable:
         typer.echo(f"failed: {printable(d)}/: cannot list this folder ({reason}); its files were kept", err=True)
-    typer.echo(summary.line())
+    if json_out:
+        import json
+
+        typer.echo(json.dumps(summary_json(summary, out), indent=1, ensure_ascii=False))
+    else:
+        typer.echo(summary.line())
     raise typer.Exit(1 if summary.failed or summary.unreadable else 0)
+
+
+def summary_json(summary, out: Path) -> dict:
+    """``embed --json``: the run's counts, and each failed or warned file with its reason."""
+    from audioemb.audio import printable
+    from audioemb.embed import iter_records
+
+    records = list(iter_records(out))
+    return {"out": str(out), "total": summary.total, "embedded": summary.embedded, "kept": summary.kept,
+            "failed": summary.failed, "removed": summary.removed, "gone_kept": summary.gone_kept,
+            "warned": summary.warned, "seconds": round(summary.seconds, 2),
+            "failures": [{"path": printable(r["path"]), "error": r["error"]} for r in records if r.get("error")],
+            "warnings": [{"path": printable(r["path"]), "warning": r["warning"]} for r in records
+                         if r.get("warning") and not r.get("error")],
+            "unreadable": [{"folder": printable(str(d)), "reason": reason} for d, reason in summary.unreadable]}
 
