@@ -18,6 +18,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .errors import AudioembError
+
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd",
      ".caf", ".w64", ".rf64", ".wv"}
@@ -25,7 +27,7 @@ AUDIO_EXTENSIONS = frozenset(
 BLOCK_FRAMES = 1 << 16  # frames read per block at the file's own rate
 
 
-class AudioError(Exception):
+class AudioError(AudioembError):
     """A file that could not be turned into audio; ``str()`` names the file and the reason."""
 
     def __init__(self, path: str | os.PathLike, reason: str):

@@ -27,7 +27,6 @@ def evaluate(
     draws), kNN precision@10 and retrieval mAP on cosine similarity. Prints one table per metric."""
     import sys
 
-    from audioemb.audio import AudioError
     from audioemb.eval.data import drop_unreadable, load_labelled
     from audioemb.eval.run import METRIC_TITLES, corpus_tasks, format_table
     from audioemb.eval.run import evaluate as run
@@ -54,7 +53,7 @@ def evaluate(
         with progress_bar(progress and sys.stderr.isatty()) as step:
             result = run(models, checked, batch_size=batch_size, log=lambda s: typer.echo(s, err=True), layer=lay,
                          progress=step)
-    except (ValueError, AudioError) as e:  # AudioError: audio.py's own; not yet an AudioembError
+    except ValueError as e:  # a bad CSV or layer; AudioError and ModelFolderError are AudioembErrors
         fail(str(e))
     for metric, title in METRIC_TITLES.items():
         typer.echo(f"\n{title}\n{format_table(result, metric)}")

@@ -27,11 +27,12 @@ def test_user_mistakes_are_one_line_with_exit_code_2(args, needle, tmp_path):
 
 
 def test_library_errors_share_one_base():
+    from audioemb.audio import AudioError
     from audioemb.errors import AudioembError
     from audioemb.eval.export_eval import ExportError
     from audioemb.hub import HubError
     from audioemb.modelfolder import ModelFolderError
     from audioemb.quantize import QuantizeError
 
-    for cls in (ExportError, HubError, ModelFolderError, QuantizeError):
+    for cls in (AudioError, ExportError, HubError, ModelFolderError, QuantizeError):
         assert issubclass(cls, AudioembError) and cls.exit_code == 2
