@@ -15,7 +15,9 @@ def embed(
                                               "bundled default model).")] = None,
     frames: Annotated[bool, typer.Option("--frames", help="Also write frame embeddings with timestamps.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Windows per model call.")] = 32,
-    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Decoding threads.")] = 2,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", min=0, help="Decoding processes beside the model "
+                                                 "(default: a third of the cores; 0: decode in the main process). "
+                                                 "With --ray: tasks at once (default: one per CPU).")] = None,
     layer: Annotated[str | None, typer.Option(help="Layer to embed from: an index or 'mean' (default: last).")] = None,
     backend: Annotated[str, typer.Option(help="onnx (default) or torch.")] = "onnx",
     prune: Annotated[bool, typer.Option(help="Remove files no longer in the folder from OUT, however many (without "
@@ -26,6 +28,10 @@ def embed(
     device: Annotated[str, typer.Option(help="auto (CUDA when onnxruntime-gpu sees a GPU), cpu or cuda.")] = "auto",
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON (counts, failures, "
                                            "warnings) instead of the summary line.")] = False,
+    ray: Annotated[bool, typer.Option("--ray", help="Run the job on a Ray cluster with Ray Data (the [ray] extra): "
+                                      "--ray-address, else RAY_ADDRESS, else a local one. OUT holds shards.")] = False,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="The Ray cluster, e.g. ray://head:10001 "
+                                                    "or auto.")] = None,
 ) -> None:
     """Embed a folder. Re-running on the same OUT embeds only new or changed files; an interrupted run resumes.
 
@@ -33,21 +39,26 @@ def embed(
     is in manifest.jsonl with its reason), 2 for usage errors.
     """
     from audioemb.audio import AudioError, printable
-    from audioemb.embed import EmbedError, embed_folder, read_embeddings
+    from audioemb.embed import EmbedError, embed_folder, iter_records
     from audioemb.errors import MissingExtraError
     from audioemb.modelfolder import ModelFolderError
     from audioemb.runtime import load
 
     try:
         lay = None if layer is None else (layer if layer == "mean" else int(layer))
-        m = load(model, backend=backend, device=device)
-        summary = embed_folder(folder, out, m, batch_size=batch_size, workers=workers, frames=frames, layer=lay,
-                               progress=progress, prune=prune, new_root=new_root)
+        if ray or ray_address:
+            from audioemb.ray_embed import embed_folder_ray
+
+            summary = embed_folder_ray(folder, out, model, address=ray_address, batch_size=batch_size, workers=workers,
+                                       frames=frames, layer=lay, prune=prune, new_root=new_root)
+        else:
+            m = model if backend == "onnx" and device == "auto" else load(model, backend=backend, device=device)
+            summary = embed_folder(folder, out, m, batch_size=batch_size, workers=workers, frames=frames, layer=lay,
+                                   progress=progress, prune=prune, new_root=new_root, device=device)
     except (EmbedError, ModelFolderError, FileNotFoundError, AudioError, ValueError, MissingExtraError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
-    _, records = read_embeddings(out)
-    for r in records:
+    for r in iter_records(out):
         if r.get("error"):
             typer.echo(f"failed: {printable(r['path'])}: {r['error']}", err=True)
         elif r.get("warning"):

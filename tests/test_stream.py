@@ -116,3 +116,16 @@ def test_scan_order_is_the_manifest_order(tmp_path):
         assert e.path == tmp_path / e.rel and e.size == (tmp_path / e.rel).stat().st_size
     with pytest.raises(FileNotFoundError):
         scan_folder(tmp_path / "missing")
+
+
+def test_ray_without_the_extra_is_one_line(mixed, tmp_path, tiny_model, monkeypatch):
+    import sys
+
+    from audioemb.cli import app
+    from typer.testing import CliRunner
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the [ray] extra were not installed
+    r = CliRunner().invoke(app, ["embed", str(mixed), "-o", str(tmp_path / "o"), "--model", str(tiny_model), "--ray"])
+    assert r.exit_code == 2 and r.output.strip() == ("error: embed --ray needs ray, which is not installed: "
+                                                     "pip install 'audioemb[ray]'"), r.output
+    assert not (tmp_path / "o").exists()
