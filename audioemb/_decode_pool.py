@@ -133,8 +133,8 @@ class DecodePool:
                 for w in wait([w.conn for w in self.workers], timeout=1.0):
                     yield from self._receive(next(x for x in self.workers if x.conn is w))
         finally:
-            for w in self.workers:
-                w.stop(wait=finished)
+            for w in self.workers:  # one still starting up was never needed: stop it without waiting
+                w.stop(wait=finished and w.ready)
 
     def _receive(self, w: _Worker) -> Iterator[tuple]:
         try:
