@@ -6,6 +6,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from ..fsio import atomic_write
+
 # Data packages: unpacked with dpkg -x into the cache, never installed.
 DATA_PACKAGES = (
     "fillets-ng-data-cs",
@@ -87,7 +89,7 @@ def fetch_packages(cache: Path, packages: tuple[str, ...] = DATA_PACKAGES) -> di
             if dest.exists():
                 shutil.rmtree(dest)
             subprocess.run(["dpkg", "-x", str(deb), str(dest)], check=True)
-            stamp.write_text(deb.name)
+            atomic_write(stamp, deb.name)  # written last: the unpacked tree is complete
         version = deb.name.split("_")[1].replace("%3a", ":")
         out[p] = {"version": version, "deb": deb.name}
     return out

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..audio import is_audio_path
+from ..fsio import atomic_write
 from .sources import Item, held_out
 
 MUSIC_HOLDOUT_PERCENT = 20
@@ -143,8 +144,8 @@ def extract_archive(archive: Path, prefix: str, dest: Path) -> Path:
                 continue
             out = dest / rel
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(z.read(name))
-    stamp.write_text(key)
+            atomic_write(out, z.read(name))
+    atomic_write(stamp, key)
     return dest
 
 
@@ -169,8 +170,8 @@ def extract_cat(archive: Path, dest: Path) -> Path:
         if wav[:4] != b"RIFF":
             continue
         title = data[off + 1:off + 1 + name_len].decode("latin-1").split(".")[0].strip('" ')
-        (dest / f"{i:02d}-{re.sub(r'[^A-Za-z0-9]+', '_', title).strip('_').lower()[:40]}.wav").write_bytes(wav)
-    stamp.write_text(key)
+        atomic_write(dest / f"{i:02d}-{re.sub(r'[^A-Za-z0-9]+', '_', title).strip('_').lower()[:40]}.wav", wav)
+    atomic_write(stamp, key)
     return dest
 
 
