@@ -32,6 +32,8 @@ import os
 
 import numpy as np
 
+from ._vectors import release, take
+
 TYPES = ("flat", "hnsw", "ivf", "ivfpq")
 FLAT_MAX = 20_000
 HNSW_MAX = 1_000_000
@@ -39,7 +41,7 @@ MIN_POINTS_PER_LIST = 39
 MAX_POINTS_PER_LIST = 64
 MAX_NLIST = 4096  # beyond this, training and assigning cost more than the finer lists save on 2-core machines
 SHARD = 1_000_000
-RERANK = 8  # ivfpq: candidates re-scored exactly per result (measured in docs/benchmarks.md)
+RERANK, MAX_RERANK = 8, 64  # ivfpq: candidates re-scored exactly per result, at first and at most
 
 
 def on_disk(n: int, dim: int, memory_budget_gb: float) -> bool:
@@ -121,8 +123,7 @@ def trained(vectors: np.ndarray, kind: str, params: dict, seed: int = 0):
     index.cp.seed = seed
     n_train = min(len(vectors), params["nlist"] * MAX_POINTS_PER_LIST)
     rows = np.sort(np.random.default_rng(seed).choice(len(vectors), n_train, replace=False))
-    index.train(np.ascontiguousarray(vectors[rows], dtype=np.float32))
-    release(vectors)
+    index.train(take(vectors, rows))  # scattered rows: read, not mapped (they would touch most pages)
     return index
 
 
@@ -242,17 +243,6 @@ def quiet():
         os.close(null)
 
 
-def release(arr) -> None:
-    """Drop the resident pages of a memory-mapped array (np.memmap or a view of one); they are read again
-    from disk when needed, so scanning a file larger than memory does not grow the process's RSS."""
-    import mmap
-
-    mm = getattr(arr, "_mmap", None)
-    if isinstance(mm, mmap.mmap):
-        with contextlib.suppress(OSError, ValueError):
-            mm.madvise(mmap.MADV_DONTNEED)
-
-
 # -------------------------------------------------------------------------------------------------- search
 def set_search_params(index, kind: str, params: dict) -> None:
     """Apply nprobe (IVF) or efSearch (HNSW) from ``params``."""
@@ -280,26 +270,7 @@ def search(index, queries: np.ndarray, k: int, stored: np.ndarray | None = None,
     return s.astype(np.float32), np.where(np.isfinite(s), ids, -1)
 
 
-def take(stored: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``stored[rows]`` as float32; rows of a memory-mapped .npy are read with ``os.pread``, so random reads
-    for re-ranking leave no pages of a file larger than memory resident in the process."""
-    fname = getattr(stored, "filename", None)
-    if not isinstance(stored, np.memmap) or fname is None or stored.dtype != np.float32 or stored.ndim != 2 \
-            or not stored.flags.c_contiguous:
-        return np.asarray(stored[rows], dtype=np.float32)
-    width = stored.shape[1] * 4
-    order = np.argsort(rows, kind="stable")
-    fd = os.open(fname, os.O_RDONLY)
-    try:
-        buf = b"".join(os.pread(fd, width, stored.offset + int(r) * width) for r in rows[order])
-    finally:
-        os.close(fd)
-    out = np.empty((len(rows), stored.shape[1]), np.float32)
-    out[order] = np.frombuffer(buf, np.float32).reshape(len(rows), -1)
-    return out
-
-
-def exact_kth(queries: np.ndarray, vectors: np.ndarray, rows: np.ndarray, k: int, chunk: int = 262144) -> np.ndarray:
+def exact_kth(queries: np.ndarray, vectors: np.ndarray, rows: np.ndarray, k: int, chunk: int = 65536) -> np.ndarray:
     """The k-th largest inner product of each query over ``vectors[rows]`` (exact, in chunks of rows)."""
     import faiss
 
@@ -335,18 +306,19 @@ def recall_at_k(index, vectors: np.ndarray, live: np.ndarray, k: int = 10, n_que
 def _queries_and_kth(vectors, live, k, n_queries, seed):
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(live), min(n_queries, len(live)), replace=False))
-    q = np.ascontiguousarray(vectors[live[pick]], dtype=np.float32)
+    q = take(vectors, live[pick])
     return q, exact_kth(q, vectors, np.sort(live), min(k, len(live)))
 
 
 def tune(index, kind: str, params: dict, vectors: np.ndarray, live: np.ndarray, target: float = 0.95,
          k: int = 10, n_queries: int | None = None, seed: int = 0) -> tuple[float, dict]:
     """Smallest nprobe / efSearch (doubling) reaching recall@k >= ``target`` on ``n_queries`` (default 1000,
-    300 beyond ``HNSW_MAX`` vectors, where each exact pass reads them all); returns (recall, params)."""
+    300 beyond ``HNSW_MAX`` vectors, where each exact pass reads them all); returns (recall, params). For
+    ivfpq, once more lists stop helping (PQ codes limit the order of the candidates), the re-ranked
+    candidates are doubled instead, up to ``MAX_RERANK`` per result."""
     params = dict(params)
     n_queries = n_queries or (1000 if len(live) <= HNSW_MAX else 300)
     cache = _queries_and_kth(vectors, live, k, n_queries, seed) if len(live) else None
-    rerank = int(params.get("rerank", 0))
     if kind == "hnsw":
         name, values = "efSearch", [16, 32, 64, 128, 256, 512, 1024]
     elif kind in ("ivf", "ivfpq"):
@@ -354,13 +326,20 @@ def tune(index, kind: str, params: dict, vectors: np.ndarray, live: np.ndarray, 
         values = sorted({min(2**i, nlist) for i in range(int(math.log2(nlist)) + 2)})
     else:
         return recall_at_k(index, vectors, live, k, _kth=cache), params
-    recall = 0.0
-    for v in values:
-        params[name] = v
+    i, prev = 0, -1.0
+    while True:
+        params[name] = values[i]
         set_search_params(index, kind, params)
-        recall = recall_at_k(index, vectors, live, k, rerank=rerank, _kth=cache)
+        recall = recall_at_k(index, vectors, live, k, rerank=int(params.get("rerank", 0)), _kth=cache)
         if recall >= target:
             break
+        if kind == "ivfpq" and recall - prev < 0.005 and params["rerank"] < MAX_RERANK:
+            params["rerank"] *= 2  # saturated: same lists, more candidates re-scored exactly
+        elif i == len(values) - 1:
+            break
+        else:
+            i += 1
+        prev = recall
     return recall, params
 
 

@@ -19,31 +19,7 @@ import numpy as np
 
 from . import __version__, _faiss
 from ._index_store import CURRENT, IndexStoreError, Meta, Version, locked
-
-
-class RowView:
-    """``vectors[rows]`` read lazily in chunks (for vectors larger than memory); supports ``len``, ``shape``
-    and slices, which is what :meth:`Version.write_vectors` and :func:`_faiss.build` need."""
-
-    def __init__(self, vectors: np.ndarray, rows: np.ndarray):
-        self.vectors, self.rows = vectors, np.asarray(rows, np.int64)
-        self.shape = (len(self.rows), vectors.shape[1])
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, sl) -> np.ndarray:
-        out = np.asarray(self.vectors[self.rows[sl]], dtype=np.float32)
-        _faiss.release(self.vectors)
-        return out
-
-
-def live_vectors(vectors: np.ndarray, rows: np.ndarray):
-    """``vectors[rows]`` without reading it: the array itself when ``rows`` is 0..N-1, else a :class:`RowView`."""
-    rows = np.asarray(rows, np.int64)
-    if len(rows) == len(vectors) and (len(rows) == 0 or (rows[0] == 0 and np.all(np.diff(rows) == 1))):
-        return vectors
-    return RowView(vectors, rows)
+from ._vectors import RowView, live_vectors
 
 
 def now_utc() -> str:

@@ -11,15 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ._index_build import RowView, create, live_vectors, model_sha, new_info, same_model
+from ._index_build import create, model_sha, new_info, same_model
 from ._index_store import FILE_COLS, IndexStoreError, Meta, ModelMismatchError, open_version
+from ._vectors import RowView, live_vectors
 
 
 def embed_output(out: Path, model, device: str = "auto"):
     """(model, files, file_of, spans (N, 2), vector parts, recorded root) of an ``audioemb embed`` output
     folder, checked against ``model`` (None: the model it records). One vector per file; files that failed,
     or whose stored vector is not finite, are kept as failed files without one."""
-    from .embed import read_embeddings
+    from ._embed_store import entries
     from .runtime import EmbeddingModel, load
 
     try:
@@ -39,25 +40,24 @@ def embed_output(out: Path, model, device: str = "auto"):
                                  f"(sha256 {str(model_sha(m))[:12]})")
     if have.get("layer") is not None:
         raise ModelMismatchError(f"{out} holds layer {have['layer']!r} embeddings; queries use the last layer")
-    files, file_of, spans, parts = [], [], [], []
-    src, rows = None, []
-    emb, records = read_embeddings(out)
-    for r in records:
-        row = r.get("row")
-        rec = {k: r.get(k) for k in FILE_COLS}
+    files, groups = [], []  # groups: [array, its rows, their files, their durations] per source array
+    for r, emb, row in entries(out):  # streamed: local output, unmerged parts or a Ray job's shards
         if row is not None:
-            v = np.asarray(emb[row], np.float32)
-            if not np.isfinite(v).all():  # written by an older version that stored them
-                rec["error"], row = "non-finite embedding (NaN or Inf) in the embed output", None
-        if row is not None:
-            if emb is not src:
-                parts += [RowView(src, rows)] if rows else []
-                src, rows = emb, []
-            rows.append(row)
-            file_of.append(len(files))
-            spans.append((0.0, float(r.get("duration_s") or 0.0)))
-        files.append(rec)
-    parts += [RowView(src, rows)] if rows else []
+            if not groups or groups[-1][0] is not emb:
+                groups.append([emb, [], [], []])
+            for lst, x in zip(groups[-1][1:], (row, len(files), float(r.get("duration_s") or 0.0))):
+                lst.append(x)
+        files.append({k: r.get(k) for k in FILE_COLS})
+    file_of, spans, parts = [], [], []
+    for emb, rows, fids, durs in groups:
+        view, ok = RowView(emb, rows), np.ones(len(rows), bool)
+        for s in range(0, len(rows), 65536):  # an older version may have stored non-finite rows
+            ok[s:s + 65536] = np.isfinite(view[s:s + 65536]).all(axis=1)
+        for i in np.flatnonzero(~ok):
+            files[fids[i]]["error"] = "non-finite embedding (NaN or Inf) in the embed output"
+        parts.append(RowView(emb, np.asarray(rows)[ok]))
+        file_of += [f for f, good in zip(fids, ok) if good]
+        spans += [(0.0, d) for d, good in zip(durs, ok) if good]
     return m, files, np.asarray(file_of, np.int64), np.asarray(spans, np.float64).reshape(-1, 2), parts, \
         have.get("root")
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _faiss
+from ._vectors import release
 from .errors import AudioembError
 from .fsio import atomic_write, fsync_path
 
@@ -162,8 +163,8 @@ class Version:
                     out[at:at + len(chunk)] = chunk
                     at += len(chunk)
                     out.flush()
-                    _faiss.release(out)
-                    _faiss.release(p)
+                    release(out)
+                    release(p)
             del out
 
         self.files["vectors"] = atomic_write(self.path("vectors"), write).name

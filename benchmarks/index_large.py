@@ -54,6 +54,7 @@ SEARCH = """
 import json, re, sys, time
 import numpy as np
 from audioemb import _faiss
+from audioemb._vectors import take
 from audioemb.index import Index
 out, path, nq = sys.argv[1], sys.argv[2], int(sys.argv[3])
 t = time.perf_counter()
@@ -61,7 +62,7 @@ idx = Index.load(out)
 open_s = time.perf_counter() - t
 v = np.load(path, mmap_mode="r")
 rng = np.random.default_rng(1)
-q = _faiss.take(v, np.sort(rng.choice(len(v), nq, replace=False)))
+q = take(v, np.sort(rng.choice(len(v), nq, replace=False)))
 q += rng.standard_normal(q.shape).astype(np.float32) * 0.01
 q /= np.linalg.norm(q, axis=1, keepdims=True)
 idx.search_vector(q[0], k=10, collapse=False)
@@ -74,7 +75,7 @@ t = time.perf_counter()
 kth = _faiss.exact_kth(q, v, np.arange(len(v)), 10)
 exact_s = time.perf_counter() - t
 rows = np.array(found)
-true = np.einsum("qd,qkd->qk", q, _faiss.take(v, rows.ravel()).reshape(*rows.shape, -1))
+true = np.einsum("qd,qkd->qk", q, take(v, rows.ravel()).reshape(*rows.shape, -1))
 print(json.dumps({"qps": qps, "recall": float((true >= kth[:, None] - 1e-5).mean()), "exact_qps": nq / exact_s,
                   "peak_mb": hwm_search, "open_s": open_s}))
 """

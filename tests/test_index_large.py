@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from audioemb.cli import app
 from typer.testing import CliRunner
 
 from audioemb import _faiss
+from audioemb._vectors import RowView, take
 from audioemb.embed import embed_folder
 from audioemb.index import Index, IndexStoreError, ModelMismatchError
 from audioemb.runtime import load
@@ -129,3 +132,21 @@ def test_build_from_embed_output_and_merge(clip_paths, tmp_path, tiny_model):
         Index.merge([tmp_path / "ia", tmp_path / "ia"], tmp_path / "m2")
     r = runner.invoke(app, ["index", "build", "-o", str(tmp_path / "x")])
     assert r.exit_code == 2 and "--from" in r.output
+
+
+def test_rows_of_memory_maps_and_views(tmp_path):
+    a = _vectors(1000, 8)
+    np.save(tmp_path / "a.npy", a)
+    m = np.load(tmp_path / "a.npy", mmap_mode="r")
+    rows = np.array([5, 3, 989, 3, 0])
+    np.testing.assert_array_equal(take(m, rows), a[rows])  # os.pread of whole rows
+    np.testing.assert_array_equal(take(m[10:], rows), a[10:][rows])  # a view: its own offset
+    np.testing.assert_array_equal(RowView(m, rows)[1:4], a[rows[1:4]])
+
+
+def test_only_the_faiss_module_imports_faiss():
+    import audioemb.cli
+
+    users = sorted(p.name for d in (audioemb.__file__, audioemb.cli.__file__) for p in Path(d).parent.rglob("*.py")
+                   if re.search(r"^\s*(import faiss|from faiss)", p.read_text(), re.M))
+    assert users == ["_faiss.py"]
