@@ -99,8 +99,8 @@ def read_config(folder: Path) -> dict:
     if int(cfg.get("format_version", 0)) > FORMAT_VERSION:
         raise ModelFolderError(f"{cfg_path}: format version {cfg['format_version']} is newer than this "
                                f"audioemb understands ({FORMAT_VERSION}); upgrade audioemb")
+    check_identity(cfg, cfg_path)  # first: an edited config is named as such
     ModelConfig.from_dict(cfg, str(cfg_path))  # types and ranges, checked once
-    check_identity(cfg, cfg_path)
     return cfg
 
 
