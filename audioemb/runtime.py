@@ -44,20 +44,19 @@ class EmbeddingModel:
 
     def __init__(self, folder: ModelFolder, backend):
         self.folder, self.backend = folder, backend
-        cfg = folder.config
-        self.config = cfg
-        self.name: str = cfg["name"]
-        self.sample_rate: int = int(cfg["sample_rate"])
-        self.embedding_dim: int = int(cfg["embedding_dim"])
-        self.frame_dim: int = int(cfg["frame_dim"])
-        self.n_layers: int = int(cfg.get("n_layers", 1))
-        inf = cfg["inference"]
-        self.window = int(round(inf["window_s"] * self.sample_rate))
-        self.min_len = int(round(inf["min_s"] * self.sample_rate))
-        hop = cfg["frontend"]["hop_length"] * cfg["frame_hop"]
+        self.config = folder.config  # the raw JSON dict; the typed, checked view is folder.model_config
+        mc = folder.model_config
+        self.name: str = mc.name
+        self.sample_rate: int = mc.sample_rate
+        self.embedding_dim: int = mc.embedding_dim
+        self.frame_dim: int = mc.frame_dim
+        self.n_layers: int = mc.n_layers
+        self.window = int(round(mc.inference.window_s * self.sample_rate))
+        self.min_len = int(round(mc.inference.min_s * self.sample_rate))
+        hop = mc.frontend.hop_length * mc.frame_hop
         self.frame_rate: float = self.sample_rate / hop
         self.frame_hop_samples: int = hop  # samples between frames; the first frame's centre is frame_offset
-        self.frame_offset: float = (cfg["frame_hop"] - 1) / 2 * cfg["frontend"]["hop_length"]
+        self.frame_offset: float = (mc.frame_hop - 1) / 2 * mc.frontend.hop_length
 
     def __repr__(self) -> str:
         return (f"EmbeddingModel({self.name!r}, dim={self.embedding_dim}, sample_rate={self.sample_rate}, "
