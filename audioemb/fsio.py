@@ -23,6 +23,16 @@ def fsync_path(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def publish(tmp: str | os.PathLike, final: str | os.PathLike) -> Path:
+    """Make a finished temporary file ``tmp`` (in ``final``'s folder) visible as ``final``, durably: fsync the
+    file, rename it over ``final``, fsync the folder. For files that an outside tool wrote under a name of
+    its own choosing (espeak-ng, festival, fluidsynth)."""
+    fsync_path(tmp)
+    os.replace(tmp, final)
+    fsync_path(Path(final).parent)
+    return Path(final)
+
+
 def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[Path], Any]) -> Path:
     """Write ``path`` atomically and durably.
 
@@ -37,13 +47,10 @@ def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[Path], A
         else:
             with open(tmp, "wb") as f:
                 f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        fsync_path(tmp)
-        os.replace(tmp, final)
+        return publish(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_path(final.parent)
-    return final
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:

@@ -38,3 +38,12 @@ def test_failed_write_keeps_old_file_and_leaves_no_temporary(tmp_path):
 def test_missing_extra_is_an_input_error():
     e = MissingExtraError("plots", "matplotlib", "plot")
     assert isinstance(e, AudioembError) and isinstance(e, ImportError) and e.exit_code == 2
+
+
+def test_publish_renames_a_tool_written_file(tmp_path):
+    from audioemb.fsio import publish
+
+    tmp = tmp_path / "clip.tmp.wav"
+    tmp.write_bytes(b"RIFF")
+    assert publish(tmp, tmp_path / "clip.wav") == tmp_path / "clip.wav"
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.wav"] and (tmp_path / "clip.wav").read_bytes() == b"RIFF"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fsio import publish
 from .sources import Item, held_out
 
 # festival voice function -> language; English voices read sentences, the others numbers
@@ -84,7 +85,7 @@ def _render_voice(voice: str, jobs: list[tuple[Path, str]]) -> None:
     for p, _ in todo:
         tmp = p.with_suffix(".tmp.wav")
         if tmp.exists() and tmp.stat().st_size > 44:
-            tmp.replace(p)
+            publish(tmp, p)
 
 
 def festival_items(cache: Path, n_texts: int = 150, workers: int = 2) -> list[Item]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ..fsio import publish
 from .sources import Item, held_out
 
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go",
@@ -48,7 +49,7 @@ def _espeak(path: Path, voice: str, pitch: int, speed: int, text: str) -> Path |
         if r.returncode != 0:
             tmp.unlink(missing_ok=True)
             return None
-        tmp.replace(path)
+        publish(tmp, path)
     return path
 
 
@@ -120,7 +121,7 @@ def _render(sf2: Path, midi: Path, wav: Path, sample_rate: int) -> None:
     subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.6", "-R", "0", "-C", "0", "-r", str(sample_rate),
                     "-O", "float", "-T", "wav", "-F", str(tmp), str(sf2), str(midi)], check=True,
                    capture_output=True)
-    tmp.replace(wav)
+    publish(tmp, wav)
 
 
 def fluidsynth_clips(sf2: Path, cache: Path, corpus: Path, sample_rate: int, seed: int = 1,
