@@ -9,8 +9,8 @@ overhead of the whole job over the model alone (target: at most 25 %), all measu
 
 The model alone runs on pre-decoded arrays with onnxruntime on every core (its fastest setting). The job is
 run three ways: decoding in the main process before each batch (``workers=0``, onnxruntime on every core);
-decoder processes beside onnxruntime sharing the cores (the default: ``embed_folder`` with a model name,
-see :func:`audioemb.embed.balanced`); and decoder processes with onnxruntime on every core (oversubscribed).
+decoder processes beside onnxruntime on every core (the default: ``embed_folder`` with a model name,
+see :func:`audioemb.embed.balanced`); and decoder processes with the cores split between them and onnxruntime.
 """
 
 from __future__ import annotations
@@ -87,9 +87,11 @@ def main(argv: list[str] | None = None) -> str:
         t_model = time.perf_counter() - t
         runs = []
         w, th = balanced(None)
+        split = load(args.model, threads=max(1, cores - w))
         for label, m, workers in [(f"decode inline, onnxruntime {cores} threads", model, 0),
                                   (f"{w} decoder process(es) + onnxruntime {th} thread(s) (default)", args.model, None),
-                                  (f"{w} decoder process(es) + onnxruntime {cores} threads", model, w)]:
+                                  (f"{w} decoder process(es) + onnxruntime {max(1, cores - w)} thread(s) (cores split)",
+                                   split, w)]:
             out = tmp / f"out{len(runs)}"
             t = time.perf_counter()
             s = embed_folder(folder, out, m, workers=workers, progress=False)
