@@ -74,7 +74,7 @@ hop {fe.hop_length} at {sr} Hz |
 {cfg.onnx.get('max_abs_diff_vs_torch', float('nan')):.1e} on real clips |
 
 {training_section(t, sr)}
-{_loss_section(curve)}
+{_loss_section(curve)}{_heldout_section(t.heldout_curve)}
 {evaluation_section(cfg)}
 
 ## Licences
@@ -175,6 +175,24 @@ def _loss_section(curve: list[dict]) -> str:
     marks = [r for r in curve if r["step"] in _marks([r["step"] for r in curve])]
     rows = "\n".join(f"| {r['step']} | {r['loss']:.4f} | {r.get('collapse_std')} |" for r in marks)
     return "![loss curve](loss.png)\n\n| step | loss | collapse_std (batch) |\n|---|---|---|\n" + rows + "\n"
+
+
+def _heldout_section(curve: tuple[dict, ...]) -> str:
+    """Held-out domain means (linear probe / kNN p@10 / few-shot) of the weights kept along the run."""
+    if not curve:
+        return ""
+    keys = [d for d in ("speech", "music", "sound") if any(f"{d}/probe_acc" in r["means"] for r in curve)]
+    if not keys:
+        return ""
+
+    def cell(m: dict, d: str) -> str:
+        return " / ".join(f"{m[k]:.3f}" if (k := f"{d}/{x}") in m else "-"
+                          for x in ("probe_acc", "knn_p10", "fewshot_acc"))
+
+    head = "| step | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys) + "\n"
+    rows = "".join(f"| {r['step']} | " + " | ".join(cell(r["means"], d) for d in keys) + " |\n" for r in curve)
+    return ("\nHeld-out figures of the weights kept along the run (domain means of linear probe / kNN p@10 / "
+            "few-shot accuracy):\n\n" + head + rows)
 
 
 def _marks(steps: list[int], n: int = 8) -> set[int]:

@@ -152,6 +152,7 @@ class TrainingRecord:
     init: dict | None = None
     parts: dict | None = None
     loss_curve: tuple[dict, ...] = ()
+    heldout_curve: tuple[dict, ...] = ()  # held-out domain means of kept checkpoints (train/heldout.py)
 
     @classmethod
     def from_dict(cls, t: dict) -> TrainingRecord:
@@ -164,7 +165,8 @@ class TrainingRecord:
                                  int(env.get("world_size") or 1), env.get("threads_per_process"),
                                  env.get("precision"), t.get("hardware")),
                    data=DataRecord.from_dict(t.get("data") or {}), init=t.get("init") or None,
-                   parts=t.get("parts"), loss_curve=tuple(t.get("loss_curve") or ()))
+                   parts=t.get("parts"), loss_curve=tuple(t.get("loss_curve") or ()),
+                   heldout_curve=tuple(t.get("heldout_curve") or ()))
 
 
 @dataclass(frozen=True)

@@ -47,3 +47,23 @@ def test_domain_means():
            "music-x": {"probe_acc": 0.9, "knn_p10": 0.8, "fewshot_acc": 0.7}}
     m = heldout.domain_means(res)
     assert m["speech/probe_acc"] == 0.6 and m["music/knn_p10"] == 0.8 and "sound/probe_acc" not in m
+
+
+def test_export_copies_the_heldout_curve_into_config_and_card(corpus, tmp_path):  # noqa: F811
+    from audioemb.card import render_card
+    from audioemb.train.package import package_run
+
+    cfg = tiny_cfg(2)
+    cfg.keep_every = 1
+    run = tmp_path / "run"
+    Trainer(cfg, corpus, run, log=lambda *_: None).fit()
+    (run / "command.json").write_text(json.dumps({"argv": "test"}))
+    rows = [{"step": s, "means": {"speech/probe_acc": 0.5 + s / 10, "speech/knn_p10": 0.25, "music/probe_acc": 0.75},
+             "results": {}} for s in (1, 2)]
+    (run / heldout.CURVE_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = package_run(run, tmp_path / "model", corpus, evaluate=False, log=lambda *_: None)
+    assert [r["step"] for r in out["training"]["heldout_curve"]] == [1, 2]
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "| step | speech | music |" in card and "| 2 | 0.700 / 0.250 / - | 0.750 / - / - |" in card
+    del out["training"]["heldout_curve"]  # a model without a curve renders as before: no section
+    assert "Held-out figures of the weights" not in render_card(out)

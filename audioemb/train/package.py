@@ -91,6 +91,13 @@ def _loss_curve(run_dir: Path) -> list[dict]:
     return sorted(rows, key=lambda r: r["step"])
 
 
+def _heldout_curve(run_dir: Path) -> list[dict]:
+    """The held-out domain means of the run's kept checkpoints, as ``train.heldout.score_kept`` recorded them."""
+    from .heldout import read_curve  # heldout imports this module
+
+    return [{"step": r["step"], "means": r["means"]} for r in read_curve(run_dir)]
+
+
 def _decode(paths: list[Path], sr: int, n: int) -> list[np.ndarray]:
     from ..audio import AudioError, load
 
@@ -238,6 +245,7 @@ def package_run(run_dir: Path, out: Path, corpus: Path | None = None, evaluate: 
             "loss_curve": [{"step": r["step"], "loss": round(r["loss"], 4),
                             "collapse_std": r.get("collapse_std")} for r in curve],
             "final_collapse_std_heldout": round(cstd, 4),
+            "heldout_curve": _heldout_curve(run_dir),
         },
     }
     with atomic_folder(out) as tmp:
