@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ._index_store import Meta
+from ._vectors import l2_normalize
 from .runtime import EmbeddingModel
 from .scan import FileEntry, is_unchanged, scan_folder
 
@@ -59,7 +60,7 @@ class _Collected:
         self.file_of += [len(self.files)] * len(spans)
         self.files.append(rec)
         self.spans += spans
-        self.vecs.append(_l2(vecs))
+        self.vecs.append(l2_normalize(vecs))
 
     def meta(self, info: dict, first_row: int = 0) -> tuple[Meta, np.ndarray]:
         v = np.concatenate(self.vecs)
@@ -78,11 +79,6 @@ def _progress(total: int, enabled: bool, label: str = "embedding") -> Iterator[C
     with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True) as bar:
         task = bar.add_task("files", total=total)
         yield lambda: bar.advance(task)
-
-
-def _l2(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, np.float32)
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
 def _plan_add(files: list[dict], scanned: list, unreadable: list, prune: bool) -> tuple[list, set[int], int]:

@@ -13,6 +13,12 @@ import os
 import numpy as np
 
 
+def l2_normalize(v: np.ndarray) -> np.ndarray:
+    """Rows of ``v`` as float32, scaled to unit L2 norm along the last axis (all-zero rows stay zero)."""
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
 def release(arr) -> None:
     """Drop the resident pages of a memory-mapped array (np.memmap or a view of one); they are read again
     from disk when needed, so scanning a file larger than memory does not grow the process's RSS."""

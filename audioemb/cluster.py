@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _faiss
+from ._vectors import l2_normalize
 from .cluster_metrics import (
     CRITERIA,
     calinski_harabasz,
@@ -48,15 +49,10 @@ class ClusterResult:
     info: dict = field(default_factory=dict)
 
 
-def _l2(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def _kmeans_once(x: np.ndarray, k: int, seed: int, niter: int = 25, nredo: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """Spherical k-means of unit vectors ``x``: (labels, unit-norm centroids)."""
     labels, centroids = _faiss.kmeans(x, k, niter=niter, nredo=nredo, seed=seed, spherical=True)
-    return labels, _l2(centroids)
+    return labels, l2_normalize(centroids)
 
 
 def kmeans(x: np.ndarray, k: int | None = None, seed: int = 0, k_range: tuple[int, int] | None = None,
@@ -73,7 +69,7 @@ def kmeans(x: np.ndarray, k: int | None = None, seed: int = 0, k_range: tuple[in
     criterion = criterion or "silhouette"
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}; got {criterion!r}")
-    x = _l2(x)
+    x = l2_normalize(x)
     n = len(x)
     if n == 0:
         raise ValueError("nothing to cluster: no vectors")
@@ -120,7 +116,7 @@ def local_aggregation(x: np.ndarray, k: int | None = None, dim: int = 64, epochs
     :func:`kmeans` (k chosen automatically when None, see :func:`choose_k`). ``clusters`` defaults to 2·k
     (or 2x the k chosen on the raw vectors), so the close neighbourhoods stay local.
     """
-    x = _l2(x)
+    x = l2_normalize(x)
     n, d = x.shape
     if n < 3:
         return kmeans(x, k, seed)
@@ -133,7 +129,7 @@ def local_aggregation(x: np.ndarray, k: int | None = None, dim: int = 64, epochs
     centred = train - train.mean(axis=0)
     w = np.linalg.svd(centred, full_matrices=False)[2][:p].T.astype(np.float32).copy()  # (d, p)
     vel = np.zeros_like(w)
-    bank = _l2(train @ w)
+    bank = l2_normalize(train @ w)
     kb = min(background, nt)
     losses = []
     for epoch in range(epochs):
@@ -153,9 +149,9 @@ def local_aggregation(x: np.ndarray, k: int | None = None, dim: int = 64, epochs
             grad += weight_decay * w
             vel = momentum * vel + grad
             w -= lr * vel
-            bank[idx] = _l2(bank_momentum * bank[idx] + (1 - bank_momentum) * v)
+            bank[idx] = l2_normalize(bank_momentum * bank[idx] + (1 - bank_momentum) * v)
         losses.append(total / nt)
-    z = _l2(x @ w)
+    z = l2_normalize(x @ w)
     res = kmeans(z, k, seed, k_range, criterion=criterion, on_k=on_k)
     res.info.update(loss_by_epoch=[round(v, 4) for v in losses], clusters=clusters, projection_dim=p,
                     trained_on=nt)

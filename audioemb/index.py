@@ -50,8 +50,9 @@ from . import _faiss, _index_build, _index_from
 from . import audio as audio_io
 from ._index_build import model_info, model_sha
 from ._index_build import same_model as _same_model
-from ._index_embed import _Collected, _embed_files, _l2, _plan_add, _progress, _scan
+from ._index_embed import _Collected, _embed_files, _plan_add, _progress, _scan
 from ._index_store import CURRENT, IndexStoreError, ModelMismatchError, locked, open_version
+from ._vectors import l2_normalize
 from .runtime import EmbeddingModel, load
 
 __all__ = ["AddSummary", "Hit", "Index", "IndexStoreError", "ModelMismatchError", "parse_query"]
@@ -287,7 +288,7 @@ class Index:
         if self._seg_of_row is None:
             self._seg_of_row = np.full(len(self._vectors), -1, np.int64)
             self._seg_of_row[self._meta.rows] = np.arange(n)
-        q = _l2(v)[None]
+        q = l2_normalize(v)[None]
         kk = min(n, 4 * k if collapse else k)
         while True:
             scores, rows = _faiss.search(self._faiss, q, kk, self._vectors, self._rerank)

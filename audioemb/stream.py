@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import audio as audio_io
+from ._vectors import l2_normalize
 
 if TYPE_CHECKING:
     from .runtime import EmbeddingModel, FrameEmbeddings, Layer
@@ -263,7 +264,7 @@ def encode_stream(model: EmbeddingModel, items: Iterable[tuple[Any, Any]], sampl
         for sub in sorted(st.accs):
             acc = st.accs[sub]
             clip = (acc.weighted / acc.weight).astype(np.float32)
-            vecs.append(_l2(clip) if normalize else clip)
+            vecs.append(l2_normalize(clip) if normalize else clip)
         if frames:
             acc = st.accs[0]
             # windows may finish out of order (batches group equal lengths): restore time order
@@ -271,7 +272,7 @@ def encode_stream(model: EmbeddingModel, items: Iterable[tuple[Any, Any]], sampl
             ts = np.concatenate([x for _, x in sorted(acc.times, key=lambda t: t[0])]).astype(np.float32)
             from .runtime import FrameEmbeddings
 
-            res.frames = FrameEmbeddings(_l2(f) if normalize else f, ts)
+            res.frames = FrameEmbeddings(l2_normalize(f) if normalize else f, ts)
         res.error = next((r for i, v in enumerate(vecs)
                           if (r := nonfinite_reason(v, res.frames if i == 0 else None, peak))), None)
         if res.error:
@@ -347,11 +348,6 @@ def encode_stream(model: EmbeddingModel, items: Iterable[tuple[Any, Any]], sampl
 def pool_frames(frames: np.ndarray) -> np.ndarray:
     """The models' pooling: concat(mean over time, max over time) of (T, D) frames."""
     return np.concatenate([frames.mean(axis=0), frames.max(axis=0)])
-
-
-def _l2(v: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(v, axis=-1, keepdims=True)
-    return v / np.maximum(n, 1e-12)
 
 
 def _as_array(x) -> np.ndarray:

@@ -87,15 +87,14 @@ def score_kept(run_dir: Path, corpus: Path, task_names: list[str] | None = None,
     model = AudioEmbedder(obj.frontend, obj.encoder)
     tasks = [t for t in corpus_tasks(Path(corpus)) if task_names is None or t.name in task_names]
     names = sorted(t.name for t in tasks)
-    done = {r["step"] for r in read_curve(run_dir) if sorted(r["results"]) == names}
+    curve = {r["step"]: r for r in read_curve(run_dir)}
     for step, path in kept_checkpoints(run_dir):
-        if step in done:
+        if step in curve and sorted(curve[step]["results"]) == names:
             continue
         weights = load_file(str(path))
         obj.load_state_dict({k[len("model."):]: v for k, v in weights.items() if k.startswith("model.")})
         results = score_weights(model, tasks)
-        row = {"step": step, "means": domain_means(results), "results": results}
-        curve = sorted([r for r in read_curve(run_dir) if r["step"] != step] + [row], key=lambda r: r["step"])
-        atomic_write(run_dir / CURVE_FILE, "".join(json.dumps(r) + "\n" for r in curve))
-        log(f"step {step}: " + "  ".join(f"{k} {v:.3f}" for k, v in row["means"].items()))
-    return read_curve(run_dir)
+        curve[step] = {"step": step, "means": domain_means(results), "results": results}
+        atomic_write(run_dir / CURVE_FILE, "".join(json.dumps(curve[s]) + "\n" for s in sorted(curve)))
+        log(f"step {step}: " + "  ".join(f"{k} {v:.3f}" for k, v in curve[step]["means"].items()))
+    return [curve[s] for s in sorted(curve)]
