@@ -120,6 +120,8 @@ def data_line(data: DataRecord, sr: int) -> str:
         line += f", manifest sha256 `{str(data.manifest_sha256)[:16]}…`"
     if data.file_list_sha256:
         line += f", file-list sha256 `{str(data.file_list_sha256)[:16]}…`"
+    if data.subset:
+        line += f"; {data.subset}"
     return line + "\n"
 
 

@@ -75,6 +75,13 @@ class InferenceConfig:
     pooling: str = ""
 
 
+def _subset_text(sub: dict | None) -> str | None:
+    if not sub:
+        return None
+    return (f"a random {float(sub['fraction']):.0%} of the corpus's training clips (seed {sub.get('seed', 0)}, the "
+            f"same fraction of every source), coded as {sub.get('codec', '?')}: {sub.get('why', '')}").rstrip(": ")
+
+
 @dataclass(frozen=True)
 class DataRecord:
     """What a model was trained on, as its run recorded it (``training.data``).
@@ -96,6 +103,7 @@ class DataRecord:
     file_list_sha256: str | None = None
     licences: tuple[tuple[str, str], ...] = ()
     unlicensed: tuple[str, ...] = ()
+    subset: str | None = None  # how a subset of the corpus was drawn (and coded), when the run used one
 
     @classmethod
     def from_dict(cls, d: dict) -> DataRecord:
@@ -113,7 +121,7 @@ class DataRecord:
                    files=d.get("files"), clips=d.get("clips", d.get("train_clips")),
                    hours=d.get("hours", d.get("train_hours")), skipped=int(d.get("skipped") or 0),
                    manifest_sha256=d.get("manifest_sha256"), file_list_sha256=d.get("file_list_sha256"),
-                   licences=tuple(pairs), unlicensed=tuple(unlicensed))
+                   licences=tuple(pairs), unlicensed=tuple(unlicensed), subset=_subset_text(d.get("subset")))
 
 
 @dataclass(frozen=True)

@@ -43,3 +43,14 @@ def test_card_of_own_folders_claims_no_licence(tiny_model):
     card = render_card(cfg)
     assert "the folder `field_recordings`: 3 audio files" in card
     assert "audioemb records no licence" in card and "Debian" not in card and "Apache-2.0. Training audio" not in card
+
+
+def test_card_says_when_a_run_trained_on_a_coded_subset():
+    from audioemb.card import data_line
+    from audioemb.model_config import DataRecord
+
+    sub = {"fraction": 0.27, "seed": 0, "codec": "Ogg/Opus at about 11 kbit/s", "why": "it had to travel"}
+    line = data_line(DataRecord.from_dict({"kind": "corpus", "corpus": "/tmp/corpus", "data_tag": "debian2",
+                                           "clips": 10, "hours": 1.0, "subset": sub}), 16000)
+    assert "a random 27% of the corpus's training clips (seed 0" in line and "Ogg/Opus at about 11 kbit/s" in line
+    assert "subset" not in data_line(DataRecord.from_dict({"kind": "corpus", "clips": 10}), 16000)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -63,6 +64,40 @@ def test_pack_and_deterministic_batches(corpus, clips16k):
         b.close()
 
 
+def test_crops_are_cut_before_conversion_with_the_same_values(corpus):
+    """make_batch crops the int16 pack before converting: the batch equals crops of the float clips."""
+    from audioemb.train.data import random_crop
+
+    pack = load_pack(corpus, log=lambda *_: None)
+    loader = CropLoader(pack, 5, 0.7, n_crops=2, seed=3)
+    try:
+        clips, got = loader.make_batch(11)
+    finally:
+        loader.close()
+    rng = np.random.default_rng([3, 11])
+    ref_clips = loader.indices[rng.integers(0, len(loader.indices), 5)]
+    ref = np.stack([[random_crop(pack.clip(int(c)), loader.crop, rng) for _ in range(2)] for c in ref_clips])
+    assert np.array_equal(clips, ref_clips) and got.dtype == np.float32 and np.array_equal(got, ref)
+
+
+def test_time_budget_sets_the_length_from_the_measured_speed(corpus, tmp_path, monkeypatch):
+    from audioemb.train import trainer as trainer_mod
+    from audioemb.train.config import budget_steps
+
+    cfg = replace(tiny_cfg(40), time_budget_s=100.0, warmup_steps=2)
+    assert budget_steps(cfg, 10, 40.0, 1.0) == 40  # 60 s left at 1 s/step: the recipe's 40 steps fit
+    assert budget_steps(cfg, 10, 90.0, 1.0) == 20
+    assert budget_steps(cfg, 10, 200.0, 1.0) == 11  # over budget: stop after the next step
+    monkeypatch.setattr(trainer_mod, "BUDGET_WARMUP_STEPS", 1)
+    monkeypatch.setattr(trainer_mod, "BUDGET_CALIBRATION_STEPS", 2)
+    run = tmp_path / "run"
+    t = Trainer(replace(cfg, time_budget_s=1e-6), corpus, run, log=lambda *_: None)
+    assert t.fit()["steps"] == 4  # calibrated at steps 1..3, then over budget: one more step
+    assert json.loads((run / "config.json").read_text())["steps"] == 4
+    again = Trainer(replace(cfg, time_budget_s=1e-6), corpus, run, log=lambda *_: None)  # same command resumes
+    assert again.step == 4 and again.cfg.steps == 4
+
+
 def tiny_cfg(steps: int) -> TrainConfig:
     return TrainConfig(name="byol-tiny.test", objective="byol", objective_params={"proj_dim": 16, "hidden": 32},
                        encoder={"type": "audiontt", "channels": 8, "hidden": 32}, steps=steps, batch_size=4,
@@ -112,7 +147,6 @@ def test_reclustering_objective_resumes_exactly(corpus, tmp_path):
                       encoder={"type": "audiontt", "channels": 8, "hidden": 32}, steps=6, batch_size=4, crop_s=0.5,
                       log_every=2, ckpt_every=2, stats_clips=8, warmup_steps=1, epoch_steps=2)
     Trainer(cfg, corpus, tmp_path / "straight", log=lambda *_: None).fit()
-    from dataclasses import replace
 
     Trainer(replace(cfg, stop_at=4), corpus, tmp_path / "resumed", log=lambda *_: None).fit()  # stopped at an epoch
     Trainer(cfg, corpus, tmp_path / "resumed", log=lambda *_: None).fit()
@@ -147,3 +181,39 @@ def test_checkpoint_is_one_file_and_old_format_still_loads(tmp_path):
     info = load_checkpoint(old / "checkpoint.safetensors", model2, opt2)
     assert info["step"] == 7 and torch.equal(model2.weight, model.weight)
     assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+
+
+def test_slim_checkpoint_exports_like_the_full_one_and_refuses_to_resume(corpus, tmp_path):
+    """A weights-only copy (encoder + frontend, as a GPU run brings back) loads for export and scoring."""
+    import shutil
+
+    from audioemb.train.checkpoint import slim_checkpoint
+    from audioemb.train.heldout import kept_checkpoints
+    from audioemb.train.package import load_run
+
+    run, slim = tmp_path / "run", tmp_path / "slim"
+    Trainer(replace(tiny_cfg(4), keep_every=2), corpus, run, log=lambda *_: None).fit()
+    shutil.copytree(run, slim, ignore=shutil.ignore_patterns("*.safetensors"))
+    slim_checkpoint(run / "checkpoint.safetensors", slim / "checkpoint.safetensors")
+    for _, path in kept_checkpoints(run):
+        slim_checkpoint(path, slim / "kept" / path.name, dtype=torch.float16)
+    assert (slim / "checkpoint.safetensors").stat().st_size < (run / "checkpoint.safetensors").stat().st_size / 3
+    _, full_obj, _ = load_run(run)
+    _, slim_obj, meta = load_run(slim)
+    assert meta["step"] == 4 and meta["weights_only"] == ["encoder", "frontend"]
+    for k, v in full_obj.encoder.state_dict().items():
+        assert torch.equal(v, slim_obj.encoder.state_dict()[k]), k
+    with pytest.raises(ValueError, match="weights only"):
+        Trainer(replace(tiny_cfg(4), keep_every=2), corpus, slim, log=lambda *_: None)
+    from safetensors.torch import load_file
+
+    from audioemb.train.checkpoint import load_weights
+
+    kept = load_file(str(slim / "kept" / "checkpoint-0000002.safetensors"))
+    assert all(v.dtype == torch.float16 for v in kept.values() if v.is_floating_point())
+    load_weights(slim_obj, {k[6:]: v for k, v in kept.items()}, ["encoder", "frontend"])
+    with pytest.raises(KeyError, match="missing"):
+        load_weights(slim_obj, {}, ["encoder"])
+    from audioemb.train.heldout import score_kept
+
+    assert [r["step"] for r in score_kept(slim, corpus, log=lambda *_: None)] == [2, 4]

@@ -55,8 +55,11 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     tensors = load_file(str(path))
     info = read_meta(path)
     info["extra"] = {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")}
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    load_weights(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, info.get("weights_only"))
     if optimizer is not None:
+        if info.get("weights_only"):
+            raise ValueError(f"{path} holds weights only ({', '.join(info['weights_only'])}); it cannot resume "
+                             "training")
         state: dict[int, dict] = {}
         for k, v in tensors.items():
             if k.startswith("opt."):
@@ -66,3 +69,37 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
             state.setdefault(int(pid), {}).update(sc)
         optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
     return info
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], weights_only: list[str] | None) -> None:
+    """Load ``state`` into ``model``: all of it, or (a :func:`slim_checkpoint`) every tensor of the
+    ``weights_only`` sub-modules, in the model's dtype."""
+    if not weights_only:
+        model.load_state_dict(state)
+        return
+    own = model.state_dict()
+    need = {k for k in own if k.split(".", 1)[0] in weights_only}
+    if need - set(state) or set(state) - need:
+        raise KeyError(f"weights-only checkpoint of {weights_only}: missing {sorted(need - set(state))[:3]}, "
+                       f"unexpected {sorted(set(state) - need)[:3]}")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=False)
+
+
+def slim_checkpoint(src: Path, dst: Path, keep: tuple[str, ...] = ("encoder", "frontend"),
+                    dtype: torch.dtype | None = None) -> None:
+    """A weights-only copy of checkpoint ``src`` (or of a kept copy): the ``keep`` sub-modules (by default
+    what export and held-out scoring read), optionally cast to ``dtype``, with the meta and no optimizer,
+    heads or target networks. Small enough to bring a GPU run's results back; it cannot resume training."""
+    src = Path(src)
+    tensors = load_file(str(src))
+    with safe_open(str(src), framework="pt") as f:
+        header = dict(f.metadata() or {})
+    slim = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
+            for k, v in tensors.items() if k.startswith("model.") and k.split(".")[1] in keep}
+    if META_KEY in header or src.with_name(src.name + ".json").exists():  # a run's checkpoint, either format
+        info = read_meta(src)
+        info.pop("opt_scalars", None)
+        header[META_KEY] = json.dumps({**info, "weights_only": list(keep)})
+    else:  # a kept copy: its header holds the step only
+        header["weights_only"] = json.dumps(list(keep))
+    atomic_write(Path(dst), lambda tmp: save_file(slim, str(tmp), metadata=header))

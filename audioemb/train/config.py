@@ -13,7 +13,9 @@ from ..nn.frontend import LogMelConfig
 COLLAPSE_THRESHOLD = 0.05  # collapse_std below this (healthy runs sit near 1) counts as collapsed
 # Settings that say how a run is executed, not what it learns: they may change when a run resumes.
 RUNTIME_FIELDS = frozenset({"device", "threads", "log_every", "ckpt_every", "check_sync", "channels_last",
-                            "stop_at", "keep_every"})
+                            "stop_at", "keep_every", "time_budget_s"})
+BUDGET_WARMUP_STEPS = 20  # steps not timed (compilation, caches) before the calibration steps
+BUDGET_CALIBRATION_STEPS = 200  # steps timed before ``time_budget_s`` sets ``steps``
 
 
 class ConfigError(AudioembError, ValueError):
@@ -50,6 +52,7 @@ class TrainConfig:
     check_sync: int = 0  # under DDP, every this many steps check that all ranks hold identical weights
     stop_at: int = 0  # stop (with a checkpoint) after this step, to resume later; 0: train all ``steps``
     keep_every: int = 0  # also keep checkpoint-<step>.safetensors every this many steps (held-out curves)
+    time_budget_s: float = 0  # >0: after the calibration steps, lower ``steps`` so that training ends in this time
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):
@@ -88,6 +91,15 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     p = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def budget_steps(cfg: TrainConfig, step: int, elapsed_s: float, s_per_step: float) -> int:
+    """The run's length in steps when ``cfg.time_budget_s`` of training time is to be spent: the steps
+    that fit in the time left at the measured ``s_per_step``, never more than ``cfg.steps`` and never
+    fewer than the warm-up."""
+    left = max(0.0, cfg.time_budget_s - elapsed_s)
+    fit = step + int(left / max(1e-9, s_per_step))
+    return int(min(cfg.steps, max(fit, cfg.warmup_steps + 1, step + 1)))
 
 
 def resolve_device(device: str) -> str:

@@ -72,12 +72,16 @@ def load_pack(corpus: Path, split: str = "train", log=print) -> Pack:
                 idx["paths"], idx["sample_rate"])
 
 
+def _to_float(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.float32) / 32768.0 if x.dtype == np.int16 else x
+
+
 def random_crop(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """A random ``n``-sample window of ``x``; shorter clips are zero-padded at a random offset."""
     if len(x) >= n:
         s = int(rng.integers(0, len(x) - n + 1))
         return x[s:s + n]
-    out = np.zeros(n, dtype=np.float32)
+    out = np.zeros(n, dtype=x.dtype)
     s = int(rng.integers(0, n - len(x) + 1))
     out[s:s + len(x)] = x
     return out
@@ -113,16 +117,17 @@ class CropLoader:
         clips = self.indices[rng.integers(0, len(self.indices), self.batch_size)]
         out = np.empty((self.batch_size, self.n_crops, self.crop), dtype=np.float32)
         for b, ci in enumerate(clips):
-            x = self.pack.clip(int(ci))
+            o, n = int(self.pack.offsets[ci]), int(self.pack.lengths[ci])
+            x = self.pack.audio[o:o + n]  # int16: crop first, convert only the crop (same values as clip())
             for k in range(self.n_crops):
                 if self.speed:
                     factor = 1 + float(rng.uniform(-self.speed, self.speed))
                     need = int(np.ceil(self.crop * factor)) + 8
-                    seg = random_crop(x, need, rng)
+                    seg = _to_float(random_crop(x, need, rng))
                     seg = soxr.resample(seg, self.pack.sample_rate * factor, self.pack.sample_rate, quality="LQ")
                     out[b, k] = random_crop(seg.astype(np.float32), self.crop, rng)
                 else:
-                    out[b, k] = random_crop(x, self.crop, rng)
+                    out[b, k] = _to_float(random_crop(x, self.crop, rng))
         return clips, out
 
     def _work(self) -> None:

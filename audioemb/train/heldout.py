@@ -22,6 +22,7 @@ from ..eval.data import LabelledSet
 from ..eval.run import corpus_tasks, score
 from ..fsio import atomic_write
 from ..nn.model import AudioEmbedder
+from .checkpoint import load_weights
 from .package import load_run
 
 CURVE_FILE = "heldout.jsonl"
@@ -92,7 +93,10 @@ def score_kept(run_dir: Path, corpus: Path, task_names: list[str] | None = None,
         if step in curve and sorted(curve[step]["results"]) == names:
             continue
         weights = load_file(str(path))
-        obj.load_state_dict({k[len("model."):]: v for k, v in weights.items() if k.startswith("model.")})
+        with safe_open(str(path), framework="pt") as f:
+            slim = (f.metadata() or {}).get("weights_only")
+        load_weights(obj, {k[len("model."):]: v for k, v in weights.items() if k.startswith("model.")},
+                     json.loads(slim) if slim else None)
         results = score_weights(model, tasks)
         curve[step] = {"step": step, "means": domain_means(results), "results": results}
         atomic_write(run_dir / CURVE_FILE, "".join(json.dumps(curve[s]) + "\n" for s in sorted(curve)))

@@ -39,6 +39,8 @@ def open_data(corpus: Path | None, folders: list[Path] | None, run_dir: Path, sa
                "hours": round(float(pack.lengths.sum()) / pack.sample_rate / 3600, 4),
                "file_list_sha256": file_list_sha256(pack.paths), "licences": recipe.get("licences", []),
                "packages": {k: v.get("version") for k, v in recipe.get("packages", {}).items()}}
+    if recipe.get("subset"):  # e.g. the Opus-coded subset that travels to a lent GPU (benchmarks/gpu)
+        summary["subset"] = recipe["subset"]
     return pack, summary
 
 

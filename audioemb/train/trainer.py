@@ -12,7 +12,7 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,17 @@ from ..nn.views import Views
 from ..objectives import get_objective
 from ..objectives.base import Batch, TrainerView
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import COLLAPSE_THRESHOLD, ConfigError, TrainConfig, collapse_std, lr_at, resolve_device
+from .config import (
+    BUDGET_CALIBRATION_STEPS,
+    BUDGET_WARMUP_STEPS,
+    COLLAPSE_THRESHOLD,
+    ConfigError,
+    TrainConfig,
+    budget_steps,
+    collapse_std,
+    lr_at,
+    resolve_device,
+)
 from .data import CropLoader
 from .runinfo import apply_init, env_info, open_data
 
@@ -62,6 +72,8 @@ class Trainer:
         self.ckpt = self.run_dir / "checkpoint.safetensors"
         if saved.exists() and self.ckpt.exists():
             old = TrainConfig.from_dict(json.loads(saved.read_text()))
+            if cfg.time_budget_s and {**old.learned(), "steps": cfg.steps} == cfg.learned():
+                cfg = self.cfg = replace(cfg, steps=old.steps)  # the budget already set this run's length
             if old.learned() != cfg.learned():
                 diff = sorted(k for k, v in cfg.learned().items() if old.learned().get(k) != v)
                 raise ConfigError(f"{self.run_dir} holds a run with other settings ({', '.join(diff)}); "
@@ -146,6 +158,7 @@ class Trainer:
 
     def fit(self) -> dict:
         cfg, obj = self.cfg, self.objective
+        self._fit_step0 = self.step
         loader = CropLoader(self.pack, cfg.batch_size, cfg.crop_s, obj.n_crops, cfg.speed, cfg.seed, self.step,
                             rank=self.rank, world=self.world)
         log_f = open(self.run_dir / "log.jsonl", "a") if self.is_main else None
@@ -156,8 +169,18 @@ class Trainer:
         t_last = time.time()
         t_window, views_window = time.time(), 0
         end = min(cfg.steps, cfg.stop_at) if cfg.stop_at else cfg.steps
+        t_fit, calib = time.time(), None  # calib: (step, time) once the warm-up steps are done
         try:
             while self.step < end:
+                if cfg.time_budget_s and calib is None and self.step >= self._fit_step0 + BUDGET_WARMUP_STEPS:
+                    calib = (self.step, time.time())
+                if calib is not None and self.step == calib[0] + BUDGET_CALIBRATION_STEPS:
+                    cfg = self._apply_budget(time.time() - t_fit, (time.time() - calib[1]) / BUDGET_CALIBRATION_STEPS)
+                    end = min(cfg.steps, cfg.stop_at) if cfg.stop_at else cfg.steps
+                    calib = (-1, 0.0)
+                    if self.step >= end:
+                        self.save()
+                        break
                 step, clips, batch = next(loader)
                 assert step == self.step
                 hook_s = 0.0
@@ -212,6 +235,22 @@ class Trainer:
                 if f is not None:
                     f.close()
         return {"steps": self.step, "wall_s": self.wall_s}
+
+    def _apply_budget(self, elapsed_s: float, s_per_step: float) -> TrainConfig:
+        """Set ``steps`` from the measured speed so that training ends within ``time_budget_s``; rank 0
+        decides, every rank follows, and ``config.json`` records the length actually trained."""
+        steps = budget_steps(self.cfg, self.step, elapsed_s, s_per_step)
+        if self.world > 1:
+            t = torch.tensor([steps], dtype=torch.int64, device=self.device)
+            torch.distributed.broadcast(t, 0)
+            steps = int(t.item())
+        if steps != self.cfg.steps:
+            self.log(f"time budget {self.cfg.time_budget_s:.0f} s at {s_per_step * 1000:.1f} ms/step: "
+                     f"{steps} steps instead of {self.cfg.steps}")
+            self.cfg = replace(self.cfg, steps=steps)
+            if self.is_main:
+                atomic_write_json(self.run_dir / "config.json", asdict(self.cfg), indent=1)
+        return self.cfg
 
     def view(self) -> TrainerView:
         """What the objectives' epoch hooks see of this trainer (see :class:`TrainerView`)."""
