@@ -68,6 +68,8 @@ class TorchBackend:
         self.module = load_module(folder).to(device).eval()
 
     def run(self, wav: np.ndarray, layers: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        with self.torch.inference_mode():
+        # cuDNN runs float32 convolutions in TF32 by default: on an H200 that moved embeddings by up to 0.014
+        # from onnxruntime on the CPU (docs/gpu.md), so the reference backend keeps full float32
+        with self.torch.inference_mode(), self.torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
             e, f, h = self.module(self.torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)).to(self.device))
         return e.cpu().numpy(), f.cpu().numpy(), (h.cpu().numpy() if layers else None)

@@ -52,3 +52,24 @@ def test_learning_table_shows_the_gap_and_the_seed_spread():
     assert lines[2].startswith("| learns | 0.800 · 0.700 ± 0.010 · +0.100 |") and lines[2].endswith("| yes |")
     assert lines[3].endswith("| **no** |")
     assert rules.seed_std_of_mean(_res(0.5, 0.02), "probe_acc") == pytest.approx(0.02)
+
+
+def test_a_flagship_needs_its_bars_on_every_domain_and_music_pitch():
+    tasks = ("speech-a", "music-pitch", "music-b", "sound-a")
+
+    def res(v: float, pitch: float | None = None) -> dict:
+        row = {t: {"probe_acc": v, "knn_p10": v - 0.2, "fewshot_acc": v - 0.1} for t in tasks}
+        if pitch is not None:
+            row["music-pitch"]["probe_acc"] = pitch
+        return row
+
+    stored = {"f-m.x": res(0.80), "f-m.x@random-init": res(0.70), "logmel-stats": res(0.78, 0.79)}
+    assert rules.is_flagship("f-m.x") and not rules.is_flagship("npc-s.debian")
+    misses = rules.flagship_misses("f-m.x", stored)
+    # +0.02 over log-mel on speech and sound, +0.015 on music: each fails the +0.03 bars
+    assert "speech probe 0.800 − logmel-stats 0.780 = +0.020 < +0.03" in misses
+    assert not any("random-init" in m for m in misses) and not any("pitch probe" in m for m in misses)
+    stored["logmel-stats"] = res(0.70, 0.81)
+    assert rules.flagship_misses("f-m.x", stored) == ["music-pitch probe 0.800 < logmel-stats 0.810"]
+    best, all_misses = rules.pick_default({"f-m.x": stored})  # clears the general rule but not its own bars
+    assert best is None and all_misses["f-m.x"] == ["music-pitch probe 0.800 < logmel-stats 0.810"]

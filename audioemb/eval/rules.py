@@ -14,7 +14,12 @@ SHORT = {"probe_acc": "probe", "knn_p10": "kNN p@10", "fewshot_acc": "few-shot",
 RULE_TEXT = ("A model can be the default when, on the speech mean and on the music mean, it scores above log-mel "
              "mean+std and above its own encoder with random weights (mean of the random seeds) in the linear "
              "probe, in kNN precision@10 and in the few-shot probe. Among the models that can, the default is the "
-             "one with the highest mean of those three overall means.")
+             "one with the highest mean of those three overall means. A flagship (`-m`) model must also clear its "
+             "bars (issue 11): at least 0.03 above both baselines on the speech, music and sound means in the "
+             "linear probe and in kNN p@10, and music-pitch at least log-mel's.")
+FLAGSHIP_MARGIN = 0.03
+FLAGSHIP_DOMAINS = ("speech", "music", "sound")
+FLAGSHIP_METRICS = ("probe_acc", "knn_p10")
 
 
 def domain(task: str) -> str:
@@ -53,6 +58,35 @@ def rule_misses(name: str, results: dict) -> list[str]:
     return misses
 
 
+def is_flagship(name: str) -> bool:
+    """A flagship model: the ``-m`` size (``byol_frames-m.debian2``)."""
+    return "-m." in name or name.endswith("-m")
+
+
+def flagship_misses(name: str, results: dict) -> list[str]:
+    """Where ``name`` misses the flagship bars, one phrase each: +0.03 over log-mel and over its random-init
+    encoder on each domain mean in probe and kNN p@10, and the music-pitch probe at least log-mel's."""
+    res, misses = results[name], []
+    for b in (f"{name}@random-init", LOGMEL):
+        if b not in results:
+            misses.append(f"no {b} figures")
+            continue
+        for dom in FLAGSHIP_DOMAINS:
+            for metric in FLAGSHIP_METRICS:
+                own, ref = mean(res, metric, dom), mean(results[b], metric, dom)
+                if own is None or ref is None:
+                    misses.append(f"no {dom} {SHORT[metric]} figures")
+                elif own - ref < FLAGSHIP_MARGIN:
+                    misses.append(f"{dom} {SHORT[metric]} {own:.3f} − {b} {ref:.3f} = {own - ref:+.3f} < "
+                                  f"+{FLAGSHIP_MARGIN}")
+    pitch, ref = res.get("music-pitch", {}).get("probe_acc"), results.get(LOGMEL, {}).get("music-pitch", {})
+    if pitch is None or ref.get("probe_acc") is None:
+        misses.append("no music-pitch probe figures")
+    elif pitch < ref["probe_acc"]:
+        misses.append(f"music-pitch probe {pitch:.3f} < {LOGMEL} {ref['probe_acc']:.3f}")
+    return misses
+
+
 def rule_score(name: str, results: dict) -> float:
     """What ranks eligible models: the mean of the overall probe, kNN p@10 and few-shot means."""
     vals = [mean(results[name], m) for m in RULE_METRICS]
@@ -61,7 +95,8 @@ def rule_score(name: str, results: dict) -> float:
 
 def pick_default(all_results: dict[str, dict]) -> tuple[str | None, dict[str, list[str]]]:
     """(the model the rule picks or None, {model: its misses}) over ``{model: its stored results}``."""
-    misses = {n: rule_misses(n, r) for n, r in all_results.items() if n in r}
+    misses = {n: rule_misses(n, r) + (flagship_misses(n, r) if is_flagship(n) else [])
+              for n, r in all_results.items() if n in r}
     ok = [n for n, m in misses.items() if not m]
     best = max(ok, key=lambda n: rule_score(n, all_results[n])) if ok else None
     return best, misses

@@ -95,6 +95,12 @@ def verdict(name: str, results: dict) -> str:
     if not {rules.domain(t) for t in results[name]} & set(rules.RULE_DOMAINS):
         return "\n\n".join(out)
     misses = rules.rule_misses(name, results)
+    if rules.is_flagship(name):
+        bars = rules.flagship_misses(name, results)
+        n = 2 * len(rules.FLAGSHIP_DOMAINS) * len(rules.FLAGSHIP_METRICS) + 1
+        out.append(f"Flagship bars: it clears {n - len(bars)} of {n}. "
+                   + ("**It clears them all.**" if not bars else f"**It misses**: {'; '.join(bars)}."))
+        misses = [m for m in misses if m not in bars] + bars
     out.append("Default-model rule: " + rules.RULE_TEXT + " "
                + ("**This model clears it.**" if not misses else f"**Misses it**: {'; '.join(misses)}."))
     return "\n\n".join(out)
