@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import heapq
+import itertools
 import json
 import os
 import time
@@ -58,8 +59,11 @@ def _shard_id(rels: list[str], sizes, mtimes) -> str:
 
 def _embed_batch(batch: dict, root: str, out: str, model_ref: str, batch_size: int, layer: Layer,
                  normalize: bool, frames: bool) -> dict:
-    """One Ray task: embed a batch of files and write its shard; returns the shard's name and counts."""
+    """One Ray task: embed a batch of files and write its shard; returns the shard's name, counts, the worker's
+    pid and its clock (``time.time()``) at start, model loaded, files embedded and shard written."""
+    t0 = time.time()
     m, root_p, out_p = _model(model_ref), Path(root), Path(out)
+    t1 = time.time()
     rels = [os.fsdecode(bytes(r)) for r in batch["rel"]]  # bytes: a name need not be valid UTF-8
     entries = [FileEntry(root_p / r if root_p.is_dir() else root_p, r, int(s), int(t))
                for r, s, t in zip(rels, batch["size"], batch["mtime_ns"])]
@@ -78,11 +82,13 @@ def _embed_batch(batch: dict, root: str, out: str, model_ref: str, batch_size: i
             embs.append(r.clip)
         recs.append(rec)
     recs.sort(key=lambda x: x["path"])  # the input batch is sorted already; keep the shard's order certain
+    t2 = time.time()
     emb = np.stack(embs) if embs else np.zeros((0, m.embedding_dim), np.float32)
     (out_p / "shards").mkdir(exist_ok=True)
     atomic_write(out_p / (name + ".npy"), lambda p: save_npy(p, emb))
     atomic_write(out_p / (name + ".jsonl"), lambda p: write_jsonl(p, recs))
-    return {"shard": [name], "embedded": [len(embs)], "failed": [len(recs) - len(embs)]}
+    return {"shard": [name], "embedded": [len(embs)], "failed": [len(recs) - len(embs)], "pid": [os.getpid()],
+            "clock": [[t0, t1, t2, time.time()]]}
 
 
 def _shards(out: Path) -> list[str]:
@@ -97,16 +103,19 @@ def _sorted_records(out: Path, names: list[str]):
 def embed_folder_ray(root: str | os.PathLike, out: str | os.PathLike, model: str | EmbeddingModel | None = None,
                      address: str | None = None, batch_size: int = 32, files_per_task: int = 64,
                      workers: int | None = None, frames: bool = False, layer: Layer = None, normalize: bool = True,
-                     prune: bool = False, new_root: bool = False,
-                     log: Callable[[str], None] | None = None) -> EmbedSummary:
+                     prune: bool = False, new_root: bool = False, log: Callable[[str], None] | None = None,
+                     timings: dict | None = None) -> EmbedSummary:
     """Embed every audio file under ``root`` into ``out`` as shards, on the Ray cluster at ``address``
     (None: ``RAY_ADDRESS``, or a local one). ``workers`` caps the tasks running at once (None: one per
-    CPU of the cluster). Same options, rules and summary as :func:`audioemb.embed.embed_folder`."""
+    CPU of the cluster). Same options, rules and summary as :func:`audioemb.embed.embed_folder`. A ``timings``
+    dict is filled with the driver's phases (seconds) and each task's (see :func:`_timed`)."""
     ray = require("ray", "embed --ray", "ray")
     require("ray.data", "embed --ray", "ray")
     t0 = time.time()
+    clocks = {"start": t0}
     root, out = Path(root), Path(out)
     m = model if isinstance(model, EmbeddingModel) else load(model)
+    clocks["model"] = time.time()
     m.check_layer(layer)
     if (out / "manifest.jsonl").exists() or (out / "parts").exists():
         raise EmbedError(f"{out} holds a local job's output (manifest.jsonl); a Ray job writes shards. Use "
@@ -120,9 +129,12 @@ def embed_folder_ray(root: str | os.PathLike, out: str | os.PathLike, model: str
         drop = prune or len(gone) <= PRUNE_FREE
         ok = 0
         new: list[str] = []
+        tasks: list[tuple] = []
+        clocks["plan"] = clocks["ray_init"] = clocks["execute"] = time.time()
         if len(todo):
             if not ray.is_initialized():
                 ray.init(address=address, log_to_driver=False, include_dashboard=False)
+            clocks["ray_init"] = time.time()
             items = [{"rel": os.fsencode(r), "size": s, "mtime_ns": t} for r, s, t in todo]
             ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(todo) // files_per_task)))
             ds = ds.map_batches(_embed_batch, batch_size=files_per_task, batch_format="numpy", num_cpus=1,
@@ -133,6 +145,10 @@ def embed_folder_ray(root: str | os.PathLike, out: str | os.PathLike, model: str
             for row in ds.iter_rows():
                 new.append(str(row["shard"]))
                 ok += int(row["embedded"])
+                tasks.append((int(row["pid"]), *map(float, row["clock"])))
+            clocks["execute"] = time.time()
+            if timings is not None:
+                timings["ray_data_stats"] = ds.stats()
         remove = sorted(set(p.replaced) | (set(gone) if drop else set()))
         kept_shards = _rewrite(out, old, remove)
         removed = len(gone) if drop else 0
@@ -145,9 +161,23 @@ def embed_folder_ray(root: str | os.PathLike, out: str | os.PathLike, model: str
             warned += bool(r.get("warning"))
         summary = EmbedSummary(len(scan), ok, kept, failed, removed, time.time() - t0, out,
                                gone_kept=0 if drop else len(gone), unreadable=scan.unreadable, warned=warned)
+    if timings is not None:
+        timings.update(_timed(clocks, tasks, time.time()))
     if log:
         log(summary.line())
     return summary
+
+
+def _timed(clocks: dict, tasks: list[tuple], end: float) -> dict:
+    """The driver's phases in seconds (model load, listing and plan, ``ray.init``, the Ray Data execution,
+    the final merge and commit) and each task's (worker pid, start after the execution began, model load,
+    decode + embed, shard write). Task clocks are the workers' own, so offsets assume synchronised clocks."""
+    names = ["start", "model", "plan", "ray_init", "execute"]
+    out = {f"{b}_s": clocks[b] - clocks[a] for a, b in itertools.pairwise(names)}
+    out["merge_s"], out["total_s"] = end - clocks["execute"], end - clocks["start"]
+    out["tasks"] = [{"pid": pid, "start_s": t0 - clocks["ray_init"], "model_s": t1 - t0, "embed_s": t2 - t1,
+                     "write_s": t3 - t2} for pid, t0, t1, t2, t3 in sorted(tasks, key=lambda t: t[1])]
+    return out
 
 
 def _retry_forever() -> dict:

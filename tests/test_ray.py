@@ -52,6 +52,7 @@ def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ray")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    env["RAY_worker_niceness"] = "0"  # Ray's default (+15) starves the workers on a busy machine
     head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--num-cpus", "2",
                              "--port", str(port), "--include-dashboard", "false", "--temp-dir", str(tmp / "t"),
                              "--block"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -99,9 +100,17 @@ def test_ray_job_matches_the_local_job(cluster, folder, tmp_path, tiny_model):
 
     address, marker = cluster
     local = embed_folder(folder, tmp_path / "local", str(tiny_model), progress=False, workers=0)
-    s = embed_folder_ray(folder, tmp_path / "ray", str(tiny_model), address=address, files_per_task=4)
+    tm: dict = {}
+    s = embed_folder_ray(folder, tmp_path / "ray", str(tiny_model), address=address, files_per_task=4, timings=tm)
     assert marker.exists()  # a worker was killed while writing a shard, and Ray ran its task again
     assert (s.total, s.embedded, s.failed) == (local.total, local.embedded, local.failed) == (19, 16, 3)
+    # the phases add up to the run; one timing per task that succeeded (19 files, 4 per task), each within it
+    phases = ["model_s", "plan_s", "ray_init_s", "execute_s", "merge_s"]
+    assert all(tm[k] >= 0 for k in phases) and sum(tm[k] for k in phases) == pytest.approx(tm["total_s"])
+    assert len(tm["tasks"]) == 5 and "_embed_batch" in tm["ray_data_stats"]
+    for t in tm["tasks"]:
+        assert t["start_s"] >= 0 and t["start_s"] + t["model_s"] + t["embed_s"] + t["write_s"] <= tm["execute_s"]
+        assert t["embed_s"] > 0 and t["write_s"] > 0
     _same(tmp_path / "local", tmp_path / "ray")
     assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == ["info.json", "shards", "shards.json"]
 
