@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -67,3 +68,22 @@ def test_export_copies_the_heldout_curve_into_config_and_card(corpus, tmp_path):
     assert "| step | speech | music |" in card and "| 2 | 0.700 / 0.250 / - | 0.750 / - / - |" in card
     del out["training"]["heldout_curve"]  # a model without a curve renders as before: no section
     assert "Held-out figures of the weights" not in render_card(out)
+
+
+def test_batched_embedding_equals_one_clip_at_a_time(tmp_path, clips16k):
+    """Equal-length clips run as one batch; the embeddings are those of one clip at a time."""
+    import soundfile as sf
+
+    from audioemb.nn.encoders import build_encoder
+    from audioemb.nn.frontend import LogMel, LogMelConfig
+    torch.manual_seed(0)
+    model = AudioEmbedder(LogMel(LogMelConfig()), build_encoder({"type": "audiontt", "channels": 8, "hidden": 32}))
+    paths = []
+    for i, w in enumerate([*clips16k, clips16k[0][:8000], clips16k[1][:8000], clips16k[0][:100]]):
+        paths.append(tmp_path / f"c{i}.wav")
+        sf.write(paths[-1], w, 16000, subtype="FLOAT")
+    waves: dict = {}
+    batched = heldout.embed_clips(model, paths, waves, batch=2)
+    single = np.stack([heldout.embed_clips(model, [p], batch=1)[0] for p in paths])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+    assert set(waves) == set(paths)

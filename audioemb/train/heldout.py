@@ -60,23 +60,34 @@ def domain_means(results: dict[str, dict]) -> dict[str, float]:
 
 
 @torch.inference_mode()
-def embed_clips(model: AudioEmbedder, paths: list[Path]) -> np.ndarray:
-    """Clip embeddings of ``paths`` with a torch model, one clip at a time (clips shorter than the model's
-    shortest input are zero-padded, as the ONNX runtime does)."""
+def embed_clips(model: AudioEmbedder, paths: list[Path], waves: dict[Path, np.ndarray] | None = None,
+                batch: int = 64) -> np.ndarray:
+    """Clip embeddings of ``paths`` with a torch model (clips shorter than the model's shortest input are
+    zero-padded, as the ONNX runtime does). Clips of equal length run as one batch, so no clip is padded to
+    another's length; ``waves`` keeps the decoded clips for the next checkpoint."""
     model.eval()
-    out = []
+    waves = {} if waves is None else waves
     for p in paths:
-        w = load_audio(p, model.sample_rate)
-        if len(w) < model.min_samples:
-            w = np.pad(w, (0, model.min_samples - len(w)))
-        emb, _, _ = model(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))[None])
-        out.append(emb[0].float().numpy())
+        if p not in waves:
+            w = load_audio(p, model.sample_rate)
+            waves[p] = np.pad(w, (0, max(0, model.min_samples - len(w)))).astype(np.float32)
+    by_len: dict[int, list[int]] = {}
+    for i, p in enumerate(paths):
+        by_len.setdefault(len(waves[p]), []).append(i)
+    out: list[np.ndarray | None] = [None] * len(paths)
+    for idx in by_len.values():
+        for s in range(0, len(idx), batch):
+            part = idx[s:s + batch]
+            emb, _, _ = model(torch.from_numpy(np.stack([waves[paths[i]] for i in part])))
+            for i, e in zip(part, emb.float().numpy()):
+                out[i] = e
     return np.stack(out)
 
 
-def score_weights(model: AudioEmbedder, tasks: list[LabelledSet]) -> dict[str, dict]:
+def score_weights(model: AudioEmbedder, tasks: list[LabelledSet],
+                  waves: dict[Path, np.ndarray] | None = None) -> dict[str, dict]:
     """Scores of ``model`` on each task."""
-    return {ds.name: score(embed_clips(model, ds.paths), ds) for ds in tasks}
+    return {ds.name: score(embed_clips(model, ds.paths, waves), ds) for ds in tasks}
 
 
 def score_kept(run_dir: Path, corpus: Path, task_names: list[str] | None = None,
@@ -89,6 +100,7 @@ def score_kept(run_dir: Path, corpus: Path, task_names: list[str] | None = None,
     tasks = [t for t in corpus_tasks(Path(corpus)) if task_names is None or t.name in task_names]
     names = sorted(t.name for t in tasks)
     curve = {r["step"]: r for r in read_curve(run_dir)}
+    waves: dict[Path, np.ndarray] = {}  # decoded once for every checkpoint
     for step, path in kept_checkpoints(run_dir):
         if step in curve and sorted(curve[step]["results"]) == names:
             continue
@@ -97,7 +109,7 @@ def score_kept(run_dir: Path, corpus: Path, task_names: list[str] | None = None,
             slim = (f.metadata() or {}).get("weights_only")
         load_weights(obj, {k[len("model."):]: v for k, v in weights.items() if k.startswith("model.")},
                      json.loads(slim) if slim else None)
-        results = score_weights(model, tasks)
+        results = score_weights(model, tasks, waves)
         curve[step] = {"step": step, "means": domain_means(results), "results": results}
         atomic_write(run_dir / CURVE_FILE, "".join(json.dumps(curve[s]) + "\n" for s in sorted(curve)))
         log(f"step {step}: " + "  ".join(f"{k} {v:.3f}" for k, v in curve[step]["means"].items()))
