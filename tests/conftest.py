@@ -76,6 +76,6 @@ def tiny_model(tmp_path_factory, clips16k) -> Path:
 def tiny_frame_model(tmp_path_factory, clips16k) -> Path:
     """A small FrameNet (transformer context), exported as a model folder (plain install: a shipped one)."""
     if not _has_torch():
-        return _shipped(tmp_path_factory.mktemp("models"), "mpc-s.debian", "tiny-framenet.test")
+        return _shipped(tmp_path_factory.mktemp("models"), "mpc-s.debian2", "tiny-framenet.test")
     enc = {"type": "framenet", "dim": 32, "layers": 2, "heads": 2, "ff": 64, "channels": 16}
     return _export(tmp_path_factory.mktemp("models"), enc, clips16k, "tiny-framenet.test")

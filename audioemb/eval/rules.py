@@ -77,7 +77,7 @@ def flagship_misses(name: str, results: dict) -> list[str]:
                 if own is None or ref is None:
                     misses.append(f"no {dom} {SHORT[metric]} figures")
                 elif own - ref < FLAGSHIP_MARGIN:
-                    misses.append(f"{dom} {SHORT[metric]} {own:.3f} − {b} {ref:.3f} = {own - ref:+.3f} < "
+                    misses.append(f"{dom} {SHORT[metric]} {own:.3f} − {b} {ref:.3f} = {own - ref:+.4f} < "
                                   f"+{FLAGSHIP_MARGIN}")
     pitch, ref = res.get("music-pitch", {}).get("probe_acc"), results.get(LOGMEL, {}).get("music-pitch", {})
     if pitch is None or ref.get("probe_acc") is None:
