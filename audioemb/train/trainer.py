@@ -158,7 +158,6 @@ class Trainer:
 
     def fit(self) -> dict:
         cfg, obj = self.cfg, self.objective
-        self._fit_step0 = self.step
         loader = CropLoader(self.pack, cfg.batch_size, cfg.crop_s, obj.n_crops, cfg.speed, cfg.seed, self.step,
                             rank=self.rank, world=self.world)
         log_f = open(self.run_dir / "log.jsonl", "a") if self.is_main else None
@@ -169,18 +168,17 @@ class Trainer:
         t_last = time.time()
         t_window, views_window = time.time(), 0
         end = min(cfg.steps, cfg.stop_at) if cfg.stop_at else cfg.steps
-        t_fit, calib = time.time(), None  # calib: (step, time) once the warm-up steps are done
+        # time_budget_s: time the steps [calib_from, calib_to) of this invocation, then set the run's length
+        calib_from = self.step + BUDGET_WARMUP_STEPS
+        calib_to = calib_from + BUDGET_CALIBRATION_STEPS
+        t_fit = t_calib = time.time()
         try:
             while self.step < end:
-                if cfg.time_budget_s and calib is None and self.step >= self._fit_step0 + BUDGET_WARMUP_STEPS:
-                    calib = (self.step, time.time())
-                if calib is not None and self.step == calib[0] + BUDGET_CALIBRATION_STEPS:
-                    cfg = self._apply_budget(time.time() - t_fit, (time.time() - calib[1]) / BUDGET_CALIBRATION_STEPS)
+                if cfg.time_budget_s and self.step == calib_from:
+                    t_calib = time.time()
+                if cfg.time_budget_s and self.step == calib_to:  # budget_steps keeps at least one more step
+                    cfg = self._apply_budget(time.time() - t_fit, (time.time() - t_calib) / BUDGET_CALIBRATION_STEPS)
                     end = min(cfg.steps, cfg.stop_at) if cfg.stop_at else cfg.steps
-                    calib = (-1, 0.0)
-                    if self.step >= end:
-                        self.save()
-                        break
                 step, clips, batch = next(loader)
                 assert step == self.step
                 hook_s = 0.0
