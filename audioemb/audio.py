@@ -131,7 +131,7 @@ def _clean(block: np.ndarray) -> tuple[np.ndarray, int]:
 
 def stream(
     path: str | os.PathLike, sample_rate: int | None = None, block_frames: int = BLOCK_FRAMES,
-    report: dict | None = None,
+    report: dict | None = None, meta: AudioInfo | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield mono float32 blocks of a file, resampled to ``sample_rate`` (None keeps the file's rate).
 
@@ -139,9 +139,10 @@ def stream(
     :class:`AudioError` for files with no frames, files that are entirely NaN/Inf, and decode errors
     (corrupt data, or a FLAC cut short). Sporadic NaN/Inf samples are replaced by zeros. When the
     stream ends, ``report`` (if given) gets ``warnings``: a list of what was wrong but still embedded
-    (NaN/Inf samples zeroed, a file shorter than its header promises).
+    (NaN/Inf samples zeroed, a file shorter than its header promises). ``meta``: the file's :func:`info`
+    when the caller has already read it (the header is then not read again).
     """
-    meta = info(path)
+    meta = meta or info(path)
     if meta.frames == 0:
         raise AudioError(path, "no audio frames (zero-length audio)")
     target = int(sample_rate or meta.sample_rate)

@@ -138,7 +138,8 @@ def embed_folder_ray(root: str | os.PathLike, out: str | os.PathLike, model: str
             items = [{"rel": os.fsencode(r), "size": s, "mtime_ns": t} for r, s, t in todo]
             ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(todo) // files_per_task)))
             ds = ds.map_batches(_embed_batch, batch_size=files_per_task, batch_format="numpy", num_cpus=1,
-                                concurrency=workers, ray_remote_args_fn=_retry_forever,
+                                compute=ray.data.TaskPoolStrategy(size=workers),  # tasks retry forever: Ray
+                                # Data's default max_retries=-1 reruns a task whose worker died
                                 fn_kwargs={"root": str(root.resolve()), "out": str(out.resolve()),
                                            "model_ref": _model_ref(m), "batch_size": batch_size, "layer": layer,
                                            "normalize": normalize, "frames": frames})
@@ -178,11 +179,6 @@ def _timed(clocks: dict, tasks: list[tuple], end: float) -> dict:
     out["tasks"] = [{"pid": pid, "start_s": t0 - clocks["ray_init"], "model_s": t1 - t0, "embed_s": t2 - t1,
                      "write_s": t3 - t2} for pid, t0, t1, t2, t3 in sorted(tasks, key=lambda t: t[1])]
     return out
-
-
-def _retry_forever() -> dict:
-    """Ray options of the embedding tasks: a task whose worker died (killed, lost node) runs again."""
-    return {"max_retries": -1}
 
 
 def _model_ref(m: EmbeddingModel) -> str:

@@ -36,23 +36,31 @@ def is_unchanged(rec: dict | None, entry: FileEntry, need_frames: bool = False) 
 
 
 class Spool:
-    """Lines of JSON written once to a temporary file and read back any number of times, in order."""
+    """Lines of JSON written once to a temporary file and read back any number of times, in order.
+
+    The file is unlinked as soon as it is created (``tempfile.TemporaryFile``), so a job that is killed
+    leaves nothing behind; readers use ``os.pread``, which leaves the writer's position alone.
+    """
 
     def __init__(self, items: Iterable = ()):
-        fd, name = tempfile.mkstemp(prefix="audioemb-", suffix=".jsonl")
-        self.path, self.count = Path(name), 0
-        self._w = os.fdopen(fd, "w", encoding="utf-8")
+        self._w = tempfile.TemporaryFile(prefix="audioemb-", suffix=".jsonl")
+        self.count = 0
         for x in items:
             self.append(x)
 
     def append(self, x) -> None:
-        self._w.write(json.dumps(x) + "\n")
+        self._w.write(json.dumps(x).encode() + b"\n")
         self.count += 1
 
     def __iter__(self) -> Iterator:
         self._w.flush()
-        with open(self.path, encoding="utf-8") as f:
-            for line in f:
+        fd, end, off, rest = self._w.fileno(), self._w.tell(), 0, b""
+        while off < end:
+            chunk = os.pread(fd, min(1 << 20, end - off), off)
+            off += len(chunk)
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
                 yield json.loads(line)
 
     def __len__(self) -> int:
@@ -60,7 +68,6 @@ class Spool:
 
     def close(self) -> None:
         self._w.close()
-        self.path.unlink(missing_ok=True)
 
     def __enter__(self):
         return self

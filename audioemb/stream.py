@@ -96,8 +96,9 @@ def decode(seq: int, source, spec: DecodeSpec, inline: bool = True) -> Iterator[
     report: dict = {}
     try:
         if isinstance(source, (str, os.PathLike)):
-            yield "head", seq, audio_io.info(source)
-            blocks: Iterable[np.ndarray] = audio_io.stream(source, spec.sample_rate, report=report)
+            meta = audio_io.info(source)
+            yield "head", seq, meta
+            blocks: Iterable[np.ndarray] = audio_io.stream(source, spec.sample_rate, report=report, meta=meta)
         else:
             yield "head", seq, None
             mono = audio_io.resample(_as_array(source), spec.array_rate or spec.sample_rate, spec.sample_rate)

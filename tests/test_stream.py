@@ -129,3 +129,36 @@ def test_ray_without_the_extra_is_one_line(mixed, tmp_path, tiny_model, monkeypa
     assert r.exit_code == 2 and r.output.strip() == ("error: embed --ray needs ray, which is not installed: "
                                                      "pip install 'audioemb[ray]'"), r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_each_file_header_is_read_once(clip_paths, tiny_model, monkeypatch):
+    """Regression: the decode path read each file's header twice (``info`` and again inside ``stream``)."""
+    import audioemb.audio as audio_io
+
+    calls: list[str] = []
+    real = audio_io.sf.info
+    monkeypatch.setattr(audio_io.sf, "info", lambda p, *a, **k: calls.append(p) or real(p, *a, **k))
+    m = load(tiny_model)
+    got = list(m.encode_stream(enumerate(clip_paths), ordered=True))
+    assert all(r.error is None for r in got)
+    assert len(calls) == len(clip_paths)
+
+
+def test_spool_reads_back_in_order_and_leaves_no_file(tmp_path, monkeypatch):
+    """Regression: a killed job left its ``audioemb-*.jsonl`` listing in the temporary folder."""
+    import tempfile
+
+    from audioemb.scan import Spool
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    s = Spool([["a", 1, 2]])
+    assert list(tmp_path.iterdir()) == []  # unlinked at once: nothing for a SIGKILL to leave behind
+    for _x in s:  # appending while reading: the reader sees what was there when it began
+        s.append(["b" * (1 << 20), 1, 0])  # lines longer than a read are joined back
+    assert len(s) == 2
+    inner = []
+    for _x in s:
+        inner.append([y[1] for y in s])  # nested readers share no position
+    assert inner == [[1, 1], [1, 1]]
+    assert [x[0][:1] for x in s] == ["a", "b"]
+    s.close()

@@ -85,6 +85,18 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], weights
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=False)
 
 
+def load_kept(path: Path, model: torch.nn.Module) -> int:
+    """Load the model weights of a kept copy (``RUN/kept/checkpoint-N.safetensors``, or its weights-only
+    :func:`slim_checkpoint`) into ``model``; return the copy's step."""
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata() or {}
+    slim = header.get("weights_only")
+    load_weights(model, {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")},
+                 json.loads(slim) if slim else None)
+    return int(header["step"])
+
+
 def slim_checkpoint(src: Path, dst: Path, keep: tuple[str, ...] = ("encoder", "frontend"),
                     dtype: torch.dtype | None = None) -> None:
     """A weights-only copy of checkpoint ``src`` (or of a kept copy): the ``keep`` sub-modules (by default

@@ -15,14 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
 
 from ..audio import load as load_audio
 from ..eval.data import LabelledSet
 from ..eval.run import corpus_tasks, score
 from ..fsio import atomic_write
 from ..nn.model import AudioEmbedder
-from .checkpoint import load_weights
+from .checkpoint import load_kept
 from .package import load_run
 
 CURVE_FILE = "heldout.jsonl"
@@ -104,11 +103,7 @@ def score_kept(run_dir: Path, corpus: Path, task_names: list[str] | None = None,
     for step, path in kept_checkpoints(run_dir):
         if step in curve and sorted(curve[step]["results"]) == names:
             continue
-        weights = load_file(str(path))
-        with safe_open(str(path), framework="pt") as f:
-            slim = (f.metadata() or {}).get("weights_only")
-        load_weights(obj, {k[len("model."):]: v for k, v in weights.items() if k.startswith("model.")},
-                     json.loads(slim) if slim else None)
+        load_kept(path, obj)
         results = score_weights(model, tasks, waves)
         curve[step] = {"step": step, "means": domain_means(results), "results": results}
         atomic_write(run_dir / CURVE_FILE, "".join(json.dumps(curve[s]) + "\n" for s in sorted(curve)))
