@@ -26,13 +26,33 @@ class OnnxBackend:
         so.log_severity_level = 3
         if providers is None:
             providers = onnx_providers(device, ort.get_available_providers())
+        if "CUDAExecutionProvider" in providers:
+            _preload_cuda(ort)
         self.session = ort.InferenceSession(str(folder.file("model.onnx")), so, providers=providers)
         self.providers = self.session.get_providers()
+        if device == "cuda" and "CUDAExecutionProvider" not in self.providers:
+            from .errors import AudioembError
+
+            raise AudioembError("device 'cuda': onnxruntime-gpu is installed but its CUDA provider did not load "
+                                "(onnxruntime fell back to the CPU). It needs the CUDA and cuDNN libraries of its "
+                                "build (for example the nvidia-* wheels that torch with CUDA installs) and a GPU; "
+                                "use --device cpu or auto to run on the CPU")
 
     def run(self, wav: np.ndarray, layers: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         names = ["embedding", "frames", "layers"] if layers else ["embedding", "frames"]
         out = self.session.run(names, {"waveform": np.ascontiguousarray(wav, dtype=np.float32)})
         return out[0], out[1], (out[2] if layers else None)
+
+
+def _preload_cuda(ort) -> None:
+    """Load the CUDA and cuDNN libraries from the nvidia-* pip packages (those torch installs), where
+    onnxruntime-gpu would not find them on the library path. Silent: onnxruntime prints its own warnings."""
+    import contextlib
+    import io
+
+    if hasattr(ort, "preload_dlls"):  # onnxruntime >= 1.21
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
+            ort.preload_dlls()
 
 
 def onnx_providers(device: str, available: list[str]) -> list[str]:

@@ -60,3 +60,26 @@ def test_cli_device_cuda_without_gpu_is_one_line(cmd, tmp_path):
     r = subprocess.run([sys.executable, "-m", "audioemb", *args, "--device", "cuda"], capture_output=True, text=True)
     assert r.returncode == 2 and "audioemb[gpu]" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
+
+
+def test_cuda_provider_that_fails_to_load_is_an_error_not_a_silent_cpu_run(tiny_model, monkeypatch):
+    """Regression: onnxruntime falls back to the CPU when the CUDA provider's libraries are missing, and
+    ``device='cuda'`` then ran on the CPU without a word."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from audioemb.errors import AudioembError
+    from audioemb.runtime import load
+
+    real = ort.InferenceSession
+
+    class FallsBack(real):
+        def __init__(self, path, so, providers):
+            super().__init__(path, so, providers=[CPU])
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA, CPU])
+    monkeypatch.setattr(ort, "InferenceSession", FallsBack)
+    with pytest.raises(AudioembError, match="CUDA provider did not load"):
+        load(tiny_model, device="cuda")
+    # auto falls back to the CPU
+    assert load(tiny_model, device="auto").encode(np.zeros(16000, np.float32), sample_rate=16000).ndim == 1
