@@ -75,6 +75,7 @@ class _Progress:
                                 TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),
                                 TimeRemainingColumn(), transient=False)
         self.task = None
+        self.first: tuple[int, float] | None = None  # (step, wall_s) of this process's first record
 
     def __enter__(self):
         if self.bar is not None:
@@ -94,11 +95,22 @@ class _Progress:
     def update(self, rec: dict) -> None:
         info = f"loss {rec['loss']:.4f}  {rec['views_per_s']:.0f} views/s  collapse_std {rec['collapse_std']:.2f}"
         if self.bar is None:
-            typer.echo(f"step {rec['step']}/{rec['steps']} {info}  {rec['wall_s'] / 60:.1f} min")
+            typer.echo(f"step {rec['step']}/{rec['steps']} {info}  {rec['wall_s'] / 60:.1f} min{self.eta(rec)}")
             return
         if self.task is None:
             self.task = self.bar.add_task("train", total=rec["steps"], info=info)
         self.bar.update(self.task, completed=rec["step"], info=info)
+
+
+    def eta(self, rec: dict) -> str:
+        """``  ETA N min`` from this process's pace so far (a resumed run's earlier pace does not count)."""
+        if self.first is None:
+            self.first = (rec["step"], rec["wall_s"])
+            return ""
+        done, spent = rec["step"] - self.first[0], rec["wall_s"] - self.first[1]
+        if done <= 0 or spent <= 0:
+            return ""
+        return f"  ETA {(rec['steps'] - rec['step']) * spent / done / 60:.1f} min"
 
 
 def _record_command(run_dir: Path) -> None:

@@ -112,3 +112,16 @@ def test_cli_user_mistakes_are_one_line_and_exit_2(tmp_path, args, message):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_plain_progress_lines_give_an_eta_from_this_process_pace(capsys):
+    """Without a terminal (nohup, CI) each log line ends with the time left at the pace seen so far."""
+    from cli.train import _Progress
+
+    p = _Progress()
+    p.bar = None
+    rec = {"loss": 1.0, "views_per_s": 100.0, "collapse_std": 0.5, "steps": 1000}
+    p.update({**rec, "step": 500, "wall_s": 3000.0})  # resumed at step 500: its first 50 min do not count
+    p.update({**rec, "step": 600, "wall_s": 3060.0})  # 100 steps a minute here, 400 steps left
+    lines = capsys.readouterr().out.splitlines()
+    assert "ETA" not in lines[0] and lines[1].endswith("ETA 4.0 min")
