@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -217,3 +219,23 @@ def test_cli_serve_refuses_a_folder_that_is_not_an_index(tmp_path):
     assert r.exit_code == 2 and "not an audioemb index" in r.output
     r = CliRunner().invoke(app, ["serve", str(tmp_path), "--clusters", str(tmp_path / "none")])
     assert r.exit_code == 2
+
+
+def test_transcode_caches_of_dead_servers_are_removed(tmp_path, monkeypatch):
+    """Regression: a killed server left its ``audioemb-serve-*`` folder in the temporary folder for good."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from audioemb.serve.media import transcode_cache
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f"audioemb-serve-{int(dead.stdout)}-abc"
+    live = tmp_path / f"audioemb-serve-{os.getppid()}-def"  # a server still running keeps its folder
+    for d in (stale, live):
+        (d / "x").mkdir(parents=True)
+    cache = transcode_cache()
+    assert not stale.exists() and live.exists()
+    assert Path(cache.name).name.startswith(f"audioemb-serve-{os.getpid()}-")
+    cache.cleanup()

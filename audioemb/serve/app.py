@@ -26,7 +26,7 @@ from ..audio import AudioError
 from ..audio import load as load_audio
 from ..index import IndexStoreError, ModelMismatchError
 from . import schemas
-from .media import PathRefused, Transcoder, browser_media_type, peaks, safe_file, waveform_svg
+from .media import PathRefused, Transcoder, browser_media_type, peaks, safe_file, transcode_cache, waveform_svg
 from .state import Collection
 
 STATIC = Path(__file__).parent / "static"
@@ -38,7 +38,7 @@ def create_app(index: str | os.PathLike, root: str | os.PathLike | None = None,
                max_upload_mb: float = 20.0, model=None, device: str = "auto") -> FastAPI:
     """The app serving ``index`` (its files under ``root``, default: the folder it was built from)."""
     col = Collection(index, root=root, clusters=clusters, model=model, device=device)
-    cache = tempfile.TemporaryDirectory(prefix="audioemb-serve-")
+    cache = transcode_cache()
     transcoder = Transcoder(Path(cache.name))
     max_bytes = int(max_upload_mb * 1024 * 1024)
     app = FastAPI(title="audioemb serve", version="1", docs_url=None, redoc_url=None,

@@ -9,6 +9,9 @@ is transcoded once to FLAC in a cache folder and that file is served with ranges
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import tempfile
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -58,6 +61,29 @@ def browser_media_type(path: Path) -> str | None:
             return None
         return "audio/wav" if sub in WAV_NATIVE_SUBTYPES else None
     return None
+
+
+CACHE_PREFIX = "audioemb-serve-"
+
+
+def transcode_cache() -> tempfile.TemporaryDirectory:
+    """A temporary folder for one server's transcoded files, named after its process id; folders that servers
+    no longer running left behind (killed, so their cleanup never ran) are removed first."""
+    for d in Path(tempfile.gettempdir()).glob(f"{CACHE_PREFIX}*-*"):
+        pid = d.name[len(CACHE_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and d.is_dir() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f"{CACHE_PREFIX}{os.getpid()}-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 class Transcoder:
