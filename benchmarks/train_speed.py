@@ -6,7 +6,9 @@ log over the second half (the first half holds start-up and warm-up). Variants, 
 - ``before``: one process, 2 threads, NCHW convolutions (the trainer's settings until this change);
 - ``channels_last``: one process, 2 threads, NHWC convolutions;
 - ``ddp 2x1``: two processes of one thread each (torchrun, gloo), NHWC: what the long runs use;
-- with ``--precision``: the ``before`` variant in fp32 and bf16, to compare the two on this CPU.
+- with ``--precision``: the ``before`` variant in fp32 and bf16, to compare the two on this CPU;
+- with ``--baseline-src DIR``: ``ddp 2x1`` again with the package imported from DIR (a checkout of an
+  earlier commit, e.g. ``git worktree add /tmp/base HEAD~1``), to time a code change in the same run.
 
     python benchmarks/train_speed.py --corpus /work/corpus --recipes byol-s npc-s --steps 40
 """
@@ -28,8 +30,14 @@ VARIANTS = {
 }
 
 
-def run(recipe: str, corpus: Path, procs: int, sets: list[str], steps: int, batch: int | None) -> float:
-    """views/s of ``steps`` steps of ``recipe`` (per-process batch from the recipe unless ``batch``)."""
+def run(recipe: str, corpus: Path, procs: int, sets: list[str], steps: int, batch: int | None,
+        src: Path | None = None) -> float:
+    """views/s of ``steps`` steps of ``recipe`` (per-process batch from the recipe unless ``batch``), with the
+    package imported from ``src`` when given."""
+    import os
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))} \
+        if src else None
     out = Path(tempfile.mkdtemp(prefix="train_speed-"))
     try:
         half = max(1, steps // 2)
@@ -42,7 +50,7 @@ def run(recipe: str, corpus: Path, procs: int, sets: list[str], steps: int, batc
         else:
             cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs),
                    "-m", "audioemb.train", *args]
-        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=src)
         recs = [json.loads(line) for line in (out / "run" / "log.jsonl").read_text().splitlines()]
         return float(recs[-1]["views_per_s"])
     finally:
@@ -56,6 +64,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--batch", type=int, default=None, help="global batch for every variant (default: recipe's)")
     ap.add_argument("--precision", action="store_true", help="also compare fp32 and bf16 autocast")
+    ap.add_argument("--baseline-src", type=Path, default=None, help="also time ddp 2x1 with the code of this checkout")
     args = ap.parse_args()
     from audioemb.train.recipes import list_recipes
 
@@ -69,6 +78,14 @@ def main() -> None:
         best = max(res["channels_last"], res["ddp 2x1"])
         print(f"| {r} | {res['before']:.0f} | {res['channels_last']:.0f} | {res['ddp 2x1']:.0f} | "
               f"{best / res['before']:.2f}x |", flush=True)
+    if args.baseline_src:
+        src = args.baseline_src.resolve()
+        print(f"\n| recipe | ddp 2x1, code of {src} | ddp 2x1, this code | this / that |\n|---|---|---|---|")
+        procs, sets = VARIANTS["ddp 2x1"]
+        for r in recipes:
+            base = run(r, args.corpus, procs, sets, args.steps, args.batch, src)
+            now = run(r, args.corpus, procs, sets, args.steps, args.batch)
+            print(f"| {r} | {base:.0f} | {now:.0f} | {now / base:.2f}x |", flush=True)
     if args.precision:
         print("\n| recipe | fp32 | bf16 | bf16 / fp32 |\n|---|---|---|---|")
         for r in recipes:

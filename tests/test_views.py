@@ -61,3 +61,33 @@ def test_mixup_uses_earlier_clips_only_after_the_first_batch():
     b = torch.randn(4, 64, 20)
     assert not torch.equal(v(b), b)
     assert len(v.memory) == 8
+
+
+def test_mixup_memory_ring_mixes_exactly_what_the_concatenated_memory_did():
+    """The ring buffer (written in place) must draw the same earlier clips as the old ``torch.cat`` memory,
+    oldest first, through wrap-arounds and a checkpoint round trip (resume stays exact)."""
+    cap, cfg = 7, {"mixup": 0.4, "rrc": False, "gain_db": 0, "mixup_memory": 7}
+
+    def old_mix(memory, x):  # the former implementation, kept here as the reference
+        out = x
+        if memory is not None and len(memory):
+            idx = torch.randint(len(memory), (x.shape[0],))
+            m = memory[idx]
+            lam = torch.rand(x.shape[0], 1, 1) * 0.4
+            out = torch.log((1 - lam) * x.exp() + lam * m.exp())
+        memory = x if memory is None else torch.cat([memory, x])[-cap:]
+        return out, memory
+
+    v, ref = Views(cfg), None
+    g = torch.Generator().manual_seed(0)
+    for step, b in enumerate([3, 3, 3, 2, 5, 9, 1, 3]):
+        x = torch.randn(b, 4, 6, generator=g)
+        torch.manual_seed(step)
+        want, ref = old_mix(ref, x)
+        torch.manual_seed(step)
+        assert torch.allclose(v.mix(x), want, atol=1e-6)
+        assert torch.equal(v.memory, ref)
+        if step == 4:  # a checkpoint saves the memory and a resumed run sets it back
+            v2 = Views(cfg)
+            v2.memory = v.memory.clone()
+            v = v2

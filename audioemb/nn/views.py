@@ -51,7 +51,33 @@ class Views:
     def __init__(self, cfg: ViewConfig | dict | None = None, std: torch.Tensor | None = None):
         self.cfg = ViewConfig(**cfg) if isinstance(cfg, dict) else (cfg or ViewConfig())
         self.std = std
-        self.memory: torch.Tensor | None = None
+        self._buf: torch.Tensor | None = None  # the mixup memory: a ring of earlier clips, written in place
+        self._head = self._n = 0  # physical row of the oldest clip; clips held
+
+    @property
+    def memory(self) -> torch.Tensor | None:
+        """The mixup memory, oldest clip first (what a checkpoint saves), or None while empty."""
+        if self._buf is None or not self._n:
+            return None
+        return self._buf[(self._head + torch.arange(self._n, device=self._buf.device)) % len(self._buf)]
+
+    @memory.setter
+    def memory(self, m: torch.Tensor | None) -> None:
+        self._buf, self._head, self._n = None, 0, 0
+        if m is not None and len(m):
+            self._remember(m)
+
+    def _remember(self, new: torch.Tensor) -> None:
+        """Append clips, dropping the oldest beyond ``mixup_memory``; in place, so no step allocates or
+        copies the whole memory (torch.cat did: about 50 MB per view at 2,048 one-second clips)."""
+        cap = self.cfg.mixup_memory
+        if self._buf is None or self._buf.shape[1:] != new.shape[1:] or self._buf.dtype != new.dtype:
+            self._buf, self._head, self._n = new.new_empty((cap, *new.shape[1:])), 0, 0
+        new = new[-cap:]
+        pos = (self._head + self._n + torch.arange(len(new), device=new.device)) % cap
+        self._buf[pos] = new
+        total = self._n + len(new)
+        self._head, self._n = (self._head + max(0, total - cap)) % cap, min(cap, total)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         c = self.cfg
@@ -90,15 +116,14 @@ class Views:
     def mix(self, x: torch.Tensor) -> torch.Tensor:
         """log((1 - l) exp(x) + l exp(m)), l ~ U(0, ratio), m a random earlier clip (BYOL-A's Mixup)."""
         out = x
-        if self.memory is not None and len(self.memory):
-            idx = torch.randint(len(self.memory), (x.shape[0],)).to(x.device)
-            m = self.memory[idx]
+        if self._n:
+            idx = torch.randint(self._n, (x.shape[0],)).to(x.device)
+            m = self._buf[(self._head + idx) % len(self._buf)]
             t = min(m.shape[-1], x.shape[-1])
             lam = (torch.rand(x.shape[0], 1, 1) * self.cfg.mixup).to(x.device)
             mixed = torch.log((1 - lam) * x[..., :t].exp() + lam * m[..., :t].exp())
             out = torch.cat([mixed, x[..., t:]], dim=-1)
-        new = x.detach()
-        self.memory = new if self.memory is None else torch.cat([self.memory, new])[-self.cfg.mixup_memory:]
+        self._remember(x.detach())
         return out
 
 
