@@ -20,6 +20,7 @@ import numpy as np
 from . import __version__, _faiss
 from ._index_store import CURRENT, IndexStoreError, Meta, Version, locked
 from ._vectors import RowView, live_vectors
+from .fsio import pid_alive
 
 
 def now_utc() -> str:
@@ -143,10 +144,7 @@ def remove_stale_builds(out: Path) -> None:
     """Delete temporary build folders for ``out`` left by processes that no longer exist."""
     for p in out.parent.glob(f".{out.name}.building-*"):
         with contextlib.suppress(ValueError, OSError):
-            pid = int(p.name.rsplit("-", 1)[1])
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not pid_alive(int(p.name.rsplit("-", 1)[1])):
                 shutil.rmtree(p, ignore_errors=True)
 
 

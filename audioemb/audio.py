@@ -142,7 +142,7 @@ def stream(
     (NaN/Inf samples zeroed, a file shorter than its header promises). ``meta``: the file's :func:`info`
     when the caller has already read it (the header is then not read again).
     """
-    meta = meta or info(path)
+    meta = meta if meta is not None else info(path)
     if meta.frames == 0:
         raise AudioError(path, "no audio frames (zero-length audio)")
     target = int(sample_rate or meta.sample_rate)

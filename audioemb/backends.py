@@ -7,6 +7,8 @@ model.safetensors (needs the [train] extra).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .modelfolder import ModelFolder
@@ -44,6 +46,7 @@ class OnnxBackend:
         return out[0], out[1], (out[2] if layers else None)
 
 
+@functools.cache
 def _preload_cuda(ort) -> None:
     """Load the CUDA and cuDNN libraries from the nvidia-* pip packages (those torch installs), where
     onnxruntime-gpu would not find them on the library path. Silent: onnxruntime prints its own warnings."""

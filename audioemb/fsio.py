@@ -23,6 +23,18 @@ def fsync_path(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still exists (another user's process counts as alive): the test the stale
+    build and cache folders named after their process's pid are removed by."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def publish(tmp: str | os.PathLike, final: str | os.PathLike) -> Path:
     """Make a finished temporary file ``tmp`` (in ``final``'s folder) visible as ``final``, durably: fsync the
     file, rename it over ``final``, fsync the folder. For files that an outside tool wrote under a name of

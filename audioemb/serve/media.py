@@ -21,7 +21,7 @@ import soundfile as sf
 
 from ..audio import AudioError
 from ..audio import info as audio_info
-from ..fsio import atomic_write
+from ..fsio import atomic_write, pid_alive
 
 NATIVE = {".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg",
           ".mp3": "audio/mpeg"}
@@ -71,19 +71,9 @@ def transcode_cache() -> tempfile.TemporaryDirectory:
     no longer running left behind (killed, so their cleanup never ran) are removed first."""
     for d in Path(tempfile.gettempdir()).glob(f"{CACHE_PREFIX}*-*"):
         pid = d.name[len(CACHE_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and d.is_dir() and not _alive(int(pid)):
+        if pid.isdigit() and d.is_dir() and not pid_alive(int(pid)):
             shutil.rmtree(d, ignore_errors=True)
     return tempfile.TemporaryDirectory(prefix=f"{CACHE_PREFIX}{os.getpid()}-")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 class Transcoder:

@@ -88,12 +88,11 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], weights
 def load_kept(path: Path, model: torch.nn.Module) -> int:
     """Load the model weights of a kept copy (``RUN/kept/checkpoint-N.safetensors``, or its weights-only
     :func:`slim_checkpoint`) into ``model``; return the copy's step."""
-    tensors = load_file(str(path))
     with safe_open(str(path), framework="pt") as f:
         header = f.metadata() or {}
+        state = {k[len("model."):]: f.get_tensor(k) for k in f.keys() if k.startswith("model.")}  # noqa: SIM118
     slim = header.get("weights_only")
-    load_weights(model, {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")},
-                 json.loads(slim) if slim else None)
+    load_weights(model, state, json.loads(slim) if slim else None)
     return int(header["step"])
 
 

@@ -22,6 +22,7 @@ import torch
 from .. import __version__
 from ..card import write_card
 from ..eval.export_eval import ExportError
+from ..fsio import pid_alive
 from ..modelfolder import write_config
 from ..nn.encoders import build_encoder
 from ..nn.export import save_model
@@ -168,11 +169,10 @@ def _remove_stale(parent: Path, prefix: str) -> None:
     for p in parent.glob(f"{prefix}*"):
         try:
             pid = int(p.name.rsplit("-", 1)[1])
-            os.kill(pid, 0)
-        except (ValueError, IndexError, ProcessLookupError):
+        except (ValueError, IndexError):
+            pid = None  # the "-old" copy of a replaced folder: removed too
+        if pid is None or not pid_alive(pid):
             shutil.rmtree(p, ignore_errors=True)
-        except PermissionError:
-            pass  # another user's live process
 
 
 @contextlib.contextmanager
