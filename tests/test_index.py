@@ -289,3 +289,16 @@ def test_cli_build_info_search_add(collection, tmp_path, tiny_model, clip_paths)
     assert r.exit_code == 2 and "not an audioemb index" in r.output
     r = runner.invoke(app, ["index", "build", str(collection), "-o", str(out), "--model", str(tiny_model)])
     assert r.exit_code == 2 and "already an index" in r.output
+
+
+def test_build_folders_of_dead_processes_are_removed(tmp_path):
+    import os
+
+    from audioemb._index_build import remove_stale_builds
+
+    out = tmp_path / "idx"
+    dead, live = tmp_path / ".idx.building-99999999", tmp_path / f".idx.building-{os.getpid()}"
+    for d in (dead, live):
+        d.mkdir()
+    remove_stale_builds(out)
+    assert not dead.exists() and live.exists()
