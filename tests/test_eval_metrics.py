@@ -155,3 +155,30 @@ def test_evaluate_reports_progress_and_chunks_change_nothing():
     steps = []
     chunked = embed_and_score(Table(), ds, on_files=lambda d, t: steps.append(d), chunk=16)
     assert steps == [16, 32, 40] and chunked == whole["results"]["table"]["toy"]
+
+
+def test_cache_keeps_each_layer_of_one_model_apart(tmp_path):
+    """Regression: keys were cut to 24 characters, so "<key>@layer0" read the last layer's cached scores."""
+    from audioemb.eval.data import LabelledSet
+    from audioemb.eval.run import EvalCache, LayerView, embed_and_score
+
+    rng = np.random.default_rng(0)
+    paths = [f"f{i}.wav" for i in range(40)]
+    y = np.array([i % 2 for i in range(40)])
+    good = {p: rng.standard_normal(8).astype(np.float32) + (i % 2) * 3 for i, p in enumerate(paths)}
+    noise = {p: rng.standard_normal(8).astype(np.float32) for p in paths}
+
+    class Layered:  # layer 0 separates the classes; the last layer is noise
+        name, n_layers, config = "layered", 2, {}
+        cache_key = "model-" + "ab" * 32
+
+        def encode(self, paths, batch_size=32, layer=None):
+            return np.stack([(good if layer == 0 else noise)[p] for p in paths])
+
+    ds = LabelledSet("toy", paths, y, None)
+    cache = EvalCache(tmp_path)
+    last = embed_and_score(Layered(), ds, cache=cache)
+    first = embed_and_score(Layered(), ds, layer=0, cache=cache)
+    assert first["probe_acc"] == 1.0 and last["probe_acc"] < 0.9
+    assert embed_and_score(LayerView(Layered(), 0), ds, cache=cache) == first
+    assert embed_and_score(Layered(), ds, cache=cache) == last  # the plain key still reads its own entry

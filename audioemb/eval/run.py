@@ -83,9 +83,11 @@ class EvalCache:
         self.root = Path(root)
 
     def _path(self, model_key: str, ds: LabelledSet, ext: str) -> Path:
+        base, at, view = model_key.partition("@")  # "<weights key>@layer1": a view of the same weights
+        folder = self.root / (base[:24] + at + view)
         if ext == ".npy":
-            return self.root / model_key[:24] / f"clips-{dataset_key(ds, labels=False)[:16]}.npy"
-        return self.root / model_key[:24] / f"{ds.name}-{dataset_key(ds)[:16]}{ext}"
+            return folder / f"clips-{dataset_key(ds, labels=False)[:16]}.npy"
+        return folder / f"{ds.name}-{dataset_key(ds)[:16]}{ext}"
 
     def get(self, model_key: str, ds: LabelledSet, ext: str):
         p = self._path(model_key, ds, ext)
