@@ -73,3 +73,15 @@ def test_a_flagship_needs_its_bars_on_every_domain_and_music_pitch():
     assert rules.flagship_misses("f-m.x", stored) == ["music-pitch probe 0.800 < logmel-stats 0.810"]
     best, all_misses = rules.pick_default({"f-m.x": stored})  # clears the general rule but not its own bars
     assert best is None and all_misses["f-m.x"] == ["music-pitch probe 0.800 < logmel-stats 0.810"]
+
+
+def test_a_card_lists_what_was_tried_for_a_model_that_does_not_learn():
+    from audioemb.eval.tables import verdict
+
+    tried = ["the v1 recipe: -0.011 / -0.005", "4x longer on corpus v2: no better"]
+    stuck = _cfg("stuck", 0.7, 0.72, 0.6).metrics.results
+    text = verdict("stuck", stuck, tried)
+    assert "**It does not beat its random init**" in text
+    assert "What was tried to make it learn" in text and "\n- the v1 recipe: -0.011 / -0.005\n- 4x" in text
+    learns = _cfg("learns", 0.8, 0.7, 0.6).metrics.results
+    assert "What was tried" not in verdict("learns", learns, tried)  # only a model that does not learn

@@ -77,8 +77,14 @@ def figures(tasks: dict, results: dict) -> str:
     return "\n".join(out)
 
 
-def verdict(name: str, results: dict) -> str:
-    """Whether the model learns (beats its random init) and where it stands against the default-model rule."""
+FINDINGS = "docs/findings.md, \"Which shipped models do not beat their random init\""
+
+
+def verdict(name: str, results: dict, tried: list[str] | tuple[str, ...] = ()) -> str:
+    """Whether the model learns (beats its random init) and where it stands against the default-model rule.
+
+    ``tried`` (the config's ``training.tried``) lists what was done to make a model that does not learn learn.
+    """
     out = []
     gaps = rules.learning_gap(name, results)
     parts = []
@@ -92,6 +98,10 @@ def verdict(name: str, results: dict) -> str:
         out.append(f"Against its own random-init encoder (overall means): {'; '.join(parts)}. "
                    + ("**It learns**: it beats its random init on the probe and kNN means." if learns else
                       "**It does not beat its random init** on both the probe and the kNN means."))
+        if not learns and tried:
+            out.append("What was tried to make it learn (overall means against its random init: probe / kNN "
+                       "p@10 / few-shot; details in the project's " + FINDINGS + "):\n\n"
+                       + "\n".join(f"- {t}" for t in tried))
     if not {rules.domain(t) for t in results[name]} & set(rules.RULE_DOMAINS):
         return "\n\n".join(out)
     misses = rules.rule_misses(name, results)
@@ -114,7 +124,8 @@ def evaluation_section(cfg: ModelConfig) -> str:
     if m.results and m.heldout_tasks:
         notes = [f"- `{k}`: {TASK_NOTES.get(k, _describe(v))}" for k, v in m.heldout_tasks.items()]
         out += [f"On the held-out tasks of {m.corpus or 'the corpus'}: clips never used in training. "
-                + PROTOCOL, "", *notes, "", figures(m.heldout_tasks, m.results), verdict(cfg.name, m.results), ""]
+                + PROTOCOL, "", *notes, "", figures(m.heldout_tasks, m.results),
+                verdict(cfg.name, m.results, cfg.raw.get("training", {}).get("tried", ())), ""]
     else:
         out += [f"_No corpus figures: {m.no_corpus or 'this model was not evaluated on a corpus'}._", ""]
     ue = m.user_eval
