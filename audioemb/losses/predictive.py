@@ -42,19 +42,26 @@ def cpc_loss(context: torch.Tensor, latents: torch.Tensor, predictors, negatives
 
 
 def masked_contrastive_loss(context: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, distractors: int = 10,
-                            temperature: float = 0.1, generator: torch.Generator | None = None) -> torch.Tensor:
+                            temperature: float = 0.1, generator: torch.Generator | None = None,
+                            across_batch: bool = False) -> torch.Tensor:
     """wav2vec 2.0's contrastive task (Baevski et al., 2020, eq. 3): at each masked step t, pick the true
     latent q_t among ``distractors`` latents sampled from the other steps of the same sequence, by cosine
-    similarity / temperature."""
-    t = targets.shape[1]
+    similarity / temperature. With ``across_batch`` the distractors are any other step of any sequence in
+    the batch (as CPC's negatives), so what stays constant within a clip can tell the true latent apart."""
+    b, t = targets.shape[:2]
     bi, ti = mask.nonzero(as_tuple=True)
     if len(bi) == 0:
         return context.new_zeros(())
-    off = torch.randint(1, t, (len(bi), distractors), generator=generator, device=targets.device)
-    neg_t = (ti[:, None] + off) % t  # any other step of the same sequence
+    span = b * t if across_batch else t
+    off = torch.randint(1, span, (len(bi), distractors), generator=generator, device=targets.device)
+    if across_batch:  # any other (sequence, step) of the batch
+        flat = (bi * t + ti)[:, None] + off
+        neg_b, neg_t = (flat // t) % b, flat % t
+    else:  # any other step of the same sequence
+        neg_b, neg_t = bi[:, None].expand_as(off), (ti[:, None] + off) % t
     c = F.normalize(context[bi, ti], dim=-1)
     pos = F.normalize(targets[bi, ti], dim=-1)
-    neg = F.normalize(targets[bi[:, None], neg_t], dim=-1)
+    neg = F.normalize(targets[neg_b, neg_t], dim=-1)
     logits = torch.cat([(c * pos).sum(-1, keepdim=True), torch.einsum("nd,nkd->nk", c, neg)], dim=1) / temperature
     return F.cross_entropy(logits, torch.zeros(len(bi), dtype=torch.long, device=targets.device))
 

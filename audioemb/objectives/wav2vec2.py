@@ -3,6 +3,7 @@
 Spans of the latents z are replaced by a learned mask embedding; a bidirectional transformer context must
 identify each masked step's true latent (plain, unquantised, through a linear projection) among
 distractors from other steps of the same sequence (cosine similarity, temperature 0.1).
+``distractors_from="batch"`` draws them from every clip of the batch instead (not the paper's).
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ class Wav2Vec2(Objective):
     n_crops = 1
 
     def __init__(self, encoder, frontend, views, ratio: float = 0.4, span: int = 3, distractors: int = 10,
-                 temperature: float = 0.1, proj_dim: int = 128):
+                 temperature: float = 0.1, proj_dim: int = 128, distractors_from: str = "clip"):
         super().__init__(encoder, frontend, views)
+        if distractors_from not in ("clip", "batch"):
+            raise ValueError(f"distractors_from must be 'clip' (the paper's) or 'batch', not {distractors_from!r}")
+        self.across_batch = distractors_from == "batch"
         d = encoder.frame_dim
         self.mask_embedding = nn.Parameter(torch.randn(d) * 0.1)
         self.project_q = nn.Linear(d, proj_dim)
@@ -38,7 +42,7 @@ class Wav2Vec2(Objective):
         zm = torch.where(mask[..., None], self.mask_embedding.to(z.dtype), z)
         c = self.encoder.contextualize(zm)[-1]
         loss = masked_contrastive_loss(*self.f32(self.project_c(c), self.project_q(z)), mask, self.distractors,
-                                       self.temperature)
+                                       self.temperature, across_batch=self.across_batch)
         return {"loss": loss, "embeddings": self.encoder.pool(c).detach()}
 
 
