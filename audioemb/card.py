@@ -154,7 +154,8 @@ def training_section(t: TrainingRecord, sr: int) -> str:
     return (head + f"Trained on {_where(t)}, with the exact command:\n\n```bash\n"
             f"{t.command or '(not recorded)'}\n```\n\n" + common
             + f"- {t.steps} steps of {t.batch_size} recordings, crops of {t.crop_s} s; "
-            f"wall time {t.wall_time_s / 3600:.2f} h\n" + tail)
+            f"wall time {t.wall_time_s / 3600:.2f} h"
+            + (f" ({t.wall_time_note})" if t.wall_time_note else "") + "\n" + tail)
 
 
 def licence_text(t: TrainingRecord) -> str:

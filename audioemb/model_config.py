@@ -150,6 +150,7 @@ class TrainingRecord:
     batch_size: int | None = None
     crop_s: float | None = None
     wall_time_s: float = 0.0
+    wall_time_note: str | None = None  # what the wall time included (shared cores, pauses)
     torch: str | None = None
     audioemb: str | None = None
     git_commit: str | None = None
@@ -166,7 +167,8 @@ class TrainingRecord:
     def from_dict(cls, t: dict) -> TrainingRecord:
         env = t.get("env") or {}
         return cls(command=t.get("command"), steps=t.get("steps"), batch_size=t.get("batch_size"),
-                   crop_s=t.get("crop_s"), wall_time_s=float(t.get("wall_time_s") or 0), torch=t.get("torch"),
+                   crop_s=t.get("crop_s"), wall_time_s=float(t.get("wall_time_s") or 0),
+                   wall_time_note=t.get("wall_time_note"), torch=t.get("torch"),
                    audioemb=t.get("audioemb"), git_commit=t.get("git_commit"), date=t.get("date"),
                    final_collapse_std_heldout=t.get("final_collapse_std_heldout"),
                    env=EnvRecord(env.get("device"), env.get("device_name"), env.get("machine"),

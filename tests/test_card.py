@@ -54,3 +54,9 @@ def test_card_says_when_a_run_trained_on_a_coded_subset():
                                            "clips": 10, "hours": 1.0, "subset": sub}), 16000)
     assert "a random 27% of the corpus's training clips (seed 0" in line and "Ogg/Opus at about 11 kbit/s" in line
     assert "subset" not in data_line(DataRecord.from_dict({"kind": "corpus", "clips": 10}), 16000)
+
+
+def test_card_says_what_the_wall_time_included(tiny_model):
+    card = render_card(_cfg(tiny_model, wall_time_s=7200, wall_time_note="cores shared with another training"))
+    assert "wall time 2.00 h (cores shared with another training)" in card
+    assert "wall time 2.00 h\n" in render_card(_cfg(tiny_model, wall_time_s=7200))
