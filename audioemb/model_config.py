@@ -151,6 +151,7 @@ class TrainingRecord:
     crop_s: float | None = None
     wall_time_s: float = 0.0
     wall_time_note: str | None = None  # what the wall time included (shared cores, pauses)
+    tried: tuple[str, ...] = ()  # what was tried to make a model that does not learn learn
     torch: str | None = None
     audioemb: str | None = None
     git_commit: str | None = None
@@ -168,8 +169,8 @@ class TrainingRecord:
         env = t.get("env") or {}
         return cls(command=t.get("command"), steps=t.get("steps"), batch_size=t.get("batch_size"),
                    crop_s=t.get("crop_s"), wall_time_s=float(t.get("wall_time_s") or 0),
-                   wall_time_note=t.get("wall_time_note"), torch=t.get("torch"),
-                   audioemb=t.get("audioemb"), git_commit=t.get("git_commit"), date=t.get("date"),
+                   wall_time_note=t.get("wall_time_note"), tried=tuple(t.get("tried") or ()),
+                   torch=t.get("torch"), audioemb=t.get("audioemb"), git_commit=t.get("git_commit"), date=t.get("date"),
                    final_collapse_std_heldout=t.get("final_collapse_std_heldout"),
                    env=EnvRecord(env.get("device"), env.get("device_name"), env.get("machine"),
                                  int(env.get("world_size") or 1), env.get("threads_per_process"),

@@ -125,7 +125,7 @@ def evaluation_section(cfg: ModelConfig) -> str:
         notes = [f"- `{k}`: {TASK_NOTES.get(k, _describe(v))}" for k, v in m.heldout_tasks.items()]
         out += [f"On the held-out tasks of {m.corpus or 'the corpus'}: clips never used in training. "
                 + PROTOCOL, "", *notes, "", figures(m.heldout_tasks, m.results),
-                verdict(cfg.name, m.results, cfg.raw.get("training", {}).get("tried", ())), ""]
+                verdict(cfg.name, m.results, cfg.training.tried), ""]
     else:
         out += [f"_No corpus figures: {m.no_corpus or 'this model was not evaluated on a corpus'}._", ""]
     ue = m.user_eval
