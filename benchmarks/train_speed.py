@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -34,10 +35,9 @@ def run(recipe: str, corpus: Path, procs: int, sets: list[str], steps: int, batc
         src: Path | None = None) -> float:
     """views/s of ``steps`` steps of ``recipe`` (per-process batch from the recipe unless ``batch``), with the
     package imported from ``src`` when given."""
-    import os
-
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))} \
-        if src else None
+    env = None
+    if src:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))}
     out = Path(tempfile.mkdtemp(prefix="train_speed-"))
     try:
         half = max(1, steps // 2)
