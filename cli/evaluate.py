@@ -65,23 +65,22 @@ def evaluate(
 
 
 def _models(names: list[str | None], layer: str | None, baselines: bool, seeds: int) -> list:
-    from audioemb.eval.run import LayerView
+    from audioemb.eval.run import layer_views
     from audioemb.runtime import load
+
+    def views(m) -> list:  # with --layer all, each random-init seed is read out from the same layers
+        return layer_views(m) if layer == "all" else [m]
 
     out = []
     for n in names:
-        m = load(n)
-        if layer == "all":
-            out.extend(LayerView(m, i) for i in range(m.n_layers))
-            out.append(LayerView(m, "mean"))
-        else:
-            out.append(m)
+        out.extend(views(load(n)))
     if baselines:
         from audioemb.eval.baselines import LogMelStats, random_init_models
 
         try:
             for n in names:
-                out.extend(random_init_models(n, seeds))
+                for m in random_init_models(n, seeds):
+                    out.extend(views(m))
         except ImportError:
             typer.echo("(random-init baseline skipped: it needs torch, the [train] extra)", err=True)
         out.append(LogMelStats(out[0].config["frontend"] if hasattr(out[0], "config") else None))

@@ -182,3 +182,36 @@ def test_cache_keeps_each_layer_of_one_model_apart(tmp_path):
     assert first["probe_acc"] == 1.0 and last["probe_acc"] < 0.9
     assert embed_and_score(LayerView(Layered(), 0), ds, cache=cache) == first
     assert embed_and_score(Layered(), ds, cache=cache) == last  # the plain key still reads its own entry
+
+
+def test_layer_views_of_random_seeds_merge_per_layer():
+    """Regression: ``--layer all`` named a seed's layer ``m@random-init#seed0@layer0``, so merging the seeds
+    pooled every layer into one ``m@random-init`` row. Each layer now keeps its own row, averaged over seeds."""
+    from audioemb.eval.data import LabelledSet
+    from audioemb.eval.run import SEED_SEP, evaluate, layer_views
+
+    rng = np.random.default_rng(0)
+    paths = [f"f{i}.wav" for i in range(40)]
+    y = np.array([i % 2 for i in range(40)])
+    good = {p: rng.standard_normal(8).astype(np.float32) + (i % 2) * 3 for i, p in enumerate(paths)}
+
+    class Seed:  # layer 0 separates the classes; layer 1 is this seed's noise
+        n_layers, config = 2, {}
+
+        def __init__(self, s):
+            self.name = f"m@random-init{SEED_SEP}{s}"
+            self.noise = np.random.default_rng(s + 1).standard_normal((40, 8)).astype(np.float32)
+
+        def encode(self, ps, batch_size=32, layer=None):
+            rows = {p: self.noise[i] for i, p in enumerate(paths)}
+            if layer == "mean":
+                return np.stack([(good[p] + rows[p]) / 2 for p in ps])
+            return np.stack([(good if layer == 0 else rows)[p] for p in ps])
+
+    views = [v for s in range(3) for v in layer_views(Seed(s))]
+    assert [v.name for v in views[:3]] == [f"m@random-init@layer{i}{SEED_SEP}0" for i in (0, 1, "mean")]
+    res = evaluate(views, [LabelledSet("toy", paths, y, None)], log=lambda *_: None)["results"]
+    assert list(res) == ["m@random-init@layer0", "m@random-init@layer1", "m@random-init@layermean"]
+    assert all(r["toy"]["seeds"] == 3 for r in res.values())
+    assert res["m@random-init@layer0"]["toy"]["probe_acc"] == 1.0
+    assert res["m@random-init@layer1"]["toy"]["probe_acc"] < 0.9

@@ -28,13 +28,19 @@ class LayerView:
 
     def __init__(self, model, layer):
         self.model, self.layer = model, layer
-        self.name = f"{model.name}@layer{layer}"
+        base, sep, seed = model.name.partition(SEED_SEP)  # the seed tag stays last, so seeds merge per layer
+        self.name = f"{base}@layer{layer}{sep}{seed}"
         self.config = model.config
         key = getattr(model, "cache_key", None)
         self.cache_key = f"{key}@layer{layer}" if key else None
 
     def encode(self, paths, batch_size: int = 32, **_):
         return self.model.encode(paths, batch_size=batch_size, layer=self.layer)
+
+
+def layer_views(model) -> list[LayerView]:
+    """``model`` read out from each of its layers and from their mean, one :class:`LayerView` each."""
+    return [LayerView(model, i) for i in range(model.n_layers)] + [LayerView(model, "mean")]
 
 
 def score(x: np.ndarray, ds: LabelledSet, standardize: bool = False) -> dict:
