@@ -38,13 +38,13 @@ def embed(
     Exit code 0 when every file was embedded, 1 when some failed or a folder could not be read (each failure
     is in manifest.jsonl with its reason), 2 for usage errors.
     """
-    from audioemb.audio import AudioError, printable
-    from audioemb.embed import EmbedError, embed_folder, iter_records
-    from audioemb.errors import MissingExtraError
-    from audioemb.modelfolder import ModelFolderError
+    from audioemb.audio import printable
+    from audioemb.embed import embed_folder, iter_records
     from audioemb.runtime import load
 
-    try:
+    from ._errors import input_errors
+
+    with input_errors(FileNotFoundError, ValueError):  # the library's own errors reach the one handler
         lay = None if layer is None else (layer if layer == "mean" else int(layer))
         if ray or ray_address:
             from audioemb.ray_embed import embed_folder_ray
@@ -55,9 +55,6 @@ def embed(
             m = model if backend == "onnx" and device == "auto" else load(model, backend=backend, device=device)
             summary = embed_folder(folder, out, m, batch_size=batch_size, workers=workers, frames=frames, layer=lay,
                                    progress=progress, prune=prune, new_root=new_root, device=device)
-    except (EmbedError, ModelFolderError, FileNotFoundError, AudioError, ValueError, MissingExtraError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
     for r in iter_records(out):
         if r.get("error"):
             typer.echo(f"failed: {printable(r['path'])}: {r['error']}", err=True)

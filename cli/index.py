@@ -9,21 +9,6 @@ import typer
 
 app = typer.Typer(help="Build, update and describe search indexes of audio collections.", no_args_is_help=True)
 
-def _fail(e: Exception) -> None:
-    typer.echo(f"error: {e}", err=True)
-    raise typer.Exit(2) from None
-
-
-def _known_errors() -> tuple[type[Exception], ...]:
-    from audioemb.audio import AudioError
-    from audioemb.embed import EmbedError
-    from audioemb.errors import MissingExtraError
-    from audioemb.index import IndexStoreError
-    from audioemb.modelfolder import ModelFolderError
-
-    return IndexStoreError, ModelFolderError, AudioError, EmbedError, FileNotFoundError, ValueError, MissingExtraError
-
-
 def _report(files: list[dict], unreadable: list) -> bool:
     """Print each failed or warned file and unreadable folder to stderr; True if anything failed."""
     from audioemb.audio import printable
@@ -67,14 +52,14 @@ def build(
     """Embed a folder (or reuse its embed output) and build a cosine-similarity index of it."""
     from audioemb.index import Index
 
+    from ._errors import fail, input_errors
+
     if folder is None and from_embed is None:
-        _fail(ValueError("give a FOLDER to embed, or --from OUT to build from an embed output"))
-    try:
+        fail("give a FOLDER to embed, or --from OUT to build from an embed output")
+    with input_errors(FileNotFoundError, ValueError):  # the library's own errors reach the one handler
         idx = Index.build(folder, out, model=model, segments=segments, index_type=index_type.lower(),
                           from_embed=from_embed, overwrite=force, memory_budget_gb=memory_gb, batch_size=batch_size,
                           progress=progress, device=device)
-    except _known_errors() as e:
-        _fail(e)
     i = idx.info
     failed = _report(idx.files, i.get("unreadable_folders") or [])
     typer.echo(f"indexed {len(idx)} vectors from {i['n_files'] - i['n_failed']} files ({i['n_failed']} failed) with "
@@ -97,11 +82,11 @@ def add(
     """Add new files and re-embed changed ones (size or modification time differs), atomically."""
     from audioemb.index import Index
 
-    try:
+    from ._errors import input_errors
+
+    with input_errors(FileNotFoundError, ValueError):
         summary = Index.load(index, device=device).add(folder, prune=prune, batch_size=batch_size, progress=progress,
                                         new_root=new_root)
-    except _known_errors() as e:
-        _fail(e)
     failed = _report(summary.problems, summary.unreadable)
     typer.echo(summary.line())
     raise typer.Exit(1 if failed else 0)
@@ -119,10 +104,10 @@ def merge(
     """Merge indexes (built on several machines, or from shards of one collection) into one, without embedding."""
     from audioemb.index import Index
 
-    try:
+    from ._errors import input_errors
+
+    with input_errors(FileNotFoundError, ValueError):
         idx = Index.merge(sources, out, index_type=index_type.lower(), memory_budget_gb=memory_gb, overwrite=force)
-    except _known_errors() as e:
-        _fail(e)
     i = idx.info
     typer.echo(f"merged {len(sources)} indexes: {len(idx)} vectors from {i['n_files']} files, {_kind(i)}, "
                f"recall@10 {i['recall@10']:.3f} -> {out}")
@@ -142,10 +127,10 @@ def info(
 
     from audioemb.index import Index
 
-    try:
+    from ._errors import input_errors
+
+    with input_errors(FileNotFoundError, ValueError):
         idx = Index.load(index)
-    except _known_errors() as e:
-        _fail(e)
     data = {"path": str(index), **idx.info, "size_bytes": idx.disk_size()}
     if json_out:
         typer.echo(json.dumps(data, indent=1))

@@ -26,12 +26,12 @@ def search(
     import json
 
     from audioemb.audio import AudioError, printable, scan_audio
-    from audioemb.errors import MissingExtraError
-    from audioemb.index import Index, IndexStoreError, parse_query
-    from audioemb.modelfolder import ModelFolderError
+    from audioemb.index import Index, parse_query
+
+    from ._errors import input_errors
 
     path = Path(query)
-    try:
+    with input_errors(FileNotFoundError):  # the library's own errors reach the one handler
         if path.is_dir():
             found, unreadable = scan_audio(path)
             if not found:
@@ -41,21 +41,15 @@ def search(
         else:
             queries = [query]
         idx = Index.load(index, device=device)
-    except (IndexStoreError, ModelFolderError, FileNotFoundError, MissingExtraError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
     results, failed = [], 0
     for q in queries:
         try:
             if not Path(parse_query(q)[0]).exists():
                 raise FileNotFoundError(f"{q}: no such file")
             results.append((q, idx.search(q, k=k, collapse=not all_segments)))
-        except (AudioError, FileNotFoundError, ValueError) as e:
+        except (AudioError, FileNotFoundError, ValueError) as e:  # this query; other errors stop them all
             failed += 1
             typer.echo(f"error: {printable(str(e))}", err=True)
-        except (IndexStoreError, ModelFolderError) as e:  # the index or its model: no query can work
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
     if json_out:
         typer.echo(json.dumps([{"query": q, "hits": [h.to_dict() for h in hits]} for q, hits in results], indent=1))
     else:
