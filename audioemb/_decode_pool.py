@@ -114,6 +114,9 @@ class DecodePool:
         try:
             while True:
                 while not exhausted:
+                    if not any(w.ready for w in self.workers):  # has one started since? (never blocks)
+                        for c in wait([w.conn for w in self.workers], timeout=0):
+                            yield from self._receive(next(x for x in self.workers if x.conn is c))
                     ready = [w for w in self.workers if w.ready]
                     w = min(ready, key=lambda w: len(w.out)) if ready else None
                     if w is not None and len(w.out) > AHEAD:

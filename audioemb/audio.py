@@ -55,6 +55,13 @@ class AudioInfo:
 
 def info(path: str | os.PathLike) -> AudioInfo:
     """Read a file's header; raise :class:`AudioError` for empty, unreadable or non-audio files."""
+    f, meta = _open(path)
+    f.close()
+    return meta
+
+
+def _open(path: str | os.PathLike) -> tuple[sf.SoundFile, AudioInfo]:
+    """The open file and its header, read once; :class:`AudioError` for empty, unreadable or non-audio files."""
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -65,15 +72,15 @@ def info(path: str | os.PathLike) -> AudioInfo:
     if size == 0:
         raise AudioError(path, "empty file (0 bytes)")
     try:
-        i = sf.info(_sf_path(p))
+        f = sf.SoundFile(_sf_path(p))
     except Exception as e:  # libsndfile raises LibsndfileError/RuntimeError with its own message
         raise AudioError(path, f"not a readable audio file ({_sf_reason(e, p)})") from None
-    if i.samplerate <= 0:
-        raise AudioError(path, f"invalid sample rate {i.samplerate}")
-    if i.channels <= 0:
-        raise AudioError(path, f"invalid channel count {i.channels}")
-    return AudioInfo(str(p), int(i.samplerate), int(i.channels), int(i.frames), i.format, i.subtype,
-                     _promised_frames(i.extra_info, int(i.frames)))
+    if f.samplerate <= 0 or f.channels <= 0:
+        f.close()
+        what = f"sample rate {f.samplerate}" if f.samplerate <= 0 else f"channel count {f.channels}"
+        raise AudioError(path, f"invalid {what}")
+    return f, AudioInfo(str(p), int(f.samplerate), int(f.channels), int(f.frames), f.format, f.subtype,
+                        _promised_frames(f.extra_info, int(f.frames)))
 
 
 def _sf_path(p: str | os.PathLike) -> bytes:
@@ -115,13 +122,18 @@ def _sf_reason(e: Exception, path: Path | None = None) -> str:
 
 
 def _clean(block: np.ndarray) -> tuple[np.ndarray, int]:
-    """Mix a (frames, channels) float32 block to mono and zero non-finite samples; return (mono, n_bad)."""
-    if block.ndim == 2 and block.shape[1] > 1:  # in float64: huge finite samples must not overflow the sum
-        mono = block.mean(axis=1, dtype=np.float64)
-        with np.errstate(over="ignore"):
-            mono = mono.astype(np.float32)
-    else:
-        mono = (block[:, 0] if block.ndim == 2 else block).astype(np.float32, copy=False)
+    """Mix a (frames, channels) float32 block to mono and zero non-finite samples; return (mono, n_bad).
+
+    The mix is one matrix-vector product with weights 1/channels: each term is scaled before the sum, so huge
+    finite samples cannot overflow it (a float64 ``mean(axis=1)`` did the same about 100 times slower)."""
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN and Inf are counted and zeroed below
+        if block.ndim == 2 and block.shape[1] > 1:
+            ch = block.shape[1]
+            mono = np.ascontiguousarray(block, dtype=np.float32) @ np.full(ch, 1.0 / ch, np.float32)
+        else:
+            mono = (block[:, 0] if block.ndim == 2 else block).astype(np.float32, copy=False)
+        if np.isfinite(mono.sum()):  # the common case: one pass, no mask (an overflowing sum takes the slow path)
+            return mono, 0
     bad = ~np.isfinite(mono)
     n_bad = int(bad.sum())
     if n_bad:
@@ -129,9 +141,14 @@ def _clean(block: np.ndarray) -> tuple[np.ndarray, int]:
     return mono, n_bad
 
 
+def _peak(mono: np.ndarray) -> float:
+    """max |x| without a temporary array."""
+    return max(float(mono.max()), -float(mono.min())) if len(mono) else 0.0
+
+
 def stream(
     path: str | os.PathLike, sample_rate: int | None = None, block_frames: int = BLOCK_FRAMES,
-    report: dict | None = None, meta: AudioInfo | None = None,
+    report: dict | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield mono float32 blocks of a file, resampled to ``sample_rate`` (None keeps the file's rate).
 
@@ -139,28 +156,44 @@ def stream(
     :class:`AudioError` for files with no frames, files that are entirely NaN/Inf, and decode errors
     (corrupt data, or a FLAC cut short). Sporadic NaN/Inf samples are replaced by zeros. When the
     stream ends, ``report`` (if given) gets ``warnings``: a list of what was wrong but still embedded
-    (NaN/Inf samples zeroed, a file shorter than its header promises). ``meta``: the file's :func:`info`
-    when the caller has already read it (the header is then not read again).
+    (NaN/Inf samples zeroed, a file shorter than its header promises) and ``peak``, the largest |sample|.
     """
-    meta = meta if meta is not None else info(path)
-    if meta.frames == 0:
-        raise AudioError(path, "no audio frames (zero-length audio)")
-    target = int(sample_rate or meta.sample_rate)
-    resampler = None
-    if target != meta.sample_rate:
-        resampler = soxr.ResampleStream(meta.sample_rate, target, 1, dtype="float32", quality="HQ")
-    n_read = n_bad = 0
-    peak = 0.0
-    try:
-        with sf.SoundFile(_sf_path(path)) as f:
+    f, meta = _open(path)
+    yield from _blocks(f, meta, sample_rate, block_frames, report)
+
+
+def open_stream(
+    path: str | os.PathLike, sample_rate: int | None = None, block_frames: int = BLOCK_FRAMES,
+    report: dict | None = None,
+) -> tuple[AudioInfo, Iterator[np.ndarray]]:
+    """The file's header and then its blocks as :func:`stream` yields them, opening the file once.
+
+    Header errors are raised here; decoding errors while the blocks are read. The file is closed when the
+    blocks are exhausted or the iterator is closed."""
+    f, meta = _open(path)
+    return meta, _blocks(f, meta, sample_rate, block_frames, report)
+
+
+def _blocks(f: sf.SoundFile, meta: AudioInfo, sample_rate: int | None, block_frames: int,
+            report: dict | None) -> Iterator[np.ndarray]:
+    path = meta.path
+    with f:
+        if meta.frames == 0:
+            raise AudioError(path, "no audio frames (zero-length audio)")
+        target = int(sample_rate or meta.sample_rate)
+        resampler = None
+        if target != meta.sample_rate:
+            resampler = soxr.ResampleStream(meta.sample_rate, target, 1, dtype="float32", quality="HQ")
+        n_read = n_bad = 0
+        peak = 0.0
+        try:
             while True:
                 block = f.read(block_frames, dtype="float32", always_2d=True)
                 last = len(block) < block_frames
                 mono, bad = _clean(block)
                 n_read += len(mono)
                 n_bad += bad
-                if len(mono):
-                    peak = max(peak, float(np.max(np.abs(mono))))
+                peak = max(peak, _peak(mono))
                 if resampler is not None:
                     mono, bad = _clean(resampler.resample_chunk(mono, last=last))  # near float32's max it overflows
                     n_bad += bad
@@ -168,11 +201,11 @@ def stream(
                     yield mono
                 if last:
                     break
-    except AudioError:
-        raise
-    except Exception as e:
-        raise AudioError(path, f"truncated or corrupt: decoding failed at frame {n_read} of the {meta.frames} the "
-                               f"header promises ({_sf_reason(e)})") from None
+        except AudioError:
+            raise
+        except Exception as e:
+            raise AudioError(path, f"truncated or corrupt: decoding failed at frame {n_read} of the {meta.frames} "
+                                   f"the header promises ({_sf_reason(e)})") from None
     if n_read == 0:
         raise AudioError(path, "no audio frames could be decoded (truncated file?)")
     if n_bad >= n_read:

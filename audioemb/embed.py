@@ -120,12 +120,13 @@ def _record(e: FileEntry, r) -> dict:
 
 
 def balanced(workers: int | None) -> tuple[int, int]:
-    """(decoder processes, onnxruntime threads) for this machine. ``workers=None`` picks a third of the cores
-    (at least one) for decoding; onnxruntime keeps every core, since decoding waits on I/O and the model's
-    threads take the cores back between files (measured in benchmarks/embed_e2e.py: on 2 idle cores, +59 %
-    over the model alone, against +107 % with the cores split between them)."""
+    """(decoder processes, onnxruntime threads) for this machine; onnxruntime keeps every core.
+
+    ``workers=None``: with more than 2 cores, a third of them decode beside the model. With 1 or 2, decoding
+    runs in this process between batches: on 2 idle cores (benchmarks/embed_e2e.py, docs/benchmarks.md) a
+    decoder process beside onnxruntime was slower than that, whether onnxruntime kept both cores or one."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    w = max(1, cores // 3) if workers is None else max(0, workers)
+    w = (max(1, cores // 3) if cores > 2 else 0) if workers is None else max(0, workers)
     return w, cores
 
 
@@ -174,7 +175,7 @@ def embed_folder(root: str | os.PathLike, out: str | os.PathLike, model: str | E
                  new_root: bool = False, device: str = "auto") -> EmbedSummary:
     """Embed every audio file under ``root`` into ``out`` (see the module docstring for the layout).
 
-    Decoding runs in ``workers`` processes beside the model (None: a third of the cores; 0: in this
+    Decoding runs in ``workers`` processes beside the model (None: :func:`balanced` picks; 0: in this
     process); a model given by name is loaded with onnxruntime on every core (:func:`balanced`).
     Bad files (empty, truncated, not audio, all-NaN, unreadable, a non-finite embedding) are recorded with
     their error and the run goes on; files embedded despite a problem (zeroed NaN samples, a truncated

@@ -96,9 +96,8 @@ def decode(seq: int, source, spec: DecodeSpec, inline: bool = True) -> Iterator[
     report: dict = {}
     try:
         if isinstance(source, (str, os.PathLike)):
-            meta = audio_io.info(source)
+            meta, blocks = audio_io.open_stream(source, spec.sample_rate, report=report)  # one open per file
             yield "head", seq, meta
-            blocks: Iterable[np.ndarray] = audio_io.stream(source, spec.sample_rate, report=report, meta=meta)
         else:
             yield "head", seq, None
             mono = audio_io.resample(_as_array(source), spec.array_rate or spec.sample_rate, spec.sample_rate)

@@ -46,6 +46,29 @@ def test_multichannel_mixed_to_mono(tmp_path, channels):
     np.testing.assert_allclose(load(p), x.mean(axis=1), atol=1e-7)
 
 
+@pytest.mark.parametrize("channels", [2, 3])
+def test_mix_of_huge_and_non_finite_samples(tmp_path, channels):
+    """The mix scales each channel before summing: huge finite samples stay finite (as a float64 mean kept
+    them), a NaN or Inf in any channel zeroes that sample and is counted in the warning."""
+    x = tone(channels=channels)
+    x[:10] = 3e38  # every channel near float32's max: their sum would overflow
+    x[20, 0] = np.nan
+    x[30, -1] = np.inf
+    x[40, 0], x[40, 1] = np.inf, -np.inf
+    p = tmp_path / "edge.wav"
+    sf.write(p, x, SR, subtype="FLOAT")
+    report: dict = {}
+    y = np.concatenate(list(stream(p, report=report)))
+    with np.errstate(invalid="ignore"):
+        ref = x.astype(np.float64).mean(axis=1)
+    assert np.isfinite(y).all()
+    np.testing.assert_allclose(y[:10], 3e38, rtol=1e-6)
+    assert y[20] == y[30] == y[40] == 0
+    keep = np.isfinite(ref)
+    np.testing.assert_allclose(y[keep], ref[keep], rtol=1e-6, atol=1e-7)
+    assert report["warnings"] and report["warnings"][0].startswith("3 of ")
+
+
 @pytest.mark.parametrize("rate", [8000, 11025, 44100, 48000, 96000, 7350])
 def test_resampled_to_target(tmp_path, rate):
     x = tone(n=rate, sr=rate)

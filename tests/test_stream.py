@@ -69,6 +69,27 @@ def _decoders() -> list[int]:
     return found
 
 
+def test_decoder_processes_take_over_once_started(clip_paths, tiny_model, monkeypatch):
+    """Regression: the main process decoded inline until a worker was ready, but only looked for the worker's
+    "ready" message after the last source had been handed out, so every file was decoded inline."""
+    import audioemb._decode_pool as pool
+
+    inline: list[int] = []
+    real = pool.decode
+
+    def slow_inline(seq, source, spec, inline_=True):  # only the main process's copy is patched
+        inline.append(seq)
+        time.sleep(0.05)
+        yield from real(seq, source, spec)
+
+    monkeypatch.setattr(pool, "decode", slow_inline)
+    m = load(tiny_model)
+    paths = list(clip_paths) * 8
+    got = list(m.encode_stream(enumerate(paths), ordered=True, workers=1))
+    assert [r.key for r in got] == list(range(len(paths))) and all(r.error is None for r in got)
+    assert len(inline) < len(paths) // 2, f"{len(inline)} of {len(paths)} decoded in the main process"
+
+
 def test_a_killed_decoder_fails_only_its_file(mixed, tiny_model):
     """A decoder process killed mid-job (a crash in a codec, the OOM killer): the file it was decoding gets
     an error naming the cause, a fresh process decodes the rest, every other file is embedded."""
@@ -131,13 +152,19 @@ def test_ray_without_the_extra_is_one_line(mixed, tmp_path, tiny_model, monkeypa
     assert not (tmp_path / "o").exists()
 
 
-def test_each_file_header_is_read_once(clip_paths, tiny_model, monkeypatch):
-    """Regression: the decode path read each file's header twice (``info`` and again inside ``stream``)."""
+def test_each_file_is_opened_once(clip_paths, tiny_model, monkeypatch):
+    """Regression: the decode path opened each file twice, for its header (``info``) and to decode it."""
     import audioemb.audio as audio_io
 
     calls: list[str] = []
-    real = audio_io.sf.info
-    monkeypatch.setattr(audio_io.sf, "info", lambda p, *a, **k: calls.append(p) or real(p, *a, **k))
+    real = audio_io.sf.SoundFile  # sf.info opens one too
+
+    class Counted(real):
+        def __init__(self, p, *a, **k):
+            calls.append(p)
+            super().__init__(p, *a, **k)
+
+    monkeypatch.setattr(audio_io.sf, "SoundFile", Counted)
     m = load(tiny_model)
     got = list(m.encode_stream(enumerate(clip_paths), ordered=True))
     assert all(r.error is None for r in got)
@@ -162,3 +189,13 @@ def test_spool_reads_back_in_order_and_leaves_no_file(tmp_path, monkeypatch):
     assert inner == [[1, 1], [1, 1]]
     assert [x[0][:1] for x in s] == ["a", "b"]
     s.close()
+
+
+@pytest.mark.parametrize(("cores", "want"), [(1, (0, 1)), (2, (0, 2)), (3, (1, 3)), (16, (5, 16))])
+def test_balanced_decodes_inline_on_one_or_two_cores(cores, want, monkeypatch):
+    """On 2 cores a decoder process beside onnxruntime measured slower than decoding inline (docs/benchmarks.md)."""
+    from audioemb.embed import balanced
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)))
+    assert balanced(None) == want
+    assert balanced(3) == (3, cores) and balanced(0) == (0, cores)
