@@ -116,7 +116,7 @@ class DecodePool:
                 while not exhausted:
                     if not any(w.ready for w in self.workers):  # has one started since? (never blocks)
                         for c in wait([w.conn for w in self.workers], timeout=0):
-                            yield from self._receive(next(x for x in self.workers if x.conn is c))
+                            yield from self._receive(self._by_conn(c))
                     ready = [w for w in self.workers if w.ready]
                     w = min(ready, key=lambda w: len(w.out)) if ready else None
                     if w is not None and len(w.out) > AHEAD:
@@ -133,11 +133,14 @@ class DecodePool:
                 if exhausted and not self.owner:
                     finished = True
                     return
-                for w in wait([w.conn for w in self.workers], timeout=1.0):
-                    yield from self._receive(next(x for x in self.workers if x.conn is w))
+                for c in wait([w.conn for w in self.workers], timeout=1.0):
+                    yield from self._receive(self._by_conn(c))
         finally:
             for w in self.workers:  # one still starting up was never needed: stop it without waiting
                 w.stop(wait=finished and w.ready)
+
+    def _by_conn(self, conn: Connection) -> _Worker:
+        return next(w for w in self.workers if w.conn is conn)
 
     def _receive(self, w: _Worker) -> Iterator[tuple]:
         try:

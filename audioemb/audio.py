@@ -158,8 +158,7 @@ def stream(
     stream ends, ``report`` (if given) gets ``warnings``: a list of what was wrong but still embedded
     (NaN/Inf samples zeroed, a file shorter than its header promises) and ``peak``, the largest |sample|.
     """
-    f, meta = _open(path)
-    yield from _blocks(f, meta, sample_rate, block_frames, report)
+    yield from open_stream(path, sample_rate, block_frames, report)[1]
 
 
 def open_stream(

@@ -81,29 +81,27 @@ def main(argv: list[str] | None = None) -> str:
             jobs.append((default[0], cores, model))
         best: dict[str, float] = {}
 
-        def timed(key: str, fn) -> None:
-            t = time.perf_counter()
-            fn()
-            best[key] = min(best.get(key, float("inf")), time.perf_counter() - t)
+        def note(key: str, t0: float) -> None:
+            best[key] = min(best.get(key, float("inf")), time.perf_counter() - t0)
 
         for rep in range(args.repeat):
-            raw: list = []
-
-            def decode(raw=raw) -> None:  # decoded and mixed to mono as the job does, at the file's own rate
-                for p in paths:
-                    meta, blocks = audio_io.open_stream(p)
-                    raw.append((np.concatenate(list(blocks)), meta.sample_rate))
-
-            timed("decode", decode)
-            at_rate: list = []
-            timed("resample", lambda raw=raw, at_rate=at_rate: at_rate.extend(
-                soxr.resample(x, sr, model.sample_rate, quality="HQ") if sr != model.sample_rate else x
-                for x, sr in raw))
-            timed("model", lambda at_rate=at_rate: model.encode(at_rate, batch_size=32))
+            t = time.perf_counter()
+            raw = []
+            for p in paths:  # decoded and mixed to mono as the job does, at the file's own rate
+                meta, blocks = audio_io.open_stream(p)
+                raw.append((np.concatenate(list(blocks)), meta.sample_rate))
+            note("decode", t)
+            t = time.perf_counter()
+            at_rate = [soxr.resample(x, sr, model.sample_rate, quality="HQ") if sr != model.sample_rate else x
+                       for x, sr in raw]
+            note("resample", t)
+            t = time.perf_counter()
+            model.encode(at_rate, batch_size=32)
+            note("model", t)
             for i, (workers, _threads, m) in enumerate(jobs):
-                out = tmp / f"out{rep}-{i}"
-                timed(f"job{i}", lambda out=out, m=m, workers=workers: embed_folder(folder, out, m, workers=workers,
-                                                                                     progress=False))
+                t = time.perf_counter()
+                embed_folder(folder, tmp / f"out{rep}-{i}", m, workers=workers, progress=False)
+                note(f"job{i}", t)
             del raw, at_rate
         t_model = best["model"]
         rows = [[len(paths), f"{seconds / 3600:.2f}", f"{best['decode']:.1f}", f"{best['resample']:.1f}",
