@@ -233,10 +233,23 @@ class Index:
 
     def items(self) -> tuple[np.ndarray, list[dict]]:
         """Every live vector (N, D) and its {path, start, end, row}, in row order."""
+        return self._take(np.arange(len(self._meta.rows)))
+
+    def sample(self, n: int, seed: int = 0) -> tuple[np.ndarray, list[dict]]:
+        """At most ``n`` live vectors drawn at random (all of them, in row order, when there are no more than
+        ``n``) and their records, as :meth:`items` gives them. Only the drawn rows are read from disk, so a map
+        or a preview of an index larger than memory stays small."""
+        live = len(self._meta.rows)
+        if live <= n:
+            return self.items()
+        return self._take(np.sort(np.random.default_rng(seed).choice(live, n, replace=False)))
+
+    def _take(self, pick: np.ndarray) -> tuple[np.ndarray, list[dict]]:
         m = self._meta
-        vecs = np.asarray(self._vectors[m.rows], dtype=np.float32)
+        rows = m.rows[pick]
+        vecs = np.asarray(self._vectors[rows], dtype=np.float32).reshape(len(rows), -1)
         recs = [{"path": m.files[f]["path"], "start": float(a), "end": float(b), "row": int(r)}
-                for r, f, a, b in zip(m.rows, m.file_of, m.start, m.end)]
+                for r, f, a, b in zip(rows, m.file_of[pick], m.start[pick], m.end[pick])]
         return vecs, recs
 
     @property

@@ -150,3 +150,31 @@ def test_only_the_faiss_module_imports_faiss():
     users = sorted(p.name for d in (audioemb.__file__, audioemb.cli.__file__) for p in Path(d).parent.rglob("*.py")
                    if re.search(r"^\s*(import faiss|from faiss)", p.read_text(), re.M))
     assert users == ["_faiss.py"]
+
+
+def test_sample_reads_only_the_drawn_rows(big):
+    d, v = big
+    idx = Index.load(d / "idx")
+    read = []
+
+    class Counting:  # the memory-mapped vectors, counting the rows each read takes
+        def __init__(self, a):
+            self.a = a
+
+        def __len__(self):
+            return len(self.a)
+
+        def __getitem__(self, rows):
+            read.append(len(np.atleast_1d(rows)))
+            return self.a[rows]
+
+    idx._vectors = Counting(idx._vectors)
+    vecs, recs = idx.sample(500, seed=3)
+    assert read == [500] and vecs.shape == (500, v.shape[1])
+    rows = [r["row"] for r in recs]
+    assert rows == sorted(set(rows)) and np.allclose(vecs, v[rows])
+    assert recs[0]["path"] == f"f{rows[0] // PER_FILE:05d}.wav" and recs[0]["start"] == rows[0] % PER_FILE
+    assert [r["row"] for r in idx.sample(500, seed=3)[1]] == rows  # the same draw for the same seed
+    all_vecs, all_recs = idx.items()
+    small = idx.sample(N)  # no more than asked for: everything, in row order, as items() gives it
+    assert small[1] == all_recs and np.array_equal(small[0], all_vecs)

@@ -168,6 +168,16 @@ def test_clusters_and_map(collection, tmp_path):
     assert sorted(set(m["cluster"])) == [0, 1, 2] and [x["name"] for x in m["clusters"]] == summary["names"]
 
 
+def test_map_of_a_large_index_reads_a_sample(collection, monkeypatch):
+    _, idx_path, idx = collection
+    from audioemb.serve import state
+
+    monkeypatch.setattr(state, "MAP_POINTS", 3)
+    monkeypatch.setattr(Index, "items", lambda self: pytest.fail("the map read every vector of the index"))
+    m = TestClient(create_app(idx_path, model=idx.model)).get("/api/map").json()
+    assert len(m["x"]) == len(m["start"]) == 3 < len(idx)
+
+
 def test_keeps_answering_while_index_add_writes(tmp_path, clip_paths):
     root = tmp_path / "grow"
     root.mkdir()

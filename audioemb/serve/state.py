@@ -12,6 +12,7 @@ from pathlib import Path
 from ..index import Index, IndexStoreError
 
 log = logging.getLogger("audioemb.serve")
+MAP_POINTS = 20000  # points on the page's map, drawn at random from larger indexes
 
 
 class Collection:
@@ -77,8 +78,8 @@ class Collection:
         idx = self.current()
         if self._map is not None and self._map[0] is idx:
             return self._map[1]
-        vecs, items = idx.items()
-        pick, xy = project_2d(vecs)
+        vecs, items = idx.sample(MAP_POINTS)  # only the drawn rows are read: the index may exceed memory
+        pick, xy = project_2d(vecs, max_points=MAP_POINTS)
         data = map_data([items[i] for i in pick], xy, None, [])
         self._map = (idx, data)
         return data
