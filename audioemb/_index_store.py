@@ -14,7 +14,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +52,31 @@ class Meta:
     file_of: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # index into files
     start: np.ndarray = field(default_factory=lambda: np.zeros(0))
     end: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+class Records(Sequence):
+    """The {path, start, end[, row]} of every live vector, in row order, made when asked for: as a list of
+    dicts, the records of 10^7 segments would take gigabytes."""
+
+    def __init__(self, meta: Meta, row: bool = True):
+        self._m, self._row = meta, row
+
+    def __len__(self) -> int:
+        return len(self._m.rows)
+
+    def _one(self, r, f, a, b) -> dict:
+        d = {"path": self._m.files[f]["path"], "start": float(a), "end": float(b)}
+        return {**d, "row": int(r)} if self._row else d
+
+    def __getitem__(self, i):
+        m = self._m
+        if isinstance(i, slice):
+            return [self._one(*t) for t in zip(m.rows[i], m.file_of[i], m.start[i], m.end[i])]
+        return self._one(m.rows[i], m.file_of[i], m.start[i], m.end[i])
+
+    def __iter__(self) -> Iterator[dict]:
+        for s in range(0, len(self), CHUNK):
+            yield from self[s:s + CHUNK]
 
 
 _SCHEMA = """

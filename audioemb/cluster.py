@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _faiss
-from ._vectors import l2_normalize
+from ._vectors import l2_normalize, release, take
 from .cluster_metrics import (
     CRITERIA,
     calinski_harabasz,
@@ -34,11 +34,16 @@ __all__ = ["CRITERIA", "ClusterResult", "calinski_harabasz", "choose_k", "cluste
            "default_k_range", "kmeans", "la_loss_grad", "local_aggregation", "silhouette"]
 
 
+TRAIN_POINTS_PER_CENTROID = 256  # faiss's max_points_per_centroid: k-means trains on a sample of this size
+ASSIGN_CHUNK = 65536  # rows assigned to centroids at a time
+
+
 @dataclass
 class ClusterResult:
     """Labels (N,) in [0, k), unit-norm centroids (k, D), each point's cosine distance 1 - x·c to its
     centroid, k, and the silhouette score (None when undefined). ``embeddings`` are the vectors that were
-    clustered (for local aggregation: the adapted ones, where centroids and distances live)."""
+    clustered (for local aggregation: the adapted ones, where centroids and distances live), None when they
+    were read in chunks from a memory map or row view."""
 
     labels: np.ndarray
     centroids: np.ndarray
@@ -63,24 +68,27 @@ def kmeans(x: np.ndarray, k: int | None = None, seed: int = 0, k_range: tuple[in
     Without ``k``, every k from 2 to the ceiling of ``k_range`` (default :func:`default_k_range`) is
     clustered on a random sample of at most ``sample`` points and scored by silhouette, Calinski-Harabasz
     and Davies-Bouldin; :func:`choose_k` keeps one by ``criterion`` (default silhouette) above the floor,
-    and all points are then clustered with it. ``nredo`` restarts keep the best objective. ``on_k(done,
-    total)`` reports progress.
+    and all points are then clustered with it: faiss trains on at most 256·k of them, then every point is
+    assigned to its nearest centroid in chunks, so ``x`` may be a memory map or row view larger than
+    memory. ``nredo`` restarts keep the best objective. ``on_k(done, total)`` reports progress.
     """
     criterion = criterion or "silhouette"
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}; got {criterion!r}")
-    x = l2_normalize(x)
+    lazy = not _in_memory(x)  # a memory map or a row view: read in chunks, never copied whole
+    if not lazy:
+        x = l2_normalize(x)
     n = len(x)
     if n == 0:
         raise ValueError("nothing to cluster: no vectors")
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(n, min(n, sample), replace=False))
+    xs = l2_normalize(take(x, pick))  # scattered rows of a memory map: read, not mapped
     tried: dict[int, dict] = {}
     info: dict = {}
     if k is None:
         floor, ceiling = k_range or default_k_range(n)
         ks = list(range(2, min(ceiling, len(pick) - 1) + 1))
-        xs = x[pick]
         for i, kk in enumerate(ks):
             lab = _kmeans_once(xs, kk, seed, niter, nredo)[0]
             tried[kk] = {"silhouette": silhouette(xs, lab), "calinski-harabasz": calinski_harabasz(xs, lab),
@@ -92,10 +100,30 @@ def kmeans(x: np.ndarray, k: int | None = None, seed: int = 0, k_range: tuple[in
                 "scores_by_k": {kk: {c: None if v is None else round(v, 5) for c, v in d.items()}
                                 for kk, d in tried.items()}}
     k = max(1, min(int(k), n))
-    labels, cents = _kmeans_once(x, k, seed, niter, nredo)
-    s = silhouette(x[pick], labels[pick])
-    distances = 1.0 - np.einsum("nd,nd->n", x, cents[labels])
-    return ClusterResult(labels, cents, distances.astype(np.float32), int(k), s, x, info)
+    limit = TRAIN_POINTS_PER_CENTROID * k  # faiss trains on at most this many points anyway
+    train = x[:] if n <= limit else take(x, np.sort(rng.choice(n, limit, replace=False)))
+    cents = _kmeans_once(l2_normalize(train), k, seed, niter, nredo)[1]
+    labels, distances = assign(x, cents)
+    s = silhouette(xs, labels[pick])
+    return ClusterResult(labels, cents, distances, int(k), s, None if lazy else x, info)
+
+
+def assign(x, centroids: np.ndarray, chunk: int = ASSIGN_CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's nearest unit-norm centroid by cosine and its distance 1 - x·c, (N,) int64 and float32.
+    ``x`` (rows L2-normalised here) is read ``chunk`` rows at a time, so it may be a memory map or a
+    :class:`audioemb._vectors.RowView` larger than memory."""
+    n = len(x)
+    labels, distances = np.empty(n, np.int64), np.empty(n, np.float32)
+    for s in range(0, n, chunk):
+        sims = l2_normalize(x[s:s + chunk]) @ centroids.T
+        lab = sims.argmax(axis=1)
+        labels[s:s + chunk], distances[s:s + chunk] = lab, 1.0 - sims[np.arange(len(lab)), lab]
+        release(x)
+    return labels, distances
+
+
+def _in_memory(x) -> bool:
+    return isinstance(x, np.ndarray) and not isinstance(x, np.memmap) and not isinstance(x.base, np.memmap)
 
 
 def local_aggregation(x: np.ndarray, k: int | None = None, dim: int = 64, epochs: int = 6, batch_size: int = 256,
@@ -116,7 +144,7 @@ def local_aggregation(x: np.ndarray, k: int | None = None, dim: int = 64, epochs
     :func:`kmeans` (k chosen automatically when None, see :func:`choose_k`). ``clusters`` defaults to 2·k
     (or 2x the k chosen on the raw vectors), so the close neighbourhoods stay local.
     """
-    x = l2_normalize(x)
+    x = l2_normalize(x[:])  # Local Aggregation projects every point: read the vectors once
     n, d = x.shape
     if n < 3:
         return kmeans(x, k, seed)

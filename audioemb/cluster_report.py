@@ -9,7 +9,6 @@ map that ``audioemb serve`` shows too) and, when matplotlib is installed, a labe
 from __future__ import annotations
 
 import csv
-import io
 import os
 import re
 from collections import Counter
@@ -18,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .cluster import cluster_scores, kmeans, local_aggregation
+from ._vectors import take
+from .cluster import ASSIGN_CHUNK, cluster_scores, kmeans, local_aggregation
 from .collection import Collection, read_collection, read_labels
 from .fsio import atomic_write, atomic_write_json
 
@@ -62,7 +62,7 @@ def project_2d(x: np.ndarray, max_points: int = 20000, seed: int = 0) -> tuple[n
     """(indices of the points kept, (n, 2) PCA coordinates): at most ``max_points`` points, sampled."""
     n = len(x)
     pick = np.sort(np.random.default_rng(seed).choice(n, min(n, max_points), replace=False))
-    xs = np.asarray(x[pick], np.float64)
+    xs = np.asarray(take(x, pick), np.float64)  # scattered rows of a memory map: read, not mapped
     xs = xs - xs.mean(axis=0)
     if len(xs) < 2:
         return pick, np.zeros((len(xs), 2))
@@ -110,12 +110,18 @@ def cluster_collection(source: str | os.PathLike, out: str | os.PathLike, method
     else:
         res = local_aggregation(col.vectors, k, seed=seed, **opts)
     segs = col.kind == "index"
-    text = io.StringIO(newline="")
-    w = csv.writer(text)
-    w.writerow(["path", *(["start", "end"] if segs else []), "cluster", "distance"])
-    for it, c, dist in zip(col.items, res.labels, res.distances):
-        w.writerow([it["path"], *([f"{it['start']:.3f}", f"{it['end']:.3f}"] if segs else []), int(c), f"{dist:.6f}"])
-    atomic_write(out / "assignments.csv", text.getvalue())
+
+    def write_assignments(tmp: Path) -> None:  # streamed: a row per item, never the whole text in memory
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["path", *(["start", "end"] if segs else []), "cluster", "distance"])
+            for s in range(0, len(col.items), ASSIGN_CHUNK):
+                e = s + ASSIGN_CHUNK
+                for it, c, dist in zip(col.items[s:e], res.labels[s:e].tolist(), res.distances[s:e].tolist()):
+                    w.writerow([it["path"], *([f"{it['start']:.3f}", f"{it['end']:.3f}"] if segs else []), c,
+                                f"{dist:.6f}"])
+
+    atomic_write(out / "assignments.csv", write_assignments)
     sizes = np.bincount(res.labels, minlength=res.k)
     exemplars = []
     for c in range(res.k):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,10 +15,11 @@ import numpy as np
 
 @dataclass
 class Collection:
-    """Vectors of an embed output or index, with one item ({path[, start, end]}) per row."""
+    """Vectors of an embed output or index, with one item ({path[, start, end]}) per row. An index's vectors
+    are not read up front: a memory map or a :class:`audioemb._vectors.RowView`, read in slices."""
 
     vectors: np.ndarray
-    items: list[dict]
+    items: Sequence[dict]
     kind: str  # "embed" or "index"
     model: str | None
     root: str | None = None
@@ -30,9 +32,8 @@ def read_collection(path: str | os.PathLike) -> Collection:
         from .index import Index
 
         idx = Index.load(path)
-        vecs, recs = idx.items()
-        return Collection(vecs, [{"path": r["path"], "start": r["start"], "end": r["end"]} for r in recs], "index",
-                          idx.info["model"], idx.info.get("root"))
+        vecs, recs = idx.items(lazy=True, rows=False)  # read as the clustering goes: it may exceed memory
+        return Collection(vecs, recs, "index", idx.info["model"], idx.info.get("root"))
     if (path / "manifest.jsonl").exists() or (path / "parts").is_dir():
         from .embed import read_embeddings
 

@@ -51,8 +51,8 @@ from . import audio as audio_io
 from ._index_build import model_info, model_sha
 from ._index_build import same_model as _same_model
 from ._index_embed import _Collected, _embed_files, _plan_add, _progress, _scan
-from ._index_store import CURRENT, IndexStoreError, ModelMismatchError, locked, open_version
-from ._vectors import l2_normalize
+from ._index_store import CURRENT, IndexStoreError, ModelMismatchError, Records, locked, open_version
+from ._vectors import l2_normalize, live_vectors
 from .runtime import EmbeddingModel, load
 
 __all__ = ["AddSummary", "Hit", "Index", "IndexStoreError", "ModelMismatchError", "parse_query"]
@@ -231,8 +231,13 @@ class Index:
         return sum((self.path / f).stat().st_size for f in set(self._cur["files"].values())) + \
             (self.path / CURRENT).stat().st_size
 
-    def items(self) -> tuple[np.ndarray, list[dict]]:
-        """Every live vector (N, D) and its {path, start, end, row}, in row order."""
+    def items(self, lazy: bool = False, rows: bool = True) -> tuple[np.ndarray, list[dict]]:
+        """Every live vector (N, D) and its {path, start, end, row}, in row order. With ``lazy`` nothing is
+        read up front (indexes larger than memory): the vectors are a memory map or a row view that reads the
+        rows sliced from it, the records a sequence that makes each when asked (``rows=False``: without
+        ``row``)."""
+        if lazy:
+            return live_vectors(self._vectors, self._meta.rows), Records(self._meta, row=rows)
         return self._take(np.arange(len(self._meta.rows)))
 
     def sample(self, n: int, seed: int = 0) -> tuple[np.ndarray, list[dict]]:

@@ -54,6 +54,28 @@ def test_kmeans_picks_k_by_silhouette_and_recovers_blobs():
     assert kmeans(x, k=3).k == 3 and len(np.unique(kmeans(x, k=3).labels)) == 3
 
 
+def test_kmeans_reads_a_memory_map_in_chunks_with_the_same_result(tmp_path, monkeypatch):
+    import audioemb.cluster as cl
+    from audioemb._vectors import RowView
+
+    x, _ = blobs(n_per=300, k=5)
+    np.save(tmp_path / "x.npy", x.astype(np.float32))
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    ref = kmeans(x, 5, seed=1)
+    monkeypatch.setattr(cl, "ASSIGN_CHUNK", 128)  # 12 chunks
+    for lazy in (mm, RowView(mm, np.arange(len(x)))):
+        res = kmeans(lazy, 5, seed=1)
+        assert np.array_equal(res.labels, ref.labels) and np.allclose(res.distances, ref.distances, atol=1e-6)
+        assert res.embeddings is None and res.silhouette == pytest.approx(ref.silhouette, abs=1e-6)
+    # above 256 points per centroid k-means trains on a sample; every point is still assigned to its nearest
+    monkeypatch.setattr(cl, "TRAIN_POINTS_PER_CENTROID", 40)
+    res = kmeans(mm, 5, seed=1)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sims = xn @ res.centroids.T
+    assert np.array_equal(res.labels, sims.argmax(axis=1)) and cluster_scores(ref.labels, res.labels)["ari"] > 0.95
+    assert np.allclose(res.distances, 1 - sims.max(axis=1), atol=1e-5)
+
+
 def test_criteria_match_sklearn():
     x, _ = blobs(40, 4, 16, 0.4, seed=3)
     labels = kmeans(x, 4).labels

@@ -178,3 +178,28 @@ def test_sample_reads_only_the_drawn_rows(big):
     all_vecs, all_recs = idx.items()
     small = idx.sample(N)  # no more than asked for: everything, in row order, as items() gives it
     assert small[1] == all_recs and np.array_equal(small[0], all_vecs)
+
+
+def test_cluster_an_index_without_reading_it_whole(big, tmp_path, monkeypatch):
+    from audioemb import cluster as cl
+    from audioemb.cluster_report import cluster_collection
+
+    d, v = big
+    real_items = Index.items
+
+    def items(self, lazy=False, rows=True):
+        if not lazy:
+            pytest.fail("clustering read every vector of the index")
+        vecs, recs = real_items(self, lazy, rows)
+        assert not isinstance(recs, list)  # records made as they are read
+        return vecs, recs
+
+    monkeypatch.setattr(Index, "items", items)
+    monkeypatch.setattr(cl, "ASSIGN_CHUNK", 4096)
+    s = cluster_collection(d / "idx", tmp_path / "cl", k=8)
+    assert s["n"] == N and sum(s["sizes"]) == N
+    with open(tmp_path / "cl" / "assignments.csv") as f:
+        rows = f.read().splitlines()
+    assert len(rows) == N + 1 and rows[1].startswith("f00000.wav,0.000,1.000,")
+    ref = cl.kmeans(v, 8, seed=0)  # the same clustering of the vectors held in memory
+    assert cl.cluster_scores(ref.labels, [int(r.split(",")[3]) for r in rows[1:]])["ari"] > 0.9  # 1.0 here

@@ -1,0 +1,98 @@
+"""``audioemb cluster`` on an index larger than its memory budget: time and peak RSS, before and after.
+
+    python benchmarks/cluster_large.py [--vectors 1000000] [--memory-gb 0.25] [-k 50] [--baseline-src DIR]
+
+Builds an index of N synthetic 192-d vectors with :mod:`index_large`'s recipe (IVF-PQ with its lists on disk
+once the vectors exceed ``--memory-gb``), then clusters it with ``cluster_collection(k=K)`` in a fresh process
+and reports the wall time and peak RSS (VmHWM) of that process. With ``--baseline-src`` (a checkout of an
+earlier commit) the same clustering runs with that code too, in the same run, and the agreement of the two
+clusterings (ARI) is printed beside them. The k-means objective (mean cosine distance of each vector to its
+centroid) says whether the clusterings are equally good.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from common import table
+from index_large import BUILD, PER_FILE, run
+
+CLUSTER = """
+import json, re, sys, time
+import numpy as np
+from audioemb.cluster_report import cluster_collection
+idx, out, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
+t = time.perf_counter()
+s = cluster_collection(idx, out, k=k)
+dt = time.perf_counter() - t
+hwm = int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) / 1024
+print(json.dumps({"seconds": dt, "peak_mb": hwm, "n": s["n"]}))
+"""
+
+
+def _labels(folder: Path):
+    """(cluster, distance) columns of OUT/assignments.csv."""
+    import numpy as np
+
+    with open(folder / "assignments.csv") as f:
+        next(f)
+        cols = [line.rsplit(",", 2)[1:] for line in f]
+    return np.array([int(c) for c, _ in cols]), np.array([float(d) for _, d in cols])
+
+
+def _cluster(src: Path | None, idx: Path, out: Path, k: int) -> dict:
+    if src is None:
+        return run(CLUSTER, idx, out, k)
+    env = dict(os.environ, PYTHONPATH=str(src))
+    r = subprocess.run([sys.executable, "-c", CLUSTER, str(idx), str(out), str(k)], capture_output=True, text=True,
+                       env=env, cwd=src)
+    if r.returncode:
+        raise RuntimeError(r.stderr[-3000:])
+    import json
+
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> str:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vectors", type=int, default=1_000_000)
+    ap.add_argument("--memory-gb", type=float, default=0.25)
+    ap.add_argument("-k", type=int, default=50)
+    ap.add_argument("--baseline-src", default=None, help="A checkout of an earlier commit to compare with.")
+    ap.add_argument("--dir", default=None, help="Work folder; an index already there is reused.")
+    args = ap.parse_args(argv)
+    tmp = Path(args.dir or tempfile.mkdtemp(prefix="audioemb-bigcluster-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        if not (tmp / "idx" / "current.json").exists():
+            run(BUILD, args.vectors, tmp / "idx", args.memory_gb, PER_FILE)
+        variants = [("this commit", None)] + ([("baseline", Path(args.baseline_src))] if args.baseline_src else [])
+        rows, labels = [], {}
+        for name, src in variants:
+            shutil.rmtree(tmp / name, ignore_errors=True)
+            r = _cluster(src, tmp / "idx", tmp / name, args.k)
+            labels[name], dist = _labels(tmp / name)
+            rows.append([name, f"{r['n']:,}", f"{r['n'] * 192 * 4 / 2**30:.2f}", args.k, f"{r['seconds']:.0f}",
+                         f"{r['peak_mb'] / 1024:.2f}", f"{dist.mean():.4f}"])
+        text = table(["code", "vectors (192-d)", "raw vectors (GiB)", "k", "cluster (s)", "peak RSS (GiB)",
+                      "mean cosine distance to centroid"], rows)
+        if len(labels) == 2:
+            from sklearn.metrics import adjusted_rand_score
+
+            text += (f"\n\nagreement of the two clusterings: ARI {adjusted_rand_score(*labels.values()):.3f} "
+                     "(the synthetic vectors are 2,000 directions: any k-way split of them is about as good)")
+        print(text)
+        return text
+    finally:
+        if args.dir is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
