@@ -13,10 +13,7 @@ centroid) says whether the clusterings are equally good.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -46,19 +43,6 @@ def _labels(folder: Path):
     return np.array([int(c) for c, _ in cols]), np.array([float(d) for _, d in cols])
 
 
-def _cluster(src: Path | None, idx: Path, out: Path, k: int) -> dict:
-    if src is None:
-        return run(CLUSTER, idx, out, k)
-    env = dict(os.environ, PYTHONPATH=str(src))
-    r = subprocess.run([sys.executable, "-c", CLUSTER, str(idx), str(out), str(k)], capture_output=True, text=True,
-                       env=env, cwd=src)
-    if r.returncode:
-        raise RuntimeError(r.stderr[-3000:])
-    import json
-
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
 def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser()
     ap.add_argument("--vectors", type=int, default=1_000_000)
@@ -76,7 +60,7 @@ def main(argv: list[str] | None = None) -> str:
         rows, labels = [], {}
         for name, src in variants:
             shutil.rmtree(tmp / name, ignore_errors=True)
-            r = _cluster(src, tmp / "idx", tmp / name, args.k)
+            r = run(CLUSTER, tmp / "idx", tmp / name, args.k, src=src)
             labels[name], dist = _labels(tmp / name)
             rows.append([name, f"{r['n']:,}", f"{r['n'] * 192 * 4 / 2**30:.2f}", args.k, f"{r['seconds']:.0f}",
                          f"{r['peak_mb'] / 1024:.2f}", f"{dist.mean():.4f}"])

@@ -120,10 +120,14 @@ class Synthetic:
         return out
 
 
-def run(code: str, *args) -> dict:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parent),
+def run(code: str, *args, src: Path | None = None) -> dict:
+    """Run ``code`` in a fresh Python with ``args``; its last stdout line is JSON. ``src``: a checkout whose
+    audioemb is imported instead of the installed one."""
+    paths = [str(src)] if src else []
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([*paths, str(Path(__file__).resolve().parent),
                                                         os.environ.get("PYTHONPATH", "")]))
-    r = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env)
+    r = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env,
+                       cwd=src)
     if r.returncode:
         raise RuntimeError(r.stderr[-3000:])
     return json.loads(r.stdout.strip().splitlines()[-1])
