@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -142,14 +144,18 @@ def local_aggregation(x: np.ndarray, k: int | None = None, dim: int = 64, epochs
     minimises -log( sum_{j in C∩B} exp(v_i·m_j/τ) / sum_{j in B} exp(v_i·m_j/τ) ), τ = ``temperature``.
     W is trained on at most ``max_train`` points; all points are then projected and clustered with
     :func:`kmeans` (k chosen automatically when None, see :func:`choose_k`). ``clusters`` defaults to 2·k
-    (or 2x the k chosen on the raw vectors), so the close neighbourhoods stay local.
+    (or 2x the k chosen on the raw vectors), so the close neighbourhoods stay local. A memory map or row
+    view ``x`` is read in chunks: its projections go through a temporary file, never all in memory.
     """
-    x = l2_normalize(x[:])  # Local Aggregation projects every point: read the vectors once
+    lazy = not _in_memory(x)  # a memory map or row view: sampled with pread, projected in chunks
+    if not lazy:
+        x = l2_normalize(x)
     n, d = x.shape
     if n < 3:
         return kmeans(x, k, seed)
     rng = np.random.default_rng(seed)
-    train = x[np.sort(rng.choice(n, min(n, max_train), replace=False))]
+    pick = np.sort(rng.choice(n, min(n, max_train), replace=False))
+    train = l2_normalize(take(x, pick)) if lazy else x[pick]
     nt = len(train)
     k_hint = k or kmeans(train, None, seed, k_range, criterion=criterion).k
     clusters = max(2, min(clusters or 2 * k_hint, nt - 1))
@@ -179,10 +185,26 @@ def local_aggregation(x: np.ndarray, k: int | None = None, dim: int = 64, epochs
             w -= lr * vel
             bank[idx] = l2_normalize(bank_momentum * bank[idx] + (1 - bank_momentum) * v)
         losses.append(total / nt)
-    z = l2_normalize(x @ w)
-    res = kmeans(z, k, seed, k_range, criterion=criterion, on_k=on_k)
+    if lazy:
+        res = _project_and_cluster(x, w, k, seed, k_range, criterion, on_k)
+    else:
+        res = kmeans(l2_normalize(x @ w), k, seed, k_range, criterion=criterion, on_k=on_k)
     res.info.update(loss_by_epoch=[round(v, 4) for v in losses], clusters=clusters, projection_dim=p,
                     trained_on=nt)
+    return res
+
+
+def _project_and_cluster(x, w: np.ndarray, k, seed, k_range, criterion, on_k) -> ClusterResult:
+    """k-means of every row of ``x`` (larger than memory) projected by ``w``: the projections go to a temporary
+    memory-mapped file, ``ASSIGN_CHUNK`` rows at a time, and are clustered from there."""
+    with tempfile.TemporaryDirectory(prefix="audioemb-la-") as tmp:
+        z = np.lib.format.open_memmap(Path(tmp) / "z.npy", mode="w+", dtype=np.float32, shape=(len(x), w.shape[1]))
+        for s in range(0, len(x), ASSIGN_CHUNK):
+            z[s:s + ASSIGN_CHUNK] = l2_normalize(l2_normalize(x[s:s + ASSIGN_CHUNK]) @ w)
+            release(x)
+        z.flush()
+        res = kmeans(z, k, seed, k_range, criterion=criterion, on_k=on_k)
+        del z
     return res
 
 

@@ -1,13 +1,15 @@
 """``audioemb cluster`` on an index larger than its memory budget: time and peak RSS, before and after.
 
-    python benchmarks/cluster_large.py [--vectors 1000000] [--memory-gb 0.25] [-k 50] [--baseline-src DIR]
+    python benchmarks/cluster_large.py [--vectors 1000000] [--memory-gb 0.25] [-k 50] [--method kmeans]
+        [--baseline-src DIR]
 
 Builds an index of N synthetic 192-d vectors with :mod:`index_large`'s recipe (IVF-PQ with its lists on disk
-once the vectors exceed ``--memory-gb``), then clusters it with ``cluster_collection(k=K)`` in a fresh process
-and reports the wall time and peak RSS (VmHWM) of that process. With ``--baseline-src`` (a checkout of an
-earlier commit) the same clustering runs with that code too, in the same run, and the agreement of the two
-clusterings (ARI) is printed beside them. The k-means objective (mean cosine distance of each vector to its
-centroid) says whether the clusterings are equally good.
+once the vectors exceed ``--memory-gb``), then clusters it with ``cluster_collection(k=K, method=M)`` in a
+fresh process and reports the wall time and peak RSS (VmHWM) of that process. With ``--baseline-src`` (a
+checkout of an earlier commit) the same clustering runs with that code too, in the same run, and the
+agreement of the two clusterings (ARI) is printed beside them. The k-means objective (mean cosine distance
+of each vector to its centroid, in the projected space for local aggregation) says whether the clusterings
+are equally good.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ CLUSTER = """
 import json, re, sys, time
 import numpy as np
 from audioemb.cluster_report import cluster_collection
-idx, out, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
+idx, out, k, method = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 t = time.perf_counter()
-s = cluster_collection(idx, out, k=k)
+s = cluster_collection(idx, out, k=k, method=method)
 dt = time.perf_counter() - t
 hwm = int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) / 1024
 print(json.dumps({"seconds": dt, "peak_mb": hwm, "n": s["n"]}))
@@ -48,6 +50,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--vectors", type=int, default=1_000_000)
     ap.add_argument("--memory-gb", type=float, default=0.25)
     ap.add_argument("-k", type=int, default=50)
+    ap.add_argument("--method", default="kmeans", choices=["kmeans", "local-aggregation"])
     ap.add_argument("--baseline-src", default=None, help="A checkout of an earlier commit to compare with.")
     ap.add_argument("--dir", default=None, help="Work folder; an index already there is reused.")
     args = ap.parse_args(argv)
@@ -60,11 +63,11 @@ def main(argv: list[str] | None = None) -> str:
         rows, labels = [], {}
         for name, src in variants:
             shutil.rmtree(tmp / name, ignore_errors=True)
-            r = run(CLUSTER, tmp / "idx", tmp / name, args.k, src=src)
+            r = run(CLUSTER, tmp / "idx", tmp / name, args.k, args.method, src=src)
             labels[name], dist = _labels(tmp / name)
-            rows.append([name, f"{r['n']:,}", f"{r['n'] * 192 * 4 / 2**30:.2f}", args.k, f"{r['seconds']:.0f}",
-                         f"{r['peak_mb'] / 1024:.2f}", f"{dist.mean():.4f}"])
-        text = table(["code", "vectors (192-d)", "raw vectors (GiB)", "k", "cluster (s)", "peak RSS (GiB)",
+            rows.append([name, args.method, f"{r['n']:,}", f"{r['n'] * 192 * 4 / 2**30:.2f}", args.k,
+                         f"{r['seconds']:.0f}", f"{r['peak_mb'] / 1024:.2f}", f"{dist.mean():.4f}"])
+        text = table(["code", "method", "vectors (192-d)", "raw vectors (GiB)", "k", "cluster (s)", "peak RSS (GiB)",
                       "mean cosine distance to centroid"], rows)
         if len(labels) == 2:
             from sklearn.metrics import adjusted_rand_score

@@ -76,6 +76,18 @@ def test_kmeans_reads_a_memory_map_in_chunks_with_the_same_result(tmp_path, monk
     assert np.allclose(res.distances, 1 - sims.max(axis=1), atol=1e-5)
 
 
+def test_local_aggregation_of_a_memory_map_matches_the_array(tmp_path, monkeypatch):
+    import audioemb.cluster as cl
+
+    x, _ = blobs(n_per=60, k=4, spread=0.3)
+    np.save(tmp_path / "x.npy", x.astype(np.float32))
+    monkeypatch.setattr(cl, "ASSIGN_CHUNK", 50)  # projected to the temporary file in 5 chunks
+    ref = local_aggregation(x, 4, epochs=2)
+    res = local_aggregation(np.load(tmp_path / "x.npy", mmap_mode="r"), 4, epochs=2)
+    assert res.embeddings is None and res.info["loss_by_epoch"] == pytest.approx(ref.info["loss_by_epoch"], abs=1e-4)
+    assert cluster_scores(ref.labels, res.labels)["ari"] > 0.99 and np.allclose(res.centroids, ref.centroids, atol=1e-4)
+
+
 def test_criteria_match_sklearn():
     x, _ = blobs(40, 4, 16, 0.4, seed=3)
     labels = kmeans(x, 4).labels
