@@ -85,7 +85,7 @@ def kmeans(x: np.ndarray, k: int | None = None, seed: int = 0, k_range: tuple[in
         raise ValueError("nothing to cluster: no vectors")
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(n, min(n, sample), replace=False))
-    xs = l2_normalize(take(x, pick))  # scattered rows of a memory map: read, not mapped
+    xs = l2_normalize(take(x, pick)) if lazy else x[pick]  # scattered rows of a memory map: read, not mapped
     tried: dict[int, dict] = {}
     info: dict = {}
     if k is None:
@@ -104,20 +104,22 @@ def kmeans(x: np.ndarray, k: int | None = None, seed: int = 0, k_range: tuple[in
     k = max(1, min(int(k), n))
     limit = TRAIN_POINTS_PER_CENTROID * k  # faiss trains on at most this many points anyway
     train = x[:] if n <= limit else take(x, np.sort(rng.choice(n, limit, replace=False)))
-    cents = _kmeans_once(l2_normalize(train), k, seed, niter, nredo)[1]
-    labels, distances = assign(x, cents)
+    cents = _kmeans_once(l2_normalize(train) if lazy else train, k, seed, niter, nredo)[1]
+    labels, distances = assign(x, cents, normalize=lazy)
     s = silhouette(xs, labels[pick])
     return ClusterResult(labels, cents, distances, int(k), s, None if lazy else x, info)
 
 
-def assign(x, centroids: np.ndarray, chunk: int = ASSIGN_CHUNK) -> tuple[np.ndarray, np.ndarray]:
+def assign(x, centroids: np.ndarray, chunk: int = ASSIGN_CHUNK, normalize: bool = True
+           ) -> tuple[np.ndarray, np.ndarray]:
     """Each row's nearest unit-norm centroid by cosine and its distance 1 - x·c, (N,) int64 and float32.
-    ``x`` (rows L2-normalised here) is read ``chunk`` rows at a time, so it may be a memory map or a
-    :class:`audioemb._vectors.RowView` larger than memory."""
+    ``x`` (rows L2-normalised here unless ``normalize=False``) is read ``chunk`` rows at a time, so it may be
+    a memory map or a :class:`audioemb._vectors.RowView` larger than memory."""
     n = len(x)
     labels, distances = np.empty(n, np.int64), np.empty(n, np.float32)
     for s in range(0, n, chunk):
-        sims = l2_normalize(x[s:s + chunk]) @ centroids.T
+        xc = x[s:s + chunk]
+        sims = (l2_normalize(xc) if normalize else xc) @ centroids.T
         lab = sims.argmax(axis=1)
         labels[s:s + chunk], distances[s:s + chunk] = lab, 1.0 - sims[np.arange(len(lab)), lab]
         release(x)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -52,7 +53,7 @@ from ._index_build import model_info, model_sha
 from ._index_build import same_model as _same_model
 from ._index_embed import _Collected, _embed_files, _plan_add, _progress, _scan
 from ._index_store import CURRENT, IndexStoreError, ModelMismatchError, Records, locked, open_version
-from ._vectors import l2_normalize, live_vectors
+from ._vectors import l2_normalize, live_vectors, take
 from .runtime import EmbeddingModel, load
 
 __all__ = ["AddSummary", "Hit", "Index", "IndexStoreError", "ModelMismatchError", "parse_query"]
@@ -231,7 +232,7 @@ class Index:
         return sum((self.path / f).stat().st_size for f in set(self._cur["files"].values())) + \
             (self.path / CURRENT).stat().st_size
 
-    def items(self, lazy: bool = False, rows: bool = True) -> tuple[np.ndarray, list[dict]]:
+    def items(self, lazy: bool = False, rows: bool = True) -> tuple[np.ndarray, Sequence[dict]]:
         """Every live vector (N, D) and its {path, start, end, row}, in row order. With ``lazy`` nothing is
         read up front (indexes larger than memory): the vectors are a memory map or a row view that reads the
         rows sliced from it, the records a sequence that makes each when asked (``rows=False``: without
@@ -252,7 +253,7 @@ class Index:
     def _take(self, pick: np.ndarray) -> tuple[np.ndarray, list[dict]]:
         m = self._meta
         rows = m.rows[pick]
-        vecs = np.asarray(self._vectors[rows], dtype=np.float32).reshape(len(rows), -1)
+        vecs = take(self._vectors, rows) if len(rows) < len(m.rows) else np.asarray(self._vectors[rows], np.float32)
         recs = [{"path": m.files[f]["path"], "start": float(a), "end": float(b), "row": int(r)}
                 for r, f, a, b in zip(rows, m.file_of[pick], m.start[pick], m.end[pick])]
         return vecs, recs
