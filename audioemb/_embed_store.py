@@ -42,12 +42,6 @@ class EmbedError(AudioembError):
     """OUT cannot be used for this run (written by another model, from another folder, or not an output)."""
 
 
-def save_npy(path: Path, arr: np.ndarray) -> None:
-    """np.save to exactly ``path`` (np.save would append .npy to a name like ``x.npy.part``)."""
-    with open(path, "wb") as f:
-        np.save(f, arr)
-
-
 def write_jsonl(path: Path, records: Iterable[dict]) -> None:
     with open(path, "w") as f:
         for r in records:

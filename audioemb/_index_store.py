@@ -23,7 +23,7 @@ import numpy as np
 from . import _faiss
 from ._vectors import release
 from .errors import AudioembError
-from .fsio import atomic_write, fsync_path
+from .fsio import atomic_write, fsync_path, open_memmap_allocated
 
 FORMAT = "audioemb-index"
 CURRENT = "current.json"
@@ -178,7 +178,7 @@ class Version:
         n, d = sum(len(p) for p in parts), parts[0].shape[1]
 
         def write(tmp: Path) -> None:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, d))
+            out = open_memmap_allocated(tmp, np.float32, (n, d))
             at = 0
             for p in parts:
                 for s in range(0, len(p), 65536):

@@ -31,6 +31,7 @@ from .cluster_metrics import (
     default_k_range,
     silhouette,
 )
+from .fsio import open_memmap_allocated
 
 __all__ = ["CRITERIA", "ClusterResult", "calinski_harabasz", "choose_k", "cluster_scores", "davies_bouldin",
            "default_k_range", "kmeans", "la_loss_grad", "local_aggregation", "silhouette"]
@@ -200,7 +201,7 @@ def _project_and_cluster(x, w: np.ndarray, k, seed, k_range, criterion, on_k) ->
     """k-means of every row of ``x`` (larger than memory) projected by ``w``: the projections go to a temporary
     memory-mapped file, ``ASSIGN_CHUNK`` rows at a time, and are clustered from there."""
     with tempfile.TemporaryDirectory(prefix="audioemb-la-") as tmp:
-        z = np.lib.format.open_memmap(Path(tmp) / "z.npy", mode="w+", dtype=np.float32, shape=(len(x), w.shape[1]))
+        z = open_memmap_allocated(Path(tmp) / "z.npy", np.float32, (len(x), w.shape[1]))
         for s in range(0, len(x), ASSIGN_CHUNK):
             z[s:s + ASSIGN_CHUNK] = l2_normalize(l2_normalize(x[s:s + ASSIGN_CHUNK]) @ w)
             release(x)

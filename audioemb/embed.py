@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from ._embed_store import SHARDS, EmbedError, iter_records, merge, read_embeddings, recover, save_npy, write_jsonl
-from .fsio import atomic_write
+from ._embed_store import SHARDS, EmbedError, iter_records, merge, read_embeddings, recover, write_jsonl
+from .fsio import atomic_write, save_npy
 from .runtime import EmbeddingModel, Layer, load
 from .scan import FileEntry, Spool, plan, scan_folder
 

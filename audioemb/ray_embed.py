@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._embed_store import SHARDS, EmbedError, _Sorted, iter_jsonl, save_npy, write_jsonl
+from ._embed_store import SHARDS, EmbedError, _Sorted, iter_jsonl, write_jsonl
 from .embed import PRUNE_FREE, EmbedSummary, _check_info, _frames_name, _record, _save_frames
 from .errors import require
-from .fsio import atomic_write
+from .fsio import atomic_write, save_npy
 from .runtime import EmbeddingModel, Layer, load
 from .scan import FileEntry, plan, scan_folder
 

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 from typing import NoReturn
 
 import typer
 
+# a disk that cannot take what a command writes: a full disk or quota, no permission, a read-only file system
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
+
 
 def one_line_errors(command):
     """Run ``command``; an :class:`~audioemb.errors.AudioembError` becomes one ``error:`` line on stderr and
-    the process exits with its ``exit_code`` (2: usage or input error)."""
+    the process exits with its ``exit_code`` (2: usage or input error). A disk that is full, read-only or
+    not writable (:data:`DISK_ERRORS`) is one line too, naming the file, with exit code 1. Every writer is
+    atomic, so what was written before stays whole, and a re-run goes on from it."""
 
     @functools.wraps(command)  # typer reads the wrapped signature
     def run(*args, **kwargs):
@@ -22,6 +28,11 @@ def one_line_errors(command):
         except AudioembError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(e.exit_code) from None
+        except OSError as e:
+            if e.errno not in DISK_ERRORS:
+                raise
+            typer.echo(f"error: {e.strerror}" + (f": {e.filename}" if e.filename else ""), err=True)
+            raise typer.Exit(1) from None
 
     return run
 

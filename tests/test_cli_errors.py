@@ -36,3 +36,20 @@ def test_library_errors_share_one_base():
 
     for cls in (AudioError, ExportError, HubError, ModelFolderError, QuantizeError):
         assert issubclass(cls, AudioembError) and cls.exit_code == 2
+
+
+@pytest.mark.parametrize("code, needle", [(28, "No space left on device"), (13, "Permission denied"),
+                                          (30, "Read-only file system")])
+def test_a_full_or_unwritable_disk_is_one_line_with_exit_code_1(code, needle, tmp_path, monkeypatch):
+    import os
+
+    import audioemb.cluster_report as report
+
+    def full(*args, **kwargs):
+        raise OSError(code, os.strerror(code), str(tmp_path / "c" / "assignments.csv"))
+
+    monkeypatch.setattr(report, "cluster_collection", full)
+    r = CliRunner().invoke(app, ["cluster", str(tmp_path), "-o", str(tmp_path / "c"), "--no-progress"])
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    errors = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {needle}: {tmp_path / 'c' / 'assignments.csv'}"], r.output

@@ -47,3 +47,55 @@ def test_publish_renames_a_tool_written_file(tmp_path):
     tmp.write_bytes(b"RIFF")
     assert publish(tmp, tmp_path / "clip.wav") == tmp_path / "clip.wav"
     assert [p.name for p in tmp_path.iterdir()] == ["clip.wav"] and (tmp_path / "clip.wav").read_bytes() == b"RIFF"
+
+
+def test_save_npy_is_np_save_and_reports_a_full_disk_with_its_errno(tmp_path):
+    import errno
+    import io
+    import os
+
+    import numpy as np
+
+    from audioemb.fsio import save_npy
+
+    a = np.arange(24, dtype=np.float32).reshape(4, 6)[:, ::2]  # not contiguous
+    ref = io.BytesIO()
+    np.save(ref, a)
+    save_npy(tmp_path / "a.npy.part", a)
+    assert (tmp_path / "a.npy.part").read_bytes() == ref.getvalue()
+    if os.path.exists("/dev/full"):  # every write there fails with ENOSPC; numpy's tofile dropped the errno
+        with pytest.raises(OSError) as e:
+            save_npy("/dev/full", np.zeros(100_000, np.float32))
+        assert e.value.errno == errno.ENOSPC
+    with pytest.raises(ValueError, match="without pickle"):
+        save_npy(tmp_path / "o.npy", np.array([{}], dtype=object))
+
+
+def test_memory_maps_reserve_their_blocks(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import numpy as np
+
+    from audioemb.fsio import open_memmap_allocated
+
+    mm = open_memmap_allocated(tmp_path / "a.npy", np.float32, (1000, 16))
+    mm[:] = 1.0
+    mm.flush()
+    assert np.load(tmp_path / "a.npy").sum() == 16000
+    calls = []
+
+    def full(fd, offset, length):
+        calls.append((offset, length))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)  # a full disk: an error here, not a SIGBUS on first write
+    with pytest.raises(OSError) as e:
+        open_memmap_allocated(tmp_path / "b.npy", np.int16, (10_000,))
+    assert e.value.errno == errno.ENOSPC and calls[0][0] == 0 and calls[0][1] == os.path.getsize(tmp_path / "b.npy")
+
+    def unsupported(fd, offset, length):
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)  # a file system that cannot reserve: sparse, as before
+    assert open_memmap_allocated(tmp_path / "c.npy", np.int16, (10,)).shape == (10,)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fsio import atomic_write
+from ..fsio import atomic_write, save_npy
 from .data import LabelledSet, load_labelled
 from .metrics import few_shot_probe, knn_precision, linear_probe, retrieval_map
 
@@ -108,14 +108,9 @@ class EvalCache:
         p = self._path(model_key, ds, ext)
         p.parent.mkdir(parents=True, exist_ok=True)
         if ext == ".npy":
-            atomic_write(p, lambda tmp: _save_npy(tmp, value))
+            atomic_write(p, lambda tmp: save_npy(tmp, value))
         else:
             atomic_write(p, json.dumps({"version": SCORE_VERSION, "scores": value}))
-
-
-def _save_npy(path: Path, value) -> None:
-    with open(path, "wb") as f:  # a file object: np.save would add ".npy" to a path
-        np.save(f, value)
 
 
 def embed_and_score(m, ds: LabelledSet, batch_size: int = 32, layer=None, cache: EvalCache | None = None,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from .. import __version__
 from ..fsio import atomic_write
@@ -113,7 +113,7 @@ def save_model(model: AudioEmbedder, folder: Path, meta: dict, parity_waves: lis
     model = model.eval()
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     atomic_write(folder / "model.safetensors",
-                 lambda tmp: save_file(state, str(tmp), metadata={"format": "pt", "audioemb": __version__}))
+                 save(state, metadata={"format": "pt", "audioemb": __version__}))
     exporter = export_onnx(model, folder / "model.onnx")
     report = onnx_parity_report(model, folder / "model.onnx", parity_waves)
     diff = report["abs"]

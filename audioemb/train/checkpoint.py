@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from ..fsio import atomic_write, atomic_write_json
 
@@ -36,7 +36,7 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
             else:
                 scalars.setdefault(str(pid), {})[k] = v
     info = {**meta, "param_groups": opt["param_groups"], "opt_scalars": scalars}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(info)}))
+    atomic_write(path, save(tensors, metadata={META_KEY: json.dumps(info)}))
     atomic_write_json(path.with_name(path.name + ".json"), info, indent=1)
 
 
@@ -113,4 +113,4 @@ def slim_checkpoint(src: Path, dst: Path, keep: tuple[str, ...] = ("encoder", "f
         header[META_KEY] = json.dumps({**info, "weights_only": list(keep)})
     else:  # a kept copy: its header holds the step only
         header["weights_only"] = json.dumps(list(keep))
-    atomic_write(Path(dst), lambda tmp: save_file(slim, str(tmp), metadata=header))
+    atomic_write(Path(dst), save(slim, metadata=header))

@@ -17,6 +17,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from ..fsio import open_memmap_allocated
+
 PACK_VERSION = 1
 
 
@@ -59,7 +61,7 @@ def load_pack(corpus: Path, split: str = "train", log=print) -> Pack:
         lengths = np.array([i.frames for i in infos], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         log(f"packing {len(rows)} {split} clips ({lengths.sum() / infos[0].samplerate / 3600:.2f} h) ...")
-        mm = np.lib.format.open_memmap(audio_p, mode="w+", dtype=np.int16, shape=(int(lengths.sum()),))
+        mm = open_memmap_allocated(audio_p, np.int16, (int(lengths.sum()),))
         for r, o, n in zip(rows, offsets, lengths):
             mm[o:o + n] = sf.read(str(corpus / r["path"]), dtype="int16")[0][:n]
         mm.flush()

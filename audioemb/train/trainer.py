@@ -318,12 +318,12 @@ class Trainer:
 
     def _keep_copy(self) -> None:
         """A copy of the weights at this step (no optimizer state), for held-out figures along the run."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         keep = self.run_dir / "kept" / f"checkpoint-{self.step:07d}.safetensors"
         keep.parent.mkdir(exist_ok=True)
         tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in self.objective.state_dict().items()}
-        atomic_write(keep, lambda tmp: save_file(tensors, str(tmp), metadata={"step": str(self.step)}))
+        atomic_write(keep, save(tensors, metadata={"step": str(self.step)}))
 
     def _gather_view_memories(self) -> list[torch.Tensor]:
         """Every rank's mixup memory (BYOL-A's background clips), so that rank 0's checkpoint resumes them all."""
