@@ -99,3 +99,17 @@ def test_memory_maps_reserve_their_blocks(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "posix_fallocate", unsupported)  # a file system that cannot reserve: sparse, as before
     assert open_memmap_allocated(tmp_path / "c.npy", np.int16, (10,)).shape == (10,)
+
+
+def test_a_failed_write_names_the_file(tmp_path):
+    import errno
+    import os
+
+    def full(tmp):
+        tmp.write_bytes(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as a file object's write raises it: no name
+
+    with pytest.raises(OSError) as e:
+        atomic_write(tmp_path / "a.npy", full)
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "a.npy")
+    assert list(tmp_path.iterdir()) == []
