@@ -11,13 +11,16 @@ import typer
 
 # a disk that cannot take what a command writes: a full disk or quota, no permission, a read-only file system
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
+# a path the user gave is a file where a folder must be, or the other way round: their mistake (exit code 2)
+PATH_ERRORS = (errno.EEXIST, errno.ENOTDIR, errno.EISDIR)
 
 
 def one_line_errors(command):
     """Run ``command``; an :class:`~audioemb.errors.AudioembError` becomes one ``error:`` line on stderr and
     the process exits with its ``exit_code`` (2: usage or input error). A disk that is full, read-only or
     not writable (:data:`DISK_ERRORS`) is one line too, naming the file, with exit code 1. Every writer is
-    atomic, so what was written before stays whole, and a re-run goes on from it."""
+    atomic, so what was written before stays whole, and a re-run goes on from it. A file given where a
+    folder must be, or the other way round (:data:`PATH_ERRORS`), is one line with exit code 2."""
 
     @functools.wraps(command)  # typer reads the wrapped signature
     def run(*args, **kwargs):
@@ -29,10 +32,11 @@ def one_line_errors(command):
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(e.exit_code) from None
         except OSError as e:
-            if e.errno not in DISK_ERRORS:
+            if e.errno not in DISK_ERRORS + PATH_ERRORS:
                 raise
-            typer.echo(f"error: {e.strerror}" + (f": {e.filename}" if e.filename else ""), err=True)
-            raise typer.Exit(1) from None
+            where = e.filename2 or e.filename  # a rename names the path it could not replace second
+            typer.echo(f"error: {e.strerror}" + (f": {where}" if where else ""), err=True)
+            raise typer.Exit(1 if e.errno in DISK_ERRORS else 2) from None
 
     return run
 

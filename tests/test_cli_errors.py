@@ -26,6 +26,29 @@ def test_user_mistakes_are_one_line_with_exit_code_2(args, needle, tmp_path):
     assert "Traceback" not in r.output
 
 
+@pytest.mark.parametrize("args, needle", [
+    (["cluster", "{tmp}/out", "-o", "{tmp}/afile"], "File exists: {tmp}/afile"),
+    (["quantize", "npc-s.debian", "-o", "{tmp}/afile"], "Not a directory: {tmp}/afile"),
+    (["train", "npc-s", "--data", "{tmp}/out", "--out", "{tmp}/afile"], "File exists: {tmp}/afile"),
+    (["results", "-o", "{tmp}/out"], "Is a directory: {tmp}/out"),
+    (["serve", "{tmp}/afile"], "Not a directory: {tmp}/afile/current.json"),
+])
+def test_a_file_where_a_folder_must_be_is_one_line_with_exit_code_2(args, needle, tmp_path, clip_paths):
+    import shutil
+
+    from audioemb.embed import embed_folder
+
+    (tmp_path / "clips").mkdir()
+    for p in clip_paths[:2]:
+        shutil.copy(p, tmp_path / "clips")
+    embed_folder(tmp_path / "clips", tmp_path / "out", "npc-s.debian", progress=False)
+    (tmp_path / "afile").write_text("not a folder")
+    r = CliRunner().invoke(app, [a.format(tmp=tmp_path) for a in args])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    errors = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and needle.format(tmp=tmp_path) in errors[0], r.output
+
+
 def test_library_errors_share_one_base():
     from audioemb.audio import AudioError
     from audioemb.errors import AudioembError
