@@ -147,6 +147,8 @@ def cluster_collection(source: str | os.PathLike, out: str | os.PathLike, method
         summary["scores"] = scores
         summary["eval"] = {"labels": str(eval_labels), "n_labelled": int(have.sum()),
                            "n_unlabelled": int((~have).sum())}
+    if k and res.k < k:  # more clusters asked for than there are items
+        summary["k_asked"] = int(k)
     summary["exemplars"] = [[e["path"] for e in c["exemplars"][:3]] for c in exemplars]
     if on_step:
         on_step("drawing the map", 0, 1)

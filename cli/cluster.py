@@ -57,6 +57,8 @@ def cluster(
     for c, (name, size, ex) in enumerate(zip(s["names"], s["sizes"], s["exemplars"])):
         table.add_row(str(c), name, str(size), ", ".join(ex))
     console.print(table)
+    if s.get("k_asked"):
+        typer.echo(f"note: -k {s['k_asked']} is more than the {s['n']} items; clustered with k={s['k']}")
     if s["scores"]:
         ev = Table(title=f"against {eval_labels} ({s['eval']['n_labelled']} labelled items)")
         for col in ("method", "NMI", "ARI", "purity"):

@@ -42,8 +42,8 @@ def build(
     from_embed: Annotated[Path | None, typer.Option("--from", "--from-embed", help="Build from an `audioemb embed` "
                                                     "output folder (local or Ray shards) instead of embedding "
                                                     "again.")] = None,
-    memory_gb: Annotated[float, typer.Option(help="Memory budget for raw vectors (GiB); above it auto picks ivfpq "
-                                             "with its inverted lists on disk.")] = 4.0,
+    memory_gb: Annotated[float, typer.Option(min=0.0, help="Memory budget for raw vectors (GiB); above it auto "
+                                             "picks ivfpq with its inverted lists on disk.")] = 4.0,
     force: Annotated[bool, typer.Option("--force", help="Rebuild an existing index at OUT.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Windows per model call.")] = 32,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -97,8 +97,8 @@ def merge(
     sources: Annotated[list[Path], typer.Argument(help="Indexes to merge (same model and segment length).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Index folder to write.")],
     index_type: Annotated[str, typer.Option("--type", "-t", help="auto, flat, hnsw, ivf or ivfpq.")] = "auto",
-    memory_gb: Annotated[float, typer.Option(help="Memory budget for raw vectors (GiB); above it auto picks ivfpq "
-                                             "with its inverted lists on disk.")] = 4.0,
+    memory_gb: Annotated[float, typer.Option(min=0.0, help="Memory budget for raw vectors (GiB); above it auto "
+                                             "picks ivfpq with its inverted lists on disk.")] = 4.0,
     force: Annotated[bool, typer.Option("--force", help="Rebuild an existing index at OUT.")] = False,
 ) -> None:
     """Merge indexes (built on several machines, or from shards of one collection) into one, without embedding."""

@@ -270,3 +270,13 @@ def test_cli_cluster_json_and_no_matplotlib(embedded, tmp_path, monkeypatch):
     assert json.loads((out / "map.json").read_text())["root"] == str(embedded[0].resolve())
     r = runner.invoke(app, ["cluster", str(emb), "-o", str(out), "--no-progress"])
     assert r.exit_code == 0 and "no map.png: matplotlib is not installed; pip install 'audioemb[plot]'" in r.output
+
+
+def test_more_clusters_than_items_says_so(embedded, tmp_path):
+    _, emb, _ = embedded
+    r = runner.invoke(app, ["cluster", str(emb), "-o", str(tmp_path / "c"), "-k", "1000", "--no-progress"])
+    s = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert r.exit_code == 0 and s["k_asked"] == 1000 and s["k"] == s["n"] < 1000, r.output
+    assert f"note: -k 1000 is more than the {s['n']} items; clustered with k={s['n']}" in r.output
+    runner.invoke(app, ["cluster", str(emb), "-o", str(tmp_path / "d"), "-k", "2", "--no-progress"])
+    assert "k_asked" not in json.loads((tmp_path / "d" / "summary.json").read_text())
