@@ -23,14 +23,15 @@ class ExportError(AudioembError, ValueError):
 
 
 def resolve_corpus(corpus: Path | None, data: dict | None, log=print) -> Path | None:
-    """The corpus to score on: the one given, else the corpus a corpus run trained on when it still exists."""
+    """The corpus an export uses (its held-out tasks, its clips for the collapse check, its card data): the one
+    given, else the corpus a corpus run trained on when it still exists."""
     if corpus is not None:
         corpus = Path(corpus)
         if not corpus.is_dir():
             raise ExportError(f"--corpus {corpus}: no such folder")
         return corpus
     if data and data.get("kind") == "corpus" and data.get("corpus") and Path(data["corpus"]).is_dir():
-        log(f"scoring on the corpus the run trained on: {data['corpus']}")
+        log(f"using the corpus the run trained on: {data['corpus']}")
         return Path(data["corpus"])
     return None
 
