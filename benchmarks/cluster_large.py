@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import tempfile
 from pathlib import Path
 
-from common import table
+from common import table, work_folder
 from index_large import BUILD, PER_FILE, run
 
 CLUSTER = """
@@ -54,9 +53,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--baseline-src", default=None, help="A checkout of an earlier commit to compare with.")
     ap.add_argument("--dir", default=None, help="Work folder; an index already there is reused.")
     args = ap.parse_args(argv)
-    tmp = Path(args.dir or tempfile.mkdtemp(prefix="audioemb-bigcluster-"))
-    tmp.mkdir(parents=True, exist_ok=True)
-    try:
+    with work_folder(args.dir, "audioemb-bigcluster-") as tmp:
         if not (tmp / "idx" / "current.json").exists():
             run(BUILD, args.vectors, tmp / "idx", args.memory_gb, PER_FILE)
         variants = [("this commit", None)] + ([("baseline", Path(args.baseline_src))] if args.baseline_src else [])
@@ -76,9 +73,6 @@ def main(argv: list[str] | None = None) -> str:
                      "(the synthetic vectors are 2,000 directions: any k-way split of them is about as good)")
         print(text)
         return text
-    finally:
-        if args.dir is None:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

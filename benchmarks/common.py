@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import platform
+import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 
 def machine() -> dict:
@@ -59,3 +63,15 @@ def table(headers: list[str], rows: list[list]) -> str:
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
+
+
+@contextlib.contextmanager
+def work_folder(given: str | None, prefix: str) -> Iterator[Path]:
+    """The work folder ``given`` (kept afterwards), or a temporary one deleted at the end."""
+    tmp = Path(given or tempfile.mkdtemp(prefix=prefix))
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        yield tmp
+    finally:
+        if given is None:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -23,12 +23,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from common import table
+from common import table, work_folder
 
 PER_FILE = 1000
 
@@ -141,9 +140,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--dir", default=None, help="Work folder (default: a temporary one, deleted at the end).")
     args = ap.parse_args(argv)
     dim = 192  # the default model's dimension, which the index records
-    tmp = Path(args.dir or tempfile.mkdtemp(prefix="audioemb-bigindex-"))
-    tmp.mkdir(parents=True, exist_ok=True)
-    try:
+    with work_folder(args.dir, "audioemb-bigindex-") as tmp:
         shutil.rmtree(tmp / "idx", ignore_errors=True)
         b = run(BUILD, args.vectors, tmp / "idx", args.memory_gb, PER_FILE)
         s = run(SEARCH, tmp / "idx", args.queries)
@@ -161,9 +158,6 @@ def main(argv: list[str] | None = None) -> str:
         print(text)
         print(f"\n(build + tune includes {b['gen_s']:.0f} s of generating the vectors)")
         return text
-    finally:
-        if args.dir is None:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
