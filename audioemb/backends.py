@@ -13,6 +13,11 @@ import numpy as np
 
 from .modelfolder import ModelFolder
 
+# The CUDA provider runs float32 convolutions and matrix products in TF32 by default: on an H100 that put
+# byol-s.debian's embeddings up to 0.0095 from the CPU provider's; with TF32 off, 1.1e-6, for about 20 % fewer
+# clips/s (docs/gpu.md). Embeddings that depend on the device would break indexes built on the other one.
+CUDA_OPTIONS = {"use_tf32": "0"}
+
 
 class OnnxBackend:
     name = "onnx"
@@ -30,6 +35,7 @@ class OnnxBackend:
             providers = onnx_providers(device, ort.get_available_providers())
         if "CUDAExecutionProvider" in providers:
             _preload_cuda(ort)
+        providers = [(p, CUDA_OPTIONS) if p == "CUDAExecutionProvider" else p for p in providers]
         self.session = ort.InferenceSession(str(folder.file("model.onnx")), so, providers=providers)
         self.providers = self.session.get_providers()
         if device == "cuda" and "CUDAExecutionProvider" not in self.providers:

@@ -83,3 +83,24 @@ def test_cuda_provider_that_fails_to_load_is_an_error_not_a_silent_cpu_run(tiny_
         load(tiny_model, device="cuda")
     # auto falls back to the CPU
     assert load(tiny_model, device="auto").encode(np.zeros(16000, np.float32), sample_rate=16000).ndim == 1
+
+
+def test_cuda_provider_is_asked_for_float32_not_tf32(tiny_model, monkeypatch):
+    """Regression: onnxruntime's CUDA provider used TF32 by default, and its embeddings were up to 0.0095 from
+    the CPU provider's on an H100 (1.1e-6 with ``use_tf32=0``; docs/gpu.md)."""
+    import onnxruntime as ort
+
+    from audioemb.runtime import load
+
+    asked = []
+    real = ort.InferenceSession
+
+    class Records(real):
+        def __init__(self, path, so, providers):
+            asked.append(providers)
+            super().__init__(path, so, providers=[CPU])
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA, CPU])
+    monkeypatch.setattr(ort, "InferenceSession", Records)
+    load(tiny_model, device="auto")
+    assert asked[-1] == [(CUDA, {"use_tf32": "0"}), CPU]

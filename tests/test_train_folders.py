@@ -98,6 +98,21 @@ def test_init_continues_from_a_model(user_folder, tmp_path, tiny_model):
     assert not torch.equal(tr2.frontend.mean, start.frontend.mean)
 
 
+def test_init_needs_only_the_torch_weights(user_folder, tmp_path, tiny_model):
+    """A folder with config.json and model.safetensors but no model.onnx (how a model travels to a lent GPU
+    within its 64 MiB) is enough to continue from; a changed safetensors is still refused."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_model / name, weights / name)
+    Trainer(tiny_cfg(1), None, tmp_path / "run", log=lambda *_: None, data=[user_folder], init=str(weights))
+    with open(weights / "model.safetensors", "r+b") as f:
+        f.seek(-1, 2)
+        f.write(b"\x00" if f.read(1) != b"\x00" else b"\x01")
+    with pytest.raises(DataError, match="sha256"):
+        Trainer(tiny_cfg(1), None, tmp_path / "run2", log=lambda *_: None, data=[user_folder], init=str(weights))
+
+
 @pytest.mark.parametrize("args, message", [
     (["--data", "{tmp}/missing"], "not a folder"),
     (["--data", "{tmp}/empty"], "no audio files"),

@@ -69,8 +69,8 @@ def apply_init(cfg: TrainConfig, init: str) -> tuple[TrainConfig, torch.nn.Modul
     from ..nn.export import load_module
     from ..registry import resolve
 
-    try:
-        folder = open_folder(resolve(init))
+    try:  # training needs the torch weights only, so a folder without model.onnx will do
+        folder = open_folder(resolve(init), verify=("model.safetensors",))
     except Exception as e:  # unknown name, not a folder, corrupt folder, hub error
         raise DataError(f"--init {init}: {e}") from None
     module = load_module(folder)
