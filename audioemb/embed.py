@@ -120,14 +120,16 @@ def _record(e: FileEntry, r) -> dict:
 
 
 def balanced(workers: int | None) -> tuple[int, int]:
-    """(decoder processes, onnxruntime threads) for this machine; onnxruntime keeps every core.
+    """(decoder processes, onnxruntime threads) for this machine: the decoders' cores are not onnxruntime's.
 
-    ``workers=None``: with more than 2 cores, a third of them decode beside the model. With 1 or 2, decoding
-    runs in this process between batches: on 2 idle cores (benchmarks/embed_e2e.py, docs/benchmarks.md) a
-    decoder process beside onnxruntime was slower than that, whether onnxruntime kept both cores or one."""
+    ``workers=None``: with more than 2 cores, a third of them decode beside the model, and onnxruntime gets
+    the rest: on 16 cores one decoder beside 16 onnxruntime threads took 8.0 s and beside 15 threads 6.3 s
+    (docs/gpu.md), since onnxruntime's threads wait for the one a decoder holds back. With 1 or 2 cores,
+    decoding runs in this process between batches, and onnxruntime keeps every core: on 2 idle cores a
+    decoder process beside onnxruntime was slower than that (benchmarks/embed_e2e.py, docs/benchmarks.md)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     w = (max(1, cores // 3) if cores > 2 else 0) if workers is None else max(0, workers)
-    return w, cores
+    return w, max(1, cores - w)
 
 
 def _save_frames(path: Path, fr) -> None:

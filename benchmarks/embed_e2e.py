@@ -10,8 +10,9 @@ overhead of the whole job over the model alone (target: at most 25 %), all measu
 The model alone runs on pre-decoded arrays with onnxruntime on every core (its fastest setting). The job is
 run three ways: decoding in the main process between batches (``workers=0``, onnxruntime on every core); one
 decoder process beside onnxruntime on every core; and one decoder process with onnxruntime on the other
-cores (and the default of :func:`audioemb.embed.balanced` when it is none of these). Each measurement runs
-``--repeat`` times, interleaved, and the best time counts.
+cores. On more than 5 cores, two more: the default of :func:`audioemb.embed.balanced` (a third of the cores
+decoding, onnxruntime on the others), and the same decoders beside onnxruntime on every core. Each
+measurement runs ``--repeat`` times, interleaved, and the best time counts.
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ def main(argv: list[str] | None = None) -> str:
         paths = audio_io.find_audio(folder)
         default = balanced(None)
         jobs = [(0, cores, model), (1, cores, model), (1, max(1, cores - 1), split)]
-        if default[0] > 1:
-            jobs.append((default[0], cores, model))
+        if default[0] > 1:  # the default, and the same decoders beside onnxruntime on every core (before 2026-11-26)
+            jobs += [(default[0], default[1], load(args.model, threads=default[1])), (default[0], cores, model)]
         best: dict[str, float] = {}
 
         def note(key: str, t0: float) -> None:

@@ -191,11 +191,12 @@ def test_spool_reads_back_in_order_and_leaves_no_file(tmp_path, monkeypatch):
     s.close()
 
 
-@pytest.mark.parametrize(("cores", "want"), [(1, (0, 1)), (2, (0, 2)), (3, (1, 3)), (16, (5, 16))])
+@pytest.mark.parametrize(("cores", "want"), [(1, (0, 1)), (2, (0, 2)), (3, (1, 2)), (16, (5, 11))])
 def test_balanced_decodes_inline_on_one_or_two_cores(cores, want, monkeypatch):
-    """On 2 cores a decoder process beside onnxruntime measured slower than decoding inline (docs/benchmarks.md)."""
+    """On 2 cores a decoder process beside onnxruntime measured slower than decoding inline; on 16, onnxruntime
+    on every core beside a decoder was slower than on the others (docs/benchmarks.md, docs/gpu.md)."""
     from audioemb.embed import balanced
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)))
     assert balanced(None) == want
-    assert balanced(3) == (3, cores) and balanced(0) == (0, cores)
+    assert balanced(3) == (3, max(1, cores - 3)) and balanced(0) == (0, cores)
