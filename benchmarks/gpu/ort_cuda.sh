@@ -1,8 +1,8 @@
 #!/bin/bash
 # onnxruntime's CUDA provider on a lent GPU (issue 12): parity against the CPU provider, clips/s, and
 # `audioemb embed --device cuda`. The onnxruntime-gpu wheel (244 MiB) is four times what one device call
-# carries, so it travels in parts over back-to-back calls to the warm machine, which keeps ignored folders
-# between calls. Here, once:
+# carries, so it travels in parts over back-to-back calls to the warm machine, each part copied to /tmp/ort,
+# which stays while the machine is held. Here, once:
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 \
 #       onnxruntime-gpu==1.31.1 -d /tmp/ortgpu          # the wheel named in onnxruntime_gpu.sha256
 #   mkdir -p .ortgpu && split -b 49M -d -a 1 /tmp/ortgpu/onnxruntime_gpu-*.whl .ortgpu/part   # part0 ... part4
@@ -23,7 +23,8 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .
 ln -sfn ../cli audioemb/cli; ln -sfn ../pretrained audioemb/pretrained  # what pyproject's package-dir maps
 export PYTHONPATH=/tmp/ortsite:$PWD:/tmp/site  # onnxruntime-gpu shadows the image's CPU onnxruntime
 python3 -c "import onnxruntime as o; o.preload_dlls(); print(o.__version__, o.get_available_providers())"
-python3 -m pytest -q -rs -p no:cacheprovider tests/test_backends.py 2>&1 | tail -n 5 | tee "$OUT/test_backends.txt"
+python3 -m pytest -q -rfs -p no:cacheprovider tests/test_backends.py > "$OUT/test_backends.txt" 2>&1
+tail -n 8 "$OUT/test_backends.txt"
 while pgrep -f "audioemb.train" > /dev/null; do sleep 5; done  # trainings of continue.sh, if any, end first
 python3 benchmarks/gpu/embed_check.py pretrained/byol-s.debian "$OUT/embed_check_ort.json" > "$OUT/embed_check.log" 2>&1
 tail -n 30 "$OUT/embed_check.log"
