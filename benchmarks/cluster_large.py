@@ -1,10 +1,13 @@
-"""``audioemb cluster`` on an index larger than its memory budget: time and peak RSS, before and after.
+"""``audioemb cluster`` on an index larger than its memory budget, or on an ``audioemb embed`` output: time
+and peak RSS, before and after.
 
     python benchmarks/cluster_large.py [--vectors 1000000] [--memory-gb 0.25] [-k 50] [--method kmeans]
-        [--baseline-src DIR]
+        [--source index|embed] [--baseline-src DIR]
 
 Builds an index of N synthetic 192-d vectors with :mod:`index_large`'s recipe (IVF-PQ with its lists on disk
-once the vectors exceed ``--memory-gb``), then clusters it with ``cluster_collection(k=K, method=M)`` in a
+once the vectors exceed ``--memory-gb``), or with ``--source embed`` an embed output of N files holding the
+same vectors (``embeddings.npy`` and ``manifest.jsonl``, as a finished ``audioemb embed`` leaves them), then
+clusters it with ``cluster_collection(k=K, method=M)`` in a
 fresh process and reports the wall time and peak RSS (VmHWM) of that process. With ``--baseline-src`` (a
 checkout of an earlier commit) the same clustering runs with that code too, in the same run, and the
 agreement of the two clusterings (ARI) is printed beside them. The k-means objective (mean cosine distance
@@ -19,7 +22,7 @@ import shutil
 from pathlib import Path
 
 from common import table, work_folder
-from index_large import BUILD, PER_FILE, run
+from index_large import BUILD, PER_FILE, Synthetic, run
 
 CLUSTER = """
 import json, re, sys, time
@@ -44,28 +47,51 @@ def _labels(folder: Path):
     return np.array([int(c) for c, _ in cols]), np.array([float(d) for _, d in cols])
 
 
+def make_embed_output(dest: Path, n: int) -> None:
+    """An embed output of ``n`` files whose embeddings are :class:`index_large.Synthetic`'s vectors."""
+    import json
+
+    import numpy as np
+
+    dest.mkdir(parents=True, exist_ok=True)
+    v = Synthetic(n, 192)
+    emb = np.lib.format.open_memmap(dest / "embeddings.npy", "w+", np.float32, (n, 192))
+    for s in range(0, n, 100_000):
+        emb[s:s + 100_000] = v[s:s + 100_000]
+    emb.flush()
+    del emb
+    with open(dest / "manifest.jsonl", "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"path": f"f{i:07d}.flac", "size": 0, "mtime_ns": 0, "row": i}) + "\n")
+    (dest / "info.json").write_text(json.dumps({"model": "synthetic", "embedding_dim": 192}))
+
+
 def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser()
     ap.add_argument("--vectors", type=int, default=1_000_000)
     ap.add_argument("--memory-gb", type=float, default=0.25)
     ap.add_argument("-k", type=int, default=50)
     ap.add_argument("--method", default="kmeans", choices=["kmeans", "local-aggregation"])
+    ap.add_argument("--source", default="index", choices=["index", "embed"])
     ap.add_argument("--baseline-src", default=None, help="A checkout of an earlier commit to compare with.")
     ap.add_argument("--dir", default=None, help="Work folder; an index already there is reused.")
     args = ap.parse_args(argv)
     with work_folder(args.dir, "audioemb-bigcluster-") as tmp:
-        if not (tmp / "idx" / "current.json").exists():
-            run(BUILD, args.vectors, tmp / "idx", args.memory_gb, PER_FILE)
+        src_dir = tmp / ("idx" if args.source == "index" else "emb")
+        if args.source == "embed" and not (src_dir / "manifest.jsonl").exists():
+            make_embed_output(src_dir, args.vectors)
+        elif args.source == "index" and not (src_dir / "current.json").exists():
+            run(BUILD, args.vectors, src_dir, args.memory_gb, PER_FILE)
         variants = [("this commit", None)] + ([("baseline", Path(args.baseline_src))] if args.baseline_src else [])
         rows, labels = [], {}
         for name, src in variants:
             shutil.rmtree(tmp / name, ignore_errors=True)
-            r = run(CLUSTER, tmp / "idx", tmp / name, args.k, args.method, src=src)
+            r = run(CLUSTER, src_dir, tmp / name, args.k, args.method, src=src)
             labels[name], dist = _labels(tmp / name)
-            rows.append([name, args.method, f"{r['n']:,}", f"{r['n'] * 192 * 4 / 2**30:.2f}", args.k,
+            rows.append([name, args.source, args.method, f"{r['n']:,}", f"{r['n'] * 192 * 4 / 2**30:.2f}", args.k,
                          f"{r['seconds']:.0f}", f"{r['peak_mb'] / 1024:.2f}", f"{dist.mean():.4f}"])
-        text = table(["code", "method", "vectors (192-d)", "raw vectors (GiB)", "k", "cluster (s)", "peak RSS (GiB)",
-                      "mean cosine distance to centroid"], rows)
+        text = table(["code", "source", "method", "vectors (192-d)", "raw vectors (GiB)", "k", "cluster (s)",
+                      "peak RSS (GiB)", "mean cosine distance to centroid"], rows)
         if len(labels) == 2:
             from sklearn.metrics import adjusted_rand_score
 

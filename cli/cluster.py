@@ -9,9 +9,9 @@ import typer
 
 
 def cluster(
-    source: Annotated[Path, typer.Argument(help="An `audioemb embed` output folder or an index folder (an "
-                                           "index is read as it goes, so it may be larger than memory; an embed "
-                                           "output is read whole: `index build --from` it first when it is not).")],
+    source: Annotated[Path, typer.Argument(help="An `audioemb embed` output folder (local or Ray shards) or an "
+                                           "index folder; either is read as the clustering goes, so it may be "
+                                           "larger than memory (an embed output is first copied to TMPDIR).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: assignments.csv, exemplars.json, "
                                       "summary.json, map.json, map.html, map.png.")],
     method: Annotated[str, typer.Option(help="kmeans (spherical, faiss) or local-aggregation (Zhuang et al. "

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,6 +232,35 @@ def test_cli_cluster_embed_output(embedded, tmp_path, clip_paths):
     assert len(mp["x"]) == len(clip_paths) and sorted(set(mp["cluster"])) == [0, 1, 2]
     page = (out / "map.html").read_text()
     assert "AudioembMap.draw" in page and '"paths"' in page and "http" not in page.split("<script>")[1]
+
+
+def test_embed_output_is_read_through_memory_maps_in_chunks(embedded, tiny_model, monkeypatch):
+    """Regression: ``cluster`` on an embed output stacked every row in memory, then copied it again. The rows
+    and paths now stream into temporary files read through memory maps, with the same values and order."""
+    import gc
+
+    import audioemb.collection as collection
+    from audioemb.embed import read_embeddings
+
+    clips, emb, _ = embedded
+    (clips / "broken.wav").write_bytes(b"RIFF not audio")
+    embed_folder(clips, emb, str(tiny_model), progress=False)  # a failed file: a record without a row
+    monkeypatch.setattr(collection, "COPY_CHUNK", 3)  # several writes
+    col = read_collection(emb)
+    x, records = read_embeddings(emb)
+    rows = [r for r in records if r.get("row") is not None]
+    assert len(rows) < len(records) and col.kind == "embed"
+    assert isinstance(col.vectors, np.memmap)
+    np.testing.assert_array_equal(np.asarray(col.vectors), x[[r["row"] for r in rows]])
+    assert [it["path"] for it in col.items] == [r["path"] for r in rows]
+    assert col.items[-1] == col.items[len(rows) - 1] and col.items[1:3] == [{"path": r["path"]} for r in rows[1:3]]
+    with pytest.raises(IndexError):
+        col.items[len(rows)]
+    folder = Path(col.vectors.filename).parent  # the temporary copy goes with the collection
+    assert folder.is_dir()
+    del col
+    gc.collect()
+    assert not folder.exists()
 
 
 def test_cluster_index_with_segments(embedded, tmp_path, tiny_model):
