@@ -62,6 +62,9 @@ def test_pack_and_deterministic_batches(corpus, clips16k):
     finally:
         a.close()
         b.close()
+    # regression: close() only asked the batch thread to stop; a thread left in numpy or soxr at exit can
+    # abort the process (seen once as "terminate called without an active exception" in a DDP rank)
+    assert not any(t._thread.is_alive() for t in (a, b, fast))
 
 
 def test_crops_are_cut_before_conversion_with_the_same_values(corpus):

@@ -151,4 +151,7 @@ class CropLoader:
         return self._q.get()
 
     def close(self) -> None:
+        """Stop the batch thread and wait for it: a thread still in numpy or soxr when the interpreter exits
+        can abort the process ("terminate called without an active exception")."""
         self._stop.set()
+        self._thread.join(timeout=30)

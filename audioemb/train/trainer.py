@@ -232,6 +232,7 @@ class Trainer:
             for f in (log_f, sync_f):
                 if f is not None:
                     f.close()
+        dist.barrier()  # under DDP every rank finishes before any tears the process group down
         return {"steps": self.step, "wall_s": self.wall_s}
 
     def _apply_budget(self, elapsed_s: float, s_per_step: float) -> TrainConfig:
