@@ -6,6 +6,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
+import tempfile
+import weakref
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +38,9 @@ def read_collection(path: str | os.PathLike) -> Collection:
         idx = Index.load(path)
         vecs, recs = idx.items(lazy=True, rows=False)  # read as the clustering goes: it may exceed memory
         return Collection(vecs, recs, "index", idx.info["model"], idx.info.get("root"))
-    if (path / "manifest.jsonl").exists() or (path / "parts").is_dir() or (path / "shards.json").exists():
+    from ._embed_store import SHARDS
+
+    if (path / "manifest.jsonl").exists() or (path / "parts").is_dir() or (path / SHARDS).exists():
         info = json.loads((path / "info.json").read_text()) if (path / "info.json").exists() else {}
         vectors, items = _embed_rows(path)
         return Collection(vectors, items, "embed", info.get("model"), info.get("root") or info.get("folder"))
@@ -46,8 +52,8 @@ COPY_CHUNK = 65536  # rows gathered before each write of the temporary copy
 
 
 class Paths(Sequence):
-    """The {path} of each row of an embed output, kept as UTF-8 in an unlinked temporary file and made when
-    asked for: a list of 10^6 dicts would take hundreds of megabytes."""
+    """The {path} of each row of an embed output, kept as UTF-8 in a temporary file (``offsets[i]`` to
+    ``offsets[i + 1]``) and made when asked for: a list of 10^6 dicts would take hundreds of megabytes."""
 
     def __init__(self, data: np.ndarray, offsets: np.ndarray):
         self._data, self._off = data, offsets
@@ -69,59 +75,49 @@ class Paths(Sequence):
 
 def _embed_rows(path: Path) -> tuple[np.ndarray, Paths]:
     """The vectors and paths of an embed output's embedded files (local or Ray shards), in path order, copied
-    as they stream into temporary files and read back through memory maps: what clustering holds stays flat
-    in the number of files (the parts of a local output and the shards are not one array). The files go
-    when the vectors do (or at exit); the vectors' file has a name, so that scattered rows are read with
-    ``pread`` (:func:`audioemb._vectors.take`), not mapped."""
-    import shutil
-    import tempfile
-    import weakref
-    from array import array
-
+    as they stream into a temporary folder and read back through memory maps: what clustering holds stays
+    flat in the number of files (the parts of a local output and the shards are not one array). The folder
+    goes when the vectors and paths do (or at exit); the vectors' file has a name, so that scattered rows are
+    read with ``pread`` (:func:`audioemb._vectors.take`), not mapped."""
     from ._embed_store import entries
     from ._vectors import release
 
-    tmp = Path(tempfile.mkdtemp(prefix="audioemb-cluster-"))
-    vec_f, path_f = open(tmp / "vectors.f32", "w+b"), open(tmp / "paths.utf8", "w+b")
-    offsets, rows, names, n, dim, source = array("q", [0]), [], [], 0, 0, None
-
-    def flush() -> None:
-        release(source)  # the pages of the output's embeddings.npy read so far
-        if rows:
-            try:
-                vec_f.write(np.stack(rows).astype("<f4", copy=False).tobytes())
-                path_f.write(b"".join(names))
-                vec_f.flush()
-                path_f.flush()
-            except OSError as e:  # a full TMPDIR: say which folder, not a file descriptor
-                raise OSError(e.errno, e.strerror, f"{tmp} (the temporary copy of {path}'s vectors; set TMPDIR "
-                                                   "to a larger disk)") from None
-            rows.clear()
-            names.clear()
-
+    folder = Path(tempfile.mkdtemp(prefix="audioemb-cluster-"))
+    offsets, rows, names, dim, source = array("q", [0]), [], [], 0, None
     try:
-        for r, emb, row in entries(path):
-            if row is None:
-                continue
-            rows.append(np.array(emb[row], np.float32))
-            source = emb
-            dim, n = dim or rows[-1].shape[0], n + 1
-            names.append(r["path"].encode())
-            offsets.append(offsets[-1] + len(names[-1]))
-            if len(rows) >= COPY_CHUNK:
+        with open(folder / "vectors.f32", "wb") as vec_f, open(folder / "paths.utf8", "wb") as path_f:
+            def flush() -> None:
+                release(source)  # the pages of the output's embeddings.npy read so far
+                try:
+                    vec_f.write(np.stack(rows).astype("<f4", copy=False).tobytes())
+                    path_f.write(b"".join(names))
+                except OSError as e:  # a full TMPDIR: say which folder, not a file descriptor
+                    raise OSError(e.errno, e.strerror, f"{folder} (the temporary copy of {path}'s vectors; set "
+                                                       "TMPDIR to a larger disk)") from None
+                rows.clear()
+                names.clear()
+
+            for r, emb, row in entries(path):
+                if row is None:
+                    continue
+                rows.append(np.array(emb[row], np.float32))
+                dim, source = dim or rows[-1].shape[0], emb
+                names.append(r["path"].encode())
+                offsets.append(offsets[-1] + len(names[-1]))
+                if len(rows) >= COPY_CHUNK:
+                    flush()
+            if rows:
                 flush()
-        flush()
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
         raise
-    finally:
-        vec_f.close()
-        path_f.close()
-    vectors = np.memmap(tmp / "vectors.f32", np.float32, "r", shape=(n, dim)) if n else np.zeros((0, dim), np.float32)
-    data = np.memmap(tmp / "paths.utf8", np.uint8, "r") if offsets[-1] else np.zeros(0, np.uint8)
+    n = len(offsets) - 1
+    vectors = (np.memmap(folder / "vectors.f32", np.float32, "r", shape=(n, dim)) if n
+               else np.zeros((0, dim), np.float32))
+    data = np.memmap(folder / "paths.utf8", np.uint8, "r") if offsets[-1] else np.zeros(0, np.uint8)
     items = Paths(data, np.frombuffer(offsets, np.int64))
     holder = _TempFolder()  # held by both (and by the vectors' views, through their base): removed after the last
-    weakref.finalize(holder, shutil.rmtree, tmp, True)
+    weakref.finalize(holder, shutil.rmtree, folder, True)  # (TemporaryDirectory warns when it cleans up this way)
     items._tmp = holder
     if isinstance(vectors, np.memmap):
         vectors._tmp = holder

@@ -53,6 +53,8 @@ def make_embed_output(dest: Path, n: int) -> None:
 
     import numpy as np
 
+    from audioemb._embed_store import write_jsonl
+
     dest.mkdir(parents=True, exist_ok=True)
     v = Synthetic(n, 192)
     emb = np.lib.format.open_memmap(dest / "embeddings.npy", "w+", np.float32, (n, 192))
@@ -60,9 +62,8 @@ def make_embed_output(dest: Path, n: int) -> None:
         emb[s:s + 100_000] = v[s:s + 100_000]
     emb.flush()
     del emb
-    with open(dest / "manifest.jsonl", "w") as f:
-        for i in range(n):
-            f.write(json.dumps({"path": f"f{i:07d}.flac", "size": 0, "mtime_ns": 0, "row": i}) + "\n")
+    write_jsonl(dest / "manifest.jsonl", ({"path": f"f{i:07d}.flac", "size": 0, "mtime_ns": 0, "row": i}
+                                          for i in range(n)))
     (dest / "info.json").write_text(json.dumps({"model": "synthetic", "embedding_dim": 192}))
 
 
