@@ -13,6 +13,10 @@ decoder process beside onnxruntime on every core; and one decoder process with o
 cores. On more than 5 cores, two more: the default of :func:`audioemb.embed.balanced` (a third of the cores
 decoding, onnxruntime on the others), and the same decoders beside onnxruntime on every core. Each
 measurement runs ``--repeat`` times, interleaved, and the best time counts.
+
+``--layouts 3x13,8x8`` adds jobs of W decoder processes beside onnxruntime on T threads, with the model alone
+timed on each such T as well (so the table separates fewer threads from decoding); ``--no-spin`` adds the
+default layout with onnxruntime's spin-waiting off (``session.intra_op.allow_spinning = 0``).
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--files", type=int, default=1000)
     ap.add_argument("--model", default=None)
     ap.add_argument("--repeat", type=int, default=2, help="Runs of each measurement, interleaved; the best counts.")
+    ap.add_argument("--layouts", default="", help="More jobs, as WxT: W decoder processes, T onnxruntime threads.")
+    ap.add_argument("--no-spin", action="store_true", help="Also the default layout without spin-waiting.")
     args = ap.parse_args(argv)
     cores = len(os.sched_getaffinity(0))
     tmp = Path(tempfile.mkdtemp(prefix="audioemb-bench-"))
@@ -80,6 +86,12 @@ def main(argv: list[str] | None = None) -> str:
         jobs = [(0, cores, model), (1, cores, model), (1, max(1, cores - 1), split)]
         if default[0] > 1:  # the default, and the same decoders beside onnxruntime on every core (before 2026-11-26)
             jobs += [(default[0], default[1], load(args.model, threads=default[1])), (default[0], cores, model)]
+        for spec in filter(None, args.layouts.split(",")):
+            w, t = (int(v) for v in spec.split("x"))
+            jobs.append((w, t, load(args.model, threads=t)))
+        if args.no_spin:
+            jobs.append((default[0], -default[1], _no_spin(load(args.model, threads=default[1]), default[1])))
+        alone = {t: m for _w, t, m in jobs if 0 < t != cores}  # the model alone on fewer threads, too
         best: dict[str, float] = {}
 
         def note(key: str, t0: float) -> None:
@@ -99,6 +111,10 @@ def main(argv: list[str] | None = None) -> str:
             t = time.perf_counter()
             model.encode(at_rate, batch_size=32)
             note("model", t)
+            for threads, m in alone.items():
+                t = time.perf_counter()
+                m.encode(at_rate, batch_size=32)
+                note(f"model{threads}", t)
             for i, (workers, _threads, m) in enumerate(jobs):
                 t = time.perf_counter()
                 embed_folder(folder, tmp / f"out{rep}-{i}", m, workers=workers, progress=False)
@@ -108,11 +124,16 @@ def main(argv: list[str] | None = None) -> str:
         rows = [[len(paths), f"{seconds / 3600:.2f}", f"{best['decode']:.1f}", f"{best['resample']:.1f}",
                  f"{t_model:.1f}"]]
         text = table(["files", "audio (h)", "decode alone (s)", "resample alone (s)", "model alone (s)"], rows)
+        if alone:
+            fewer = [[f"{t} thread(s)", f"{best[f'model{t}']:.1f}", f"{best[f'model{t}'] / t_model - 1:+.0%}"]
+                     for t in sorted(alone)]
+            text += "\n\n" + table(["model alone on", "time (s)", "vs every core"], fewer)
         rows = []
         for i, (workers, threads, _m) in enumerate(jobs):
             t_job = best[f"job{i}"]
             how = "decode inline" if workers == 0 else f"{workers} decoder process(es)"
-            label = f"{how} + onnxruntime {threads} thread(s)" + (" (default)" if (workers, threads) == default else "")
+            label = f"{how} + onnxruntime {abs(threads)} thread(s)" + (" (default)" if (workers, threads) == default
+                                                                        else ", no spin-waiting" if threads < 0 else "")
             rows.append([label, f"{t_job:.1f}", f"{len(paths) / t_job:.1f}", f"{seconds / 3600 / (t_job / 60):.2f}",
                          f"{t_job / t_model - 1:+.0%}"])
         text += "\n\n" + table(["embed job", "time (s)", "files/s", "audio h per min", "overhead over model alone"],
@@ -122,6 +143,17 @@ def main(argv: list[str] | None = None) -> str:
         return text
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _no_spin(m, threads: int):
+    """``m`` with its onnxruntime session rebuilt without spin-waiting threads."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    m.backend.session = ort.InferenceSession(str(m.folder.file("model.onnx")), so, providers=["CPUExecutionProvider"])
+    return m
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ log over the second half (the first half holds start-up and warm-up). Variants, 
 - ``ddp 2x1``: two processes of one thread each (torchrun, gloo), NHWC: what the long runs use;
 - with ``--precision``: the ``before`` variant in fp32 and bf16, to compare the two on this CPU;
 - with ``--baseline-src DIR``: ``ddp 2x1`` again with the package imported from DIR (a checkout of an
-  earlier commit, e.g. ``git worktree add /tmp/base HEAD~1``), to time a code change in the same run.
+  earlier commit, e.g. ``git worktree add /tmp/base HEAD~1``), to time a code change in the same run;
+- with ``--issue-src DIR``: the trainer as it was when issue 11 was filed (a checkout of e8184c2, the
+  commit before the throughput work), run with its own defaults (one process, 2 threads, bf16, NCHW,
+  views drawn clip by clip), beside ``ddp 2x1`` of this code: the 3x target's "today".
 
     python benchmarks/train_speed.py --corpus /work/corpus --recipes byol-s npc-s --steps 40
 """
@@ -57,6 +60,32 @@ def run(recipe: str, corpus: Path, procs: int, sets: list[str], steps: int, batc
         shutil.rmtree(out, ignore_errors=True)
 
 
+ISSUE_RUN = ("import json, sys\n"
+             "from audioemb.train.recipes import load_recipe\n"
+             "from audioemb.train.trainer import Trainer\n"
+             "cfg = load_recipe(sys.argv[1], sys.argv[4:])\n"
+             "t = Trainer(cfg, sys.argv[2], sys.argv[3], log=lambda *a: None)\n"
+             "t.fit()\n"
+             "print(json.dumps({'views_per_step': cfg.batch_size * t.objective.n_crops}))\n")
+
+
+def run_issue_code(recipe: str, corpus: Path, steps: int, src: Path) -> float:
+    """views/s of the trainer of ``src`` (the code of e8184c2, which logs ``wall_s`` but not views/s), over
+    the second half of ``steps`` steps."""
+    out = Path(tempfile.mkdtemp(prefix="train_speed-"))
+    try:
+        half = max(1, steps // 2)
+        sets = [f"steps={2 * half}", f"log_every={half}", f"ckpt_every={10 * steps}", "warmup_steps=1"]
+        env = {**os.environ, "PYTHONPATH": str(src)}
+        res = subprocess.run([sys.executable, "-c", ISSUE_RUN, recipe, str(corpus.resolve()), str(out / "run"), *sets],
+                             check=True, capture_output=True, text=True, env=env, cwd=src)
+        per_step = json.loads(res.stdout.strip().splitlines()[-1])["views_per_step"]
+        a, b = [json.loads(line) for line in (out / "run" / "log.jsonl").read_text().splitlines()][-2:]
+        return per_step * (b["step"] - a["step"]) / (b["wall_s"] - a["wall_s"])
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, required=True)
@@ -65,11 +94,24 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None, help="global batch for every variant (default: recipe's)")
     ap.add_argument("--precision", action="store_true", help="also compare fp32 and bf16 autocast")
     ap.add_argument("--baseline-src", type=Path, default=None, help="also time ddp 2x1 with the code of this checkout")
+    ap.add_argument("--issue-src", type=Path, default=None, help="a checkout of e8184c2: the trainer issue 11 measured")
+    ap.add_argument("--repeat", type=int, default=1, help="--issue-src runs, interleaved; the best of each counts")
     args = ap.parse_args()
     from audioemb.train.recipes import list_recipes
 
     recipes = args.recipes or list_recipes()
     print(f"views/s, {args.steps} steps per variant, corpus {args.corpus}")
+    if args.issue_src:
+        src = args.issue_src.resolve()
+        print(f"| recipe | issue-time trainer ({src}) | ddp 2x1, this code | this / that |\n|---|---|---|---|")
+        procs, sets = VARIANTS["ddp 2x1"]
+        for r in recipes:
+            then = now = 0.0
+            for _ in range(args.repeat):
+                then = max(then, run_issue_code(r, args.corpus, args.steps, src))
+                now = max(now, run(r, args.corpus, procs, sets, args.steps, args.batch))
+            print(f"| {r} | {then:.0f} | {now:.0f} | {now / then:.2f}x |", flush=True)
+        return
     print("| recipe | before | channels_last | ddp 2x1 | after / before |")
     print("|---|---|---|---|---|")
     for r in recipes:
