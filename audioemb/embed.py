@@ -120,16 +120,23 @@ def _record(e: FileEntry, r) -> dict:
 
 
 def balanced(workers: int | None) -> tuple[int, int]:
-    """(decoder processes, onnxruntime threads) for this machine: the decoders' cores are not onnxruntime's.
+    """(decoder processes, onnxruntime threads) for this machine: decoders, the model and the main thread
+    each get cores of their own.
 
-    ``workers=None``: with more than 2 cores, a third of them decode beside the model, and onnxruntime gets
-    the rest: on 16 cores one decoder beside 16 onnxruntime threads took 8.0 s and beside 15 threads 6.3 s
-    (docs/gpu.md), since onnxruntime's threads wait for the one a decoder holds back. With 1 or 2 cores,
-    decoding runs in this process between batches, and onnxruntime keeps every core: on 2 idle cores a
+    ``workers=None``: with more than 2 cores, a fifth of them (at least one) decode, one is left to the main
+    thread (which receives the decoded windows and batches them while the model runs in a thread of its
+    own, ``stream.MODEL_AHEAD``), and onnxruntime gets the rest: on 16 cores 3 decoders and 12 threads took
+    4.0 s against 3.2 s for the model alone, the best of the layouts tried (5 + 11: 4.2 s; 5 + 16: 5.1 s;
+    docs/gpu.md), since onnxruntime's threads wait for any core another job holds. With 1 or 2 cores,
+    decoding runs in the main thread between batches, and onnxruntime keeps every core: on 2 idle cores a
     decoder process beside onnxruntime was slower than that (benchmarks/embed_e2e.py, docs/benchmarks.md)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    w = (max(1, cores // 3) if cores > 2 else 0) if workers is None else max(0, workers)
-    return w, max(1, cores - w)
+    if workers is not None:
+        return max(0, workers), max(1, cores - max(0, workers))
+    if cores <= 2:
+        return 0, cores
+    w = max(1, cores // 5)
+    return w, max(1, cores - w - 1)
 
 
 def _save_frames(path: Path, fr) -> None:
@@ -178,7 +185,7 @@ def embed_folder(root: str | os.PathLike, out: str | os.PathLike, model: str | E
     """Embed every audio file under ``root`` into ``out`` (see the module docstring for the layout).
 
     Decoding runs in ``workers`` processes beside the model (None: :func:`balanced` picks; 0: in this
-    process); a model given by name is loaded with onnxruntime on every core (:func:`balanced`).
+    process); a model given by name is loaded with onnxruntime on the cores :func:`balanced` leaves it.
     Bad files (empty, truncated, not audio, all-NaN, unreadable, a non-finite embedding) are recorded with
     their error and the run goes on; files embedded despite a problem (zeroed NaN samples, a truncated
     file) carry a ``warning``. Files gone from ``root`` are removed only when at most ``PRUNE_FREE`` are

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from .runtime import EmbeddingModel, FrameEmbeddings, Layer
 
 CHUNK_SAMPLES = 1 << 18  # decoded samples per message from a decoder process
+MODEL_AHEAD = 2  # with decoder processes: batches the model thread may run ahead of the main thread
 
 
 @dataclass
@@ -158,14 +160,21 @@ class Encoded:
 class _Batcher:
     """Runs windows through a backend in batches of identical length; hands results to ``on_result``.
 
-    At most ``max_pending`` windows wait; beyond that the fullest length group runs, even if small.
+    At most ``max_pending`` windows wait; beyond that the fullest length group runs, even if small. With
+    ``ahead > 0`` the backend runs in a thread of its own, up to ``ahead`` batches ahead of this one, so that
+    receiving, windowing and stacking the next batch overlap the model (onnxruntime and torch release the
+    GIL); results are still handed over in this thread, in the order the batches were made.
     """
 
-    def __init__(self, run: Callable, batch_size: int, on_result: Callable, max_pending: int | None = None):
+    def __init__(self, run: Callable, batch_size: int, on_result: Callable, max_pending: int | None = None,
+                 ahead: int = 0):
         self.run, self.batch_size, self.on_result = run, batch_size, on_result
         self.max_pending = max_pending or 4 * batch_size
         self.groups: dict[int, list[Window]] = defaultdict(list)
         self.n_pending = 0
+        self.ahead = ahead
+        self.inflight: deque[tuple[list[Window], Future]] = deque()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="audioemb-model") if ahead > 0 else None
 
     def add(self, w: Window) -> None:
         g = self.groups[len(w.audio)]
@@ -179,15 +188,35 @@ class _Batcher:
     def flush(self) -> None:
         for length in sorted(self.groups):
             self._run(length)
+        while self.inflight:
+            self._collect()
+
+    def close(self) -> None:
+        """Stop the model thread (after the batch it is running)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _run(self, length: int) -> None:
         group = self.groups.pop(length, [])
         self.n_pending -= len(group)
         for s in range(0, len(group), self.batch_size):
             chunk = group[s:s + self.batch_size]
-            emb, frames, layers = self.run(np.stack([w.audio for w in chunk]))
-            for i, w in enumerate(chunk):
-                self.on_result(w, emb[i], frames[i], None if layers is None else layers[:, i])
+            wav = np.stack([w.audio for w in chunk])
+            if self._pool is None:
+                self._deliver(chunk, self.run(wav))
+                continue
+            while len(self.inflight) >= self.ahead:
+                self._collect()
+            self.inflight.append((chunk, self._pool.submit(self.run, wav)))
+
+    def _collect(self) -> None:
+        chunk, future = self.inflight.popleft()
+        self._deliver(chunk, future.result())
+
+    def _deliver(self, chunk: list[Window], out: tuple) -> None:
+        emb, frames, layers = out
+        for i, w in enumerate(chunk):
+            self.on_result(w, emb[i], frames[i], None if layers is None else layers[:, i])
 
 
 @dataclass
@@ -307,7 +336,8 @@ def encode_stream(model: EmbeddingModel, items: Iterable[tuple[Any, Any]], sampl
             del pending[seq]
             ready[seq] = Encoded(st.key, error=msg[2], header=st.header, exception=msg[3])
 
-    batcher = _Batcher(lambda wav: model.backend.run(wav, layers=want_layers), batch_size, on_result)
+    batcher = _Batcher(lambda wav: model.backend.run(wav, layers=want_layers), batch_size, on_result,
+                       ahead=MODEL_AHEAD if workers > 0 else 0)
 
     def sources() -> Iterator[tuple[int, Any]]:
         for seq, (key, source) in enumerate(items):
@@ -340,6 +370,7 @@ def encode_stream(model: EmbeddingModel, items: Iterable[tuple[Any, Any]], sampl
         batcher.flush()
         yield from drain()
     finally:
+        batcher.close()
         close = getattr(messages, "close", None)
         if close:
             close()

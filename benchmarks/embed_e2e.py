@@ -10,13 +10,16 @@ overhead of the whole job over the model alone (target: at most 25 %), all measu
 The model alone runs on pre-decoded arrays with onnxruntime on every core (its fastest setting). The job is
 run three ways: decoding in the main process between batches (``workers=0``, onnxruntime on every core); one
 decoder process beside onnxruntime on every core; and one decoder process with onnxruntime on the other
-cores. On more than 5 cores, two more: the default of :func:`audioemb.embed.balanced` (a third of the cores
-decoding, onnxruntime on the others), and the same decoders beside onnxruntime on every core. Each
+cores. On more than 5 cores, two more: the default of :func:`audioemb.embed.balanced` (a fifth of the cores
+decoding, one for the main thread, onnxruntime on the others), and the same decoders beside onnxruntime on
+every core. Each
 measurement runs ``--repeat`` times, interleaved, and the best time counts.
 
 ``--layouts 3x13,8x8`` adds jobs of W decoder processes beside onnxruntime on T threads, with the model alone
 timed on each such T as well (so the table separates fewer threads from decoding); ``--no-spin`` adds the
-default layout with onnxruntime's spin-waiting off (``session.intra_op.allow_spinning = 0``).
+default layout with onnxruntime's spin-waiting off (``session.intra_op.allow_spinning = 0``); ``--serial-model``
+adds the default layout with the model run in the main thread between batches (as before 2026-11-26's
+model thread, ``stream.MODEL_AHEAD = 0``).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ def main(argv: list[str] | None = None) -> str:
     import os
 
     from audioemb import audio as audio_io
+    from audioemb import stream
     from audioemb.embed import balanced, embed_folder
     from audioemb.runtime import load
 
@@ -72,6 +76,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--repeat", type=int, default=2, help="Runs of each measurement, interleaved; the best counts.")
     ap.add_argument("--layouts", default="", help="More jobs, as WxT: W decoder processes, T onnxruntime threads.")
     ap.add_argument("--no-spin", action="store_true", help="Also the default layout without spin-waiting.")
+    ap.add_argument("--serial-model", action="store_true", help="Also the default layout, model in the main thread.")
     args = ap.parse_args(argv)
     cores = len(os.sched_getaffinity(0))
     tmp = Path(tempfile.mkdtemp(prefix="audioemb-bench-"))
@@ -83,15 +88,19 @@ def main(argv: list[str] | None = None) -> str:
         split = load(args.model, threads=max(1, cores - 1))
         paths = audio_io.find_audio(folder)
         default = balanced(None)
-        jobs = [(0, cores, model), (1, cores, model), (1, max(1, cores - 1), split)]
+        ahead = stream.MODEL_AHEAD
+        # (decoder processes, onnxruntime threads, model, what else differs)
+        jobs = [(0, cores, model, ""), (1, cores, model, ""), (1, max(1, cores - 1), split, "")]
         if default[0] > 1:  # the default, and the same decoders beside onnxruntime on every core (before 2026-11-26)
-            jobs += [(default[0], default[1], load(args.model, threads=default[1])), (default[0], cores, model)]
+            jobs += [(default[0], default[1], load(args.model, threads=default[1]), ""), (default[0], cores, model, "")]
         for spec in filter(None, args.layouts.split(",")):
             w, t = (int(v) for v in spec.split("x"))
-            jobs.append((w, t, load(args.model, threads=t)))
+            jobs.append((w, t, load(args.model, threads=t), ""))
         if args.no_spin:
-            jobs.append((default[0], -default[1], _no_spin(load(args.model, threads=default[1]), default[1])))
-        alone = {t: m for _w, t, m in jobs if 0 < t != cores}  # the model alone on fewer threads, too
+            jobs.append((*default, _no_spin(load(args.model, threads=default[1]), default[1]), "no spin-waiting"))
+        if args.serial_model:
+            jobs.append((*default, load(args.model, threads=default[1]), "model in the main thread"))
+        alone = {t: m for _w, t, m, how in jobs if t != cores and not how}  # the model alone on fewer threads, too
         best: dict[str, float] = {}
 
         def note(key: str, t0: float) -> None:
@@ -115,10 +124,12 @@ def main(argv: list[str] | None = None) -> str:
                 t = time.perf_counter()
                 m.encode(at_rate, batch_size=32)
                 note(f"model{threads}", t)
-            for i, (workers, _threads, m) in enumerate(jobs):
+            for i, (workers, _threads, m, how) in enumerate(jobs):
+                stream.MODEL_AHEAD = 0 if how == "model in the main thread" else ahead
                 t = time.perf_counter()
                 embed_folder(folder, tmp / f"out{rep}-{i}", m, workers=workers, progress=False)
                 note(f"job{i}", t)
+            stream.MODEL_AHEAD = ahead
             del raw, at_rate
         t_model = best["model"]
         rows = [[len(paths), f"{seconds / 3600:.2f}", f"{best['decode']:.1f}", f"{best['resample']:.1f}",
@@ -129,11 +140,11 @@ def main(argv: list[str] | None = None) -> str:
                      for t in sorted(alone)]
             text += "\n\n" + table(["model alone on", "time (s)", "vs every core"], fewer)
         rows = []
-        for i, (workers, threads, _m) in enumerate(jobs):
+        for i, (workers, threads, _m, how) in enumerate(jobs):
             t_job = best[f"job{i}"]
-            how = "decode inline" if workers == 0 else f"{workers} decoder process(es)"
-            label = f"{how} + onnxruntime {abs(threads)} thread(s)" + (" (default)" if (workers, threads) == default
-                                                                        else ", no spin-waiting" if threads < 0 else "")
+            dec = "decode inline" if workers == 0 else f"{workers} decoder process(es)"
+            label = f"{dec} + onnxruntime {threads} thread(s)" + (f", {how}" if how else " (default)"
+                                                                   if (workers, threads) == default else "")
             rows.append([label, f"{t_job:.1f}", f"{len(paths) / t_job:.1f}", f"{seconds / 3600 / (t_job / 60):.2f}",
                          f"{t_job / t_model - 1:+.0%}"])
         text += "\n\n" + table(["embed job", "time (s)", "files/s", "audio h per min", "overhead over model alone"],

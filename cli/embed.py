@@ -16,7 +16,7 @@ def embed(
     frames: Annotated[bool, typer.Option("--frames", help="Also write frame embeddings with timestamps.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Windows per model call.")] = 32,
     workers: Annotated[int | None, typer.Option("--workers", "-w", min=0, help="Decoding processes beside the model "
-                                                 "(default: a third of the cores when there are more than 2; "
+                                                 "(default: a fifth of the cores when there are more than 2; "
                                                  "0, the default on 1-2 cores: decode in the main process). "
                                                  "With --ray: tasks at once (default: one per CPU).")] = None,
     layer: Annotated[str | None, typer.Option(help="Layer to embed from: an index or 'mean' (default: last).")] = None,

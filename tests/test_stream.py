@@ -191,12 +191,49 @@ def test_spool_reads_back_in_order_and_leaves_no_file(tmp_path, monkeypatch):
     s.close()
 
 
-@pytest.mark.parametrize(("cores", "want"), [(1, (0, 1)), (2, (0, 2)), (3, (1, 2)), (16, (5, 11))])
+@pytest.mark.parametrize(("cores", "want"), [(1, (0, 1)), (2, (0, 2)), (3, (1, 1)), (8, (1, 6)), (16, (3, 12))])
 def test_balanced_decodes_inline_on_one_or_two_cores(cores, want, monkeypatch):
-    """On 2 cores a decoder process beside onnxruntime measured slower than decoding inline; on 16, onnxruntime
-    on every core beside a decoder was slower than on the others (docs/benchmarks.md, docs/gpu.md)."""
+    """On 2 cores a decoder process beside onnxruntime measured slower than decoding inline; on 16, 3 decoders,
+    12 onnxruntime threads and the main thread were the fastest layout (docs/benchmarks.md, docs/gpu.md)."""
     from audioemb.embed import balanced
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)))
     assert balanced(None) == want
     assert balanced(3) == (3, max(1, cores - 3)) and balanced(0) == (0, cores)
+
+
+def test_with_decoder_processes_the_model_runs_in_its_own_thread(mixed, tiny_model, monkeypatch):
+    """With decoder processes the model runs in a thread of its own, so the main thread receives and batches
+    the next windows meanwhile (16 cores: docs/benchmarks.md); inline, it stays in the caller's thread."""
+    import threading
+
+    m = load(tiny_model)
+    run, names = m.backend.run, []
+
+    def spy(wav, layers=False):
+        names.append(threading.current_thread().name)
+        return run(wav, layers=layers)
+
+    monkeypatch.setattr(m.backend, "run", spy)
+    paths = sorted(mixed.iterdir())
+    inline = [r.clip for r in m.encode_stream(enumerate(paths), ordered=True, batch_size=2)]
+    n_inline = len(names)
+    pooled = [r.clip for r in m.encode_stream(enumerate(paths), ordered=True, batch_size=2, workers=1)]
+    assert n_inline > 2 and set(names[:n_inline]) == {threading.current_thread().name}
+    assert len(names) == 2 * n_inline and all(n.startswith("audioemb-model") for n in names[n_inline:])
+    assert not [t for t in threading.enumerate() if t.name.startswith("audioemb-model")]  # stopped at the end
+    for a, b in zip(inline, pooled):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_an_error_of_the_model_thread_reaches_the_caller(mixed, tiny_model, monkeypatch):
+    m = load(tiny_model)
+
+    def fail(wav, layers=False):
+        raise RuntimeError("the backend failed")
+
+    monkeypatch.setattr(m.backend, "run", fail)
+    with pytest.raises(RuntimeError, match="the backend failed"):
+        list(m.encode_stream(enumerate(sorted(mixed.iterdir())), workers=1))
