@@ -6,7 +6,10 @@ runs onnxruntime threads, and never a re-run of the caller's main module) with t
 the decoders and memory stays bounded. Until a worker is ready the main process decodes inline, so a
 short job never waits for the workers to start. A worker that dies (a crash in a codec, the OOM killer)
 is replaced: the source it was decoding gets an error naming the cause, the ones queued behind it go to
-its replacement. Workers exit when the main process goes away (their source pipe closes).
+its replacement. Workers exit when the main process goes away (their source pipe closes). As lanes
+(``DecodeSpec.model``) the workers also run the model, each on one onnxruntime thread, and send
+embeddings; a source's windows are run before its ``end`` is sent, so a dying worker still fails only the
+source it was on.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ import signal
 import subprocess
 import sys
 import threading
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .stream import DecodeSpec, decode
 
@@ -51,6 +56,7 @@ def _serve(task_fd: int, result_fd: int) -> None:
             results.send(msg)
 
     spec = tasks.recv()
+    backend = _lane_backend(spec)
     threading.Thread(target=read, daemon=True).start()
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
@@ -58,9 +64,38 @@ def _serve(task_fd: int, result_fd: int) -> None:
     while (task := inbox.get()) is not None:
         seq, source = task
         for msg in decode(seq, source, spec, inline=False):
-            outbox.put(msg)
+            outbox.put(run_windows(backend, msg, spec.layers) if backend is not None and msg[0] == "wins" else msg)
     outbox.put(None)
     sender.join()
+
+
+def run_windows(backend, msg: tuple, layers: bool) -> tuple:
+    """A ``wins`` message run through ``backend`` in a decoder process (a lane): ``("embs", seq, [(sub, index,
+    start, valid, embedding, frames, layers | None)])``, windows of equal length batched together."""
+    _kind, seq, wins = msg
+    by_len: dict[int, list[tuple]] = defaultdict(list)
+    for w in wins:
+        by_len[len(w[4])].append(w)
+    out = []
+    for group in by_len.values():
+        emb, fr, lay = backend.run(np.stack([w[4] for w in group]), layers=layers)
+        out += [(sub, index, start, valid, emb[i], fr[i], None if lay is None else lay[:, i])
+                for i, (sub, index, start, valid, _audio) in enumerate(group)]
+    return "embs", seq, out
+
+
+def _lane_backend(spec: DecodeSpec):
+    """The model of a lane (``spec.model``) on one onnxruntime thread, or None: without a model, or if it does
+    not load here (the worker then sends audio, and the main process runs it)."""
+    if not spec.model:
+        return None
+    try:
+        from .backends import OnnxBackend
+        from .modelfolder import open_folder
+
+        return OnnxBackend(open_folder(spec.model, verify=()), threads=1, providers=["CPUExecutionProvider"])
+    except Exception:  # the main process can still run the windows
+        return None
 
 
 class _Worker:

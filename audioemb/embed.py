@@ -119,18 +119,21 @@ def _record(e: FileEntry, r) -> dict:
     return rec
 
 
-def balanced(workers: int | None) -> tuple[int, int]:
-    """(decoder processes, onnxruntime threads) for this machine: decoders, the model and the main thread
-    each get cores of their own.
+def balanced(workers: int | None, lanes: bool = False) -> tuple[int, int]:
+    """(decoder processes, onnxruntime threads of the main process) for this machine.
 
-    ``workers=None``: with more than 2 cores, a fifth of them (at least one) decode, one is left to the main
-    thread (which receives the decoded windows and batches them while the model runs in a thread of its
-    own, ``stream.MODEL_AHEAD``), and onnxruntime gets the rest: on 16 cores 3 decoders and 12 threads took
-    4.0 s against 3.2 s for the model alone, the best of the layouts tried (5 + 11: 4.2 s; 5 + 16: 5.1 s;
-    docs/gpu.md), since onnxruntime's threads wait for any core another job holds. With 1 or 2 cores,
-    decoding runs in the main thread between batches, and onnxruntime keeps every core: on 2 idle cores a
-    decoder process beside onnxruntime was slower than that (benchmarks/embed_e2e.py, docs/benchmarks.md)."""
+    With ``lanes`` each decoder process also runs the model on one onnxruntime thread of its own
+    (:func:`audioemb.stream.encode_stream`), one per core: a small model gains little from more threads
+    (on 2 cores two one-thread sessions beat one two-thread session, 3.55 s to 4.04 s; on 16 cores 11
+    threads were as fast as 16; docs/benchmarks.md). The main process's threads then only serve the first
+    files, while the lanes start. ``workers=None`` without lanes: with more than 2 cores, a fifth of them
+    (at least one) decode, one is left to the main thread (which batches the windows while the model runs
+    in a thread of its own, ``stream.MODEL_AHEAD``), and onnxruntime gets the rest (16 cores: 3 + 12 took
+    4.0 s against 3.2 s for the model alone; docs/gpu.md); with 1 or 2 cores, decoding runs in the main
+    thread between batches and onnxruntime keeps every core."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if lanes:
+        return (cores if cores > 1 else 0) if workers is None else max(0, workers), cores
     if workers is not None:
         return max(0, workers), max(1, cores - max(0, workers))
     if cores <= 2:
@@ -181,11 +184,12 @@ def embed_folder(root: str | os.PathLike, out: str | os.PathLike, model: str | E
                  batch_size: int = 32, workers: int | None = None, frames: bool = False, layer: Layer = None,
                  normalize: bool = True, progress: bool = True, flush_every: int = 256,
                  flush_seconds: float = 30.0, log: Callable[[str], None] | None = None, prune: bool = False,
-                 new_root: bool = False, device: str = "auto") -> EmbedSummary:
+                 new_root: bool = False, device: str = "auto", lanes: bool | None = None) -> EmbedSummary:
     """Embed every audio file under ``root`` into ``out`` (see the module docstring for the layout).
 
     Decoding runs in ``workers`` processes beside the model (None: :func:`balanced` picks; 0: in this
-    process); a model given by name is loaded with onnxruntime on the cores :func:`balanced` leaves it.
+    process); with ``lanes`` (None: when the model runs on onnxruntime's CPU provider) each of them runs
+    the model too, on one thread. A model given by name is loaded with the threads :func:`balanced` gives.
     Bad files (empty, truncated, not audio, all-NaN, unreadable, a non-finite embedding) are recorded with
     their error and the run goes on; files embedded despite a problem (zeroed NaN samples, a truncated
     file) carry a ``warning``. Files gone from ``root`` are removed only when at most ``PRUNE_FREE`` are
@@ -195,8 +199,12 @@ def embed_folder(root: str | os.PathLike, out: str | os.PathLike, model: str | E
     """
     t0 = time.time()
     root, out = Path(root), Path(out)
-    n_workers, threads = balanced(workers)
+    want_lanes = lanes is not False and (lanes or device in ("auto", "cpu"))
+    n_workers, threads = balanced(workers, want_lanes)
     m = model if isinstance(model, EmbeddingModel) else load(model, threads=threads, device=device)
+    lanes = want_lanes and getattr(m.backend, "providers", None) == ["CPUExecutionProvider"]
+    if want_lanes and not lanes and workers is None:  # a GPU or torch model: decoders beside it, as before
+        n_workers = balanced(None)[0]
     m.check_layer(layer)
     if (out / SHARDS).exists():
         raise EmbedError(f"{out} holds a Ray job's shards (shards.json); run with --ray (embed_folder_ray) again, or "
@@ -215,7 +223,7 @@ def embed_folder(root: str | os.PathLike, out: str | os.PathLike, model: str | E
         ok = 0
         try:
             if len(todo):
-                ok = _run(m, todo, root, job, batch_size, n_workers, frames, layer, normalize, progress)
+                ok = _run(m, todo, root, job, batch_size, n_workers, frames, layer, normalize, progress, lanes)
         finally:
             job.flush()
             stats = merge(out, iter(gone), drop_gone=drop)
@@ -227,7 +235,7 @@ def embed_folder(root: str | os.PathLike, out: str | os.PathLike, model: str | E
 
 
 def _run(m: EmbeddingModel, todo: Spool, root: Path, job: _Job, batch_size: int, workers: int, frames: bool,
-         layer: Layer, normalize: bool, progress: bool) -> int:
+         layer: Layer, normalize: bool, progress: bool, lanes: bool = False) -> int:
     """Embed the files of ``todo`` into ``job``'s parts, in path order; returns how many were embedded."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -237,7 +245,7 @@ def _run(m: EmbeddingModel, todo: Spool, root: Path, job: _Job, batch_size: int,
                   disable=not progress, transient=True) as bar, \
             contextlib.closing(m.encode_stream(((e, e.path) for e in entries), batch_size=batch_size,
                                                normalize=normalize, layer=layer, frames=frames, workers=workers,
-                                               ordered=True)) as results:
+                                               ordered=True, lanes=lanes)) as results:
         task = bar.add_task("files", total=len(todo))
         for r in results:
             rec = _record(r.key, r)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 CHUNK_SAMPLES = 1 << 18  # decoded samples per message from a decoder process
 MODEL_AHEAD = 2  # with decoder processes: batches the model thread may run ahead of the main thread
+_NO_AUDIO = np.zeros(0, dtype=np.float32)  # the audio of a window a lane has already run
 
 
 @dataclass
@@ -86,6 +87,8 @@ class DecodeSpec:
     min_len: int
     segments: int | None = None
     array_rate: int | None = None  # the rate of array sources (None: already at ``sample_rate``)
+    model: str | None = None  # lanes: the model folder each decoder process runs its windows through
+    layers: bool = False  # lanes: also return every layer's frames
 
 
 def decode(seq: int, source, spec: DecodeSpec, inline: bool = True) -> Iterator[tuple]:
@@ -239,7 +242,8 @@ class _Pending:
 
 def encode_stream(model: EmbeddingModel, items: Iterable[tuple[Any, Any]], sample_rate: int | None = None,
                   batch_size: int = 32, normalize: bool = True, layer: Layer = None, frames: bool = False,
-                  segments: float | None = None, workers: int = 0, ordered: bool = False) -> Iterator[Encoded]:
+                  segments: float | None = None, workers: int = 0, ordered: bool = False,
+                  lanes: bool = False) -> Iterator[Encoded]:
     """Embed ``(key, source)`` pairs (a source is a path or a waveform array), yielding one :class:`Encoded`
     per source as soon as its last window has run (in input order with ``ordered``).
 
@@ -248,6 +252,8 @@ def encode_stream(model: EmbeddingModel, items: Iterable[tuple[Any, Any]], sampl
         layer, normalize, frames: as in :meth:`EmbeddingModel.encode`.
         segments: embed each ``segments``-second stretch of a source separately (``vectors``, ``spans``).
         workers: decoder processes (0: decode in this process).
+        lanes: with ``workers``, each decoder process also runs the model, on one onnxruntime thread of its
+            own, and sends embeddings instead of audio (onnxruntime on the CPU only; otherwise ignored).
 
     At most ``4 x batch_size`` windows wait for the model and a few sources per worker are decoded ahead,
     so memory does not grow with the number or the length of the sources.
@@ -255,8 +261,10 @@ def encode_stream(model: EmbeddingModel, items: Iterable[tuple[Any, Any]], sampl
     from .runtime import nonfinite_reason
 
     model.check_layer(layer)
+    lanes = lanes and workers > 0 and getattr(model.backend, "providers", None) == ["CPUExecutionProvider"]
     spec = DecodeSpec(model.sample_rate, model.window, model.min_len,
-                      max(1, int(round(segments * model.sample_rate))) if segments else None, sample_rate)
+                      max(1, int(round(segments * model.sample_rate))) if segments else None, sample_rate,
+                      model=str(model.folder.path) if lanes else None, layers=layer is not None)
     pending: dict[int, _Pending] = {}
     ready: dict[int, Encoded] = {}
     order: deque[int] = deque()
@@ -328,6 +336,10 @@ def encode_stream(model: EmbeddingModel, items: Iterable[tuple[Any, Any]], sampl
             for sub, index, start, valid, audio in msg[2]:
                 st.valid += valid
                 batcher.add(Window((seq, sub), index, start, valid, audio))
+        elif kind == "embs":  # a lane ran them
+            for sub, index, start, valid, emb, fr, lay in msg[2]:
+                st.valid += valid
+                on_result(Window((seq, sub), index, start, valid, _NO_AUDIO), emb, fr, lay)
         elif kind == "end":
             st.expected, st.end = msg[2], msg[3:]
             if st.seen == st.expected:
@@ -337,7 +349,7 @@ def encode_stream(model: EmbeddingModel, items: Iterable[tuple[Any, Any]], sampl
             ready[seq] = Encoded(st.key, error=msg[2], header=st.header, exception=msg[3])
 
     batcher = _Batcher(lambda wav: model.backend.run(wav, layers=want_layers), batch_size, on_result,
-                       ahead=MODEL_AHEAD if workers > 0 else 0)
+                       ahead=MODEL_AHEAD if workers > 0 and not lanes else 0)
 
     def sources() -> Iterator[tuple[int, Any]]:
         for seq, (key, source) in enumerate(items):

@@ -7,13 +7,15 @@ clips) re-encoded as wav/flac/ogg/mp3 at 8-48 kHz, mono or stereo. Reports files
 audio per minute, the share of time in decoding, resampling and the model (each measured alone), and the
 overhead of the whole job over the model alone (target: at most 25 %), all measured in one run.
 
-The model alone runs on pre-decoded arrays with onnxruntime on every core (its fastest setting). The job is
-run three ways: decoding in the main process between batches (``workers=0``, onnxruntime on every core); one
-decoder process beside onnxruntime on every core; and one decoder process with onnxruntime on the other
-cores. On more than 5 cores, two more: the default of :func:`audioemb.embed.balanced` (a fifth of the cores
-decoding, one for the main thread, onnxruntime on the others), and the same decoders beside onnxruntime on
-every core. Each
-measurement runs ``--repeat`` times, interleaved, and the best time counts.
+The model alone runs on pre-decoded arrays with onnxruntime on every core, and as one one-thread session per
+core at once (lanes; the faster of the two on a small model). The job is run as a lane per core (the
+default: each decoder process runs the model too, on one thread; ``--lanes 1,2`` adds fewer lanes) and
+without lanes three ways: decoding in the main process between batches (``workers=0``, onnxruntime on every
+core); one decoder process beside onnxruntime on every core; and one decoder process with onnxruntime on the
+other cores. On more than 5 cores, two more: the ``--no-lanes`` default of :func:`audioemb.embed.balanced`
+(a fifth of the cores decoding, one for the main thread, onnxruntime on the others), and the same decoders
+beside onnxruntime on every core. Each measurement runs ``--repeat`` times, interleaved, and the best time
+counts.
 
 ``--layouts 3x13,8x8`` adds jobs of W decoder processes beside onnxruntime on T threads, with the model alone
 timed on each such T as well (so the table separates fewer threads from decoding); ``--no-spin`` adds the
@@ -77,6 +79,8 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--layouts", default="", help="More jobs, as WxT: W decoder processes, T onnxruntime threads.")
     ap.add_argument("--no-spin", action="store_true", help="Also the default layout without spin-waiting.")
     ap.add_argument("--serial-model", action="store_true", help="Also the default layout, model in the main thread.")
+    ap.add_argument("--lanes", default="", help="Jobs of N lanes (decoder processes that run the model on one "
+                    "thread each), e.g. 2,3; the model alone is timed as N one-thread sessions at once too.")
     args = ap.parse_args(argv)
     cores = len(os.sched_getaffinity(0))
     tmp = Path(tempfile.mkdtemp(prefix="audioemb-bench-"))
@@ -101,6 +105,9 @@ def main(argv: list[str] | None = None) -> str:
         if args.serial_model:
             jobs.append((*default, load(args.model, threads=default[1]), "model in the main thread"))
         alone = {t: m for _w, t, m, how in jobs if t != cores and not how}  # the model alone on fewer threads, too
+        n_lanes = sorted({cores, *(int(v) for v in filter(None, args.lanes.split(",")))})  # a lane per core: default
+        jobs += [(n, 1, model, "lanes") for n in n_lanes]
+        one = [load(args.model, threads=1) for _ in range(max(n_lanes, default=0))]
         best: dict[str, float] = {}
 
         def note(key: str, t0: float) -> None:
@@ -124,10 +131,14 @@ def main(argv: list[str] | None = None) -> str:
                 t = time.perf_counter()
                 m.encode(at_rate, batch_size=32)
                 note(f"model{threads}", t)
+            for n in n_lanes:
+                t = time.perf_counter()
+                _sessions_at_once(one[:n], at_rate)
+                note(f"lanes{n}", t)
             for i, (workers, _threads, m, how) in enumerate(jobs):
                 stream.MODEL_AHEAD = 0 if how == "model in the main thread" else ahead
                 t = time.perf_counter()
-                embed_folder(folder, tmp / f"out{rep}-{i}", m, workers=workers, progress=False)
+                embed_folder(folder, tmp / f"out{rep}-{i}", m, workers=workers, progress=False, lanes=how == "lanes")
                 note(f"job{i}", t)
             stream.MODEL_AHEAD = ahead
             del raw, at_rate
@@ -135,16 +146,22 @@ def main(argv: list[str] | None = None) -> str:
         rows = [[len(paths), f"{seconds / 3600:.2f}", f"{best['decode']:.1f}", f"{best['resample']:.1f}",
                  f"{t_model:.1f}"]]
         text = table(["files", "audio (h)", "decode alone (s)", "resample alone (s)", "model alone (s)"], rows)
-        if alone:
+        if alone or n_lanes:
             fewer = [[f"{t} thread(s)", f"{best[f'model{t}']:.1f}", f"{best[f'model{t}'] / t_model - 1:+.0%}"]
                      for t in sorted(alone)]
+            fewer += [[f"{n} one-thread sessions at once", f"{best[f'lanes{n}']:.1f}",
+                       f"{best[f'lanes{n}'] / t_model - 1:+.0%}"] for n in n_lanes]
             text += "\n\n" + table(["model alone on", "time (s)", "vs every core"], fewer)
         rows = []
         for i, (workers, threads, _m, how) in enumerate(jobs):
             t_job = best[f"job{i}"]
             dec = "decode inline" if workers == 0 else f"{workers} decoder process(es)"
-            label = f"{dec} + onnxruntime {threads} thread(s)" + (f", {how}" if how else " (default)"
+            label = f"{dec} + onnxruntime {threads} thread(s)" + (f", {how}" if how else " (--no-lanes default)"
                                                                    if (workers, threads) == default else "")
+            if how == "lanes":
+                alone_n = best[f"lanes{workers}"]
+                label = f"{workers} lanes (decode + model on one thread each; vs {workers} sessions alone: "\
+                        f"{t_job / alone_n - 1:+.0%})" + (" (default)" if workers == cores else "")
             rows.append([label, f"{t_job:.1f}", f"{len(paths) / t_job:.1f}", f"{seconds / 3600 / (t_job / 60):.2f}",
                          f"{t_job / t_model - 1:+.0%}"])
         text += "\n\n" + table(["embed job", "time (s)", "files/s", "audio h per min", "overhead over model alone"],
@@ -154,6 +171,18 @@ def main(argv: list[str] | None = None) -> str:
         return text
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sessions_at_once(models: list, clips: list) -> None:
+    """The model alone as lanes: ``clips`` dealt round-robin to one-thread sessions run in parallel threads."""
+    import threading
+
+    threads = [threading.Thread(target=m.encode, args=(clips[i::len(models)],), kwargs={"batch_size": 32})
+               for i, m in enumerate(models)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def _no_spin(m, threads: int):

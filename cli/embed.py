@@ -15,10 +15,14 @@ def embed(
                                               "bundled default model).")] = None,
     frames: Annotated[bool, typer.Option("--frames", help="Also write frame embeddings with timestamps.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Windows per model call.")] = 32,
-    workers: Annotated[int | None, typer.Option("--workers", "-w", min=0, help="Decoding processes beside the model "
-                                                 "(default: a fifth of the cores when there are more than 2; "
-                                                 "0, the default on 1-2 cores: decode in the main process). "
+    workers: Annotated[int | None, typer.Option("--workers", "-w", min=0, help="Decoding processes (default: one per "
+                                                 "core as lanes; with --no-lanes or a GPU model a fifth of the "
+                                                 "cores beside the model, or 0 on 1-2 cores: decode in the main "
+                                                 "process). "
                                                  "With --ray: tasks at once (default: one per CPU).")] = None,
+    lanes: Annotated[bool | None, typer.Option("--lanes/--no-lanes", help="Each decoding process also runs the "
+                                               "model, on one thread (default: when the model runs on the CPU; "
+                                               "then --workers defaults to one per core).")] = None,
     layer: Annotated[str | None, typer.Option(help="Layer to embed from: an index or 'mean' (default: last).")] = None,
     backend: Annotated[str, typer.Option(help="onnx (default) or torch.")] = "onnx",
     prune: Annotated[bool, typer.Option(help="Remove files no longer in the folder from OUT, however many (without "
@@ -55,7 +59,7 @@ def embed(
         else:
             m = model if backend == "onnx" and device == "auto" else load(model, backend=backend, device=device)
             summary = embed_folder(folder, out, m, batch_size=batch_size, workers=workers, frames=frames, layer=lay,
-                                   progress=progress, prune=prune, new_root=new_root, device=device)
+                                   progress=progress, prune=prune, new_root=new_root, device=device, lanes=lanes)
     for r in iter_records(out):
         if r.get("error"):
             typer.echo(f"failed: {printable(r['path'])}: {r['error']}", err=True)

@@ -164,3 +164,24 @@ def test_merge_journal_rolls_forward(collection, tmp_path, tiny_model):
     assert r2 == recs
     recover(out)  # a journal of an older version (no merge.json): its rows match, so it is rolled forward
     assert _manifest(out) == recs and not (out / "manifest.jsonl.next").exists()
+
+
+@pytest.mark.parametrize(("flag", "want"), [([], None), (["--no-lanes", "--workers", "1"], False)])
+def test_cli_embed_lanes_flag(collection, tmp_path, tiny_model, monkeypatch, flag, want):
+    """``--lanes/--no-lanes`` reaches embed_folder (None: its default); both ways give the same rows."""
+    seen = {}
+    real = embed_mod.embed_folder
+
+    def spy(*args, **kwargs):
+        seen["lanes"] = kwargs.get("lanes")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(embed_mod, "embed_folder", spy)
+    out = tmp_path / "out"
+    args = ["embed", str(collection), "-o", str(out), "--model", str(tiny_model), "--no-progress"]
+    r = runner.invoke(app, [*args, *flag])
+    assert r.exit_code == 1 and seen["lanes"] is want, r.output
+    ref = embed_folder(collection, tmp_path / "ref", str(tiny_model), progress=False, workers=0)
+    (e, rows), (e_ref, rows_ref) = read_embeddings(out), read_embeddings(tmp_path / "ref")
+    assert rows == rows_ref and ref.failed == len(BAD)
+    np.testing.assert_allclose(e, e_ref, atol=1e-5)

@@ -90,13 +90,14 @@ def test_decoder_processes_take_over_once_started(clip_paths, tiny_model, monkey
     assert len(inline) < len(paths) // 2, f"{len(inline)} of {len(paths)} decoded in the main process"
 
 
-def test_a_killed_decoder_fails_only_its_file(mixed, tiny_model):
-    """A decoder process killed mid-job (a crash in a codec, the OOM killer): the file it was decoding gets
-    an error naming the cause, a fresh process decodes the rest, every other file is embedded."""
+@pytest.mark.parametrize("lanes", [False, True])
+def test_a_killed_decoder_fails_only_its_file(mixed, tiny_model, lanes):
+    """A decoder process (or lane) killed mid-job (a crash in a codec, the OOM killer): the file it was on
+    gets an error naming the cause, a fresh process takes the rest, every other file is embedded."""
     m = load(tiny_model)
     paths = sorted(mixed.iterdir()) * 6
     ref = {r.key: r for r in m.encode_stream(enumerate(paths), ordered=True)}
-    it = m.encode_stream(enumerate(paths), ordered=True, workers=1)
+    it = m.encode_stream(enumerate(paths), ordered=True, workers=1, lanes=lanes)
     res = [next(it)]
     time.sleep(1.0)
     killed = _decoders()
@@ -200,6 +201,7 @@ def test_balanced_decodes_inline_on_one_or_two_cores(cores, want, monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)))
     assert balanced(None) == want
     assert balanced(3) == (3, max(1, cores - 3)) and balanced(0) == (0, cores)
+    assert balanced(None, lanes=True) == ((cores if cores > 1 else 0), cores)  # a lane per core
 
 
 def test_with_decoder_processes_the_model_runs_in_its_own_thread(mixed, tiny_model, monkeypatch):
@@ -237,3 +239,44 @@ def test_an_error_of_the_model_thread_reaches_the_caller(mixed, tiny_model, monk
     monkeypatch.setattr(m.backend, "run", fail)
     with pytest.raises(RuntimeError, match="the backend failed"):
         list(m.encode_stream(enumerate(sorted(mixed.iterdir())), workers=1))
+
+
+def test_lanes_give_the_inline_results(clip_paths, tiny_model, monkeypatch):
+    """Lanes: each decoder process runs the model too, on one onnxruntime thread, and sends embeddings,
+    frames and layers instead of audio; the results are those of the model run in the main process."""
+    import audioemb._decode_pool as pool
+
+    m = load(tiny_model)
+    paths = list(clip_paths) * 8
+    inline = list(m.encode_stream(enumerate(paths), ordered=True, frames=True, layer="mean"))
+    real = pool.decode
+
+    def slow_inline(seq, source, spec, inline_=True):  # until the lanes are ready, the main process decodes
+        time.sleep(0.05)
+        yield from real(seq, source, spec)
+
+    monkeypatch.setattr(pool, "decode", slow_inline)
+    run, in_main = m.backend.run, []
+
+    def spy(wav, layers=False):
+        in_main.append(len(wav))
+        return run(wav, layers=layers)
+
+    monkeypatch.setattr(m.backend, "run", spy)
+    lanes = list(m.encode_stream(enumerate(paths), ordered=True, frames=True, layer="mean", workers=2, lanes=True))
+    assert [r.key for r in lanes] == list(range(len(paths)))
+    for a, b in zip(inline, lanes):
+        assert a.error is None and b.error is None and a.duration_s == b.duration_s
+        np.testing.assert_allclose(a.clip, b.clip, atol=1e-5)
+        np.testing.assert_allclose(a.frames.embeddings, b.frames.embeddings, atol=1e-5)
+        np.testing.assert_allclose(a.frames.timestamps, b.frames.timestamps)
+    n_windows = sum(len(r.frames.embeddings) > 0 for r in inline)  # at least one window per file
+    assert sum(in_main) < n_windows // 2, "the lanes did not run the model: the main process did"
+
+
+def test_a_lane_whose_model_does_not_load_sends_audio(tmp_path):
+    from audioemb._decode_pool import _lane_backend
+    from audioemb.stream import DecodeSpec
+
+    assert _lane_backend(DecodeSpec(16000, 16000, 400)) is None
+    assert _lane_backend(DecodeSpec(16000, 16000, 400, model=str(tmp_path / "not-a-model"))) is None
