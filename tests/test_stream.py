@@ -244,18 +244,10 @@ def test_an_error_of_the_model_thread_reaches_the_caller(mixed, tiny_model, monk
 def test_lanes_give_the_inline_results(clip_paths, tiny_model, monkeypatch):
     """Lanes: each decoder process runs the model too, on one onnxruntime thread, and sends embeddings,
     frames and layers instead of audio; the results are those of the model run in the main process."""
-    import audioemb._decode_pool as pool
-
     m = load(tiny_model)
     paths = list(clip_paths) * 8
     inline = list(m.encode_stream(enumerate(paths), ordered=True, frames=True, layer="mean"))
-    real = pool.decode
-
-    def slow_inline(seq, source, spec, inline_=True):  # until the lanes are ready, the main process decodes
-        time.sleep(0.05)
-        yield from real(seq, source, spec)
-
-    monkeypatch.setattr(pool, "decode", slow_inline)
+    _slow_main_decoding(monkeypatch)
     run, in_main = m.backend.run, []
 
     def spy(wav, layers=False):
@@ -272,6 +264,34 @@ def test_lanes_give_the_inline_results(clip_paths, tiny_model, monkeypatch):
         np.testing.assert_allclose(a.frames.timestamps, b.frames.timestamps)
     n_windows = sum(len(r.frames.embeddings) > 0 for r in inline)  # at least one window per file
     assert sum(in_main) < n_windows // 2, "the lanes did not run the model: the main process did"
+
+
+def _slow_main_decoding(monkeypatch) -> None:
+    """The main process decodes a source only every 50 ms, so that the lanes (which take a moment to start)
+    get most of a short job."""
+    import audioemb._decode_pool as pool
+
+    real = pool.decode
+
+    def slow_inline(seq, source, spec, inline_=True):
+        time.sleep(0.05)
+        yield from real(seq, source, spec)
+
+    monkeypatch.setattr(pool, "decode", slow_inline)
+
+
+def test_lanes_keep_segments(clip_paths, tiny_model, monkeypatch):
+    m = load(tiny_model)
+    paths = sorted(clip_paths) * 6
+    inline = list(m.encode_stream(enumerate(paths), ordered=True, segments=0.5))
+    _slow_main_decoding(monkeypatch)
+    run, in_main = m.backend.run, []
+    monkeypatch.setattr(m.backend, "run", lambda wav, layers=False: in_main.append(1) or run(wav, layers=layers))
+    lanes = list(m.encode_stream(enumerate(paths), ordered=True, segments=0.5, workers=2, lanes=True))
+    for a, b in zip(inline, lanes):
+        assert a.spans == b.spans and a.vectors.shape == b.vectors.shape
+        np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-5)
+    assert len(in_main) < len(paths) // 2, "the lanes did not run the model: the main process did"
 
 
 def test_a_lane_whose_model_does_not_load_sends_audio(tmp_path):
