@@ -2,7 +2,7 @@
 
 Each worker is a fresh Python process (``python -m audioemb._decode_pool``; never a fork of a process that
 runs onnxruntime threads, and never a re-run of the caller's main module) with two pipes: sources in,
-:func:`audioemb.stream.decode`'s messages out, a few messages ahead at most, so a slow model holds back
+:func:`audioemb._decode.decode`'s messages out, a few messages ahead at most, so a slow model holds back
 the decoders and memory stays bounded. Until a worker is ready the main process decodes inline, so a
 short job never waits for the workers to start. A worker that dies (a crash in a codec, the OOM killer)
 is replaced: the source it was decoding gets an error naming the cause, the ones queued behind it go to
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .stream import DecodeSpec, decode
+from ._decode import DecodeSpec, decode
 
 AHEAD = 2  # sources queued per worker besides the one it decodes
 

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from . import audio as audio_io
+from ._decode import Window, windows
 from .modelfolder import ModelFolder, open_folder
 from .registry import resolve
-from .stream import Encoded, Window, encode_stream, pool_frames, windows
+from .stream import Encoded, encode_stream, pool_frames
 
 __all__ = ["EmbeddingModel", "EncodeError", "FrameEmbeddings", "Layer", "Window", "load", "pool_frames", "windows"]
 

@@ -2,15 +2,15 @@
 
 ``EmbeddingModel.encode``, :func:`audioemb.embed.embed_folder` and :class:`audioemb.index.Index` all run
 :func:`encode_stream`. Each source (a path or an array) is decoded as a stream and cut into fixed windows
-(:func:`windows`); windows of exactly the same length are batched through the backend (so an embedding
-never depends on what else was in the batch) and pooled per source. With ``workers > 0`` the decoding runs
-in that many processes (:mod:`audioemb._decode_pool`) while the model runs in this one, so the two overlap;
-otherwise it runs inline. Every source gives one :class:`Encoded`, with its embedding or its error.
+(:func:`audioemb._decode.windows`); windows of exactly the same length are batched through the backend (so
+an embedding never depends on what else was in the batch) and pooled per source. With ``workers > 0`` the
+decoding runs in that many processes (:mod:`audioemb._decode_pool`) while the model runs in this one, so
+the two overlap; with ``lanes`` those processes run the model too. Otherwise it runs inline. Every source
+gives one :class:`Encoded`, with its embedding or its error.
 """
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,118 +20,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import audio as audio_io
+from ._decode import DecodeSpec, Window, decode
 from ._vectors import l2_normalize
 
 if TYPE_CHECKING:
     from .runtime import EmbeddingModel, FrameEmbeddings, Layer
 
-CHUNK_SAMPLES = 1 << 18  # decoded samples per message from a decoder process
 MODEL_AHEAD = 2  # with decoder processes: batches the model thread may run ahead of the main thread
 _NO_AUDIO = np.zeros(0, dtype=np.float32)  # the audio of a window a lane has already run
-
-
-@dataclass
-class Window:
-    """One fixed window of an input: ``audio`` (possibly zero-padded) starting at ``start`` samples,
-    of which the first ``valid`` samples are real audio."""
-
-    key: Any
-    index: int
-    start: int
-    valid: int
-    audio: np.ndarray
-
-
-def windows(blocks: Iterable[np.ndarray], window: int, min_len: int, key: Any = 0) -> Iterator[Window]:
-    """Cut a stream of mono blocks into consecutive ``window``-sample windows (the last one shorter)."""
-    buf = np.zeros(0, dtype=np.float32)
-    start = idx = 0
-    for b in blocks:
-        buf = np.concatenate([buf, b]) if len(buf) else np.asarray(b, dtype=np.float32)
-        while len(buf) >= window:
-            yield Window(key, idx, start, window, buf[:window])
-            buf = buf[window:]
-            start += window
-            idx += 1
-    if len(buf) or idx == 0:
-        valid = len(buf)
-        if valid < min_len:
-            buf = np.concatenate([buf, np.zeros(min_len - valid, dtype=np.float32)])
-        yield Window(key, idx, start, valid, buf)
-
-
-def segment_cuts(blocks: Iterable[np.ndarray], seg: int) -> Iterator[tuple[int, int, np.ndarray]]:
-    """(start sample, length, audio) of consecutive ``seg``-sample segments of a stream of blocks.
-
-    A tail shorter than ``seg / 2`` is replaced by the last ``seg`` samples (overlapping the previous
-    segment); one shorter than ``seg / 10`` is dropped (the previous segment already covers it).
-    """
-    prev = None
-    for w in windows(blocks, seg, 1):
-        if prev is not None and w.valid < seg / 10:
-            return
-        if prev is not None and w.valid < seg / 2:
-            yield w.start + w.valid - seg, seg, np.concatenate([prev[w.valid:], w.audio[:w.valid]])
-        else:
-            yield w.start, w.valid, w.audio[:w.valid]
-        prev = w.audio
-
-
-@dataclass(frozen=True)
-class DecodeSpec:
-    """How a source is decoded and cut: the model's rate, window and minimum length; ``segments`` (samples)
-    cuts a source into segments first, each windowed and pooled on its own."""
-
-    sample_rate: int
-    window: int
-    min_len: int
-    segments: int | None = None
-    array_rate: int | None = None  # the rate of array sources (None: already at ``sample_rate``)
-    model: str | None = None  # lanes: the model folder each decoder process runs its windows through
-    layers: bool = False  # lanes: also return every layer's frames
-
-
-def decode(seq: int, source, spec: DecodeSpec, inline: bool = True) -> Iterator[tuple]:
-    """Messages that describe one source: ``("head", seq, AudioInfo | None)``, ``("wins", seq, [(sub, index,
-    start, valid, audio)])`` ..., then ``("end", seq, n_windows, n_samples, warnings, peak, spans)`` or
-    ``("err", seq, reason, exception or None)``. Runs inline or in a decoder process."""
-    buf: list[tuple] = []
-    size = n = 0
-    spans: list[tuple[int, int]] = []
-    report: dict = {}
-    try:
-        if isinstance(source, (str, os.PathLike)):
-            meta, blocks = audio_io.open_stream(source, spec.sample_rate, report=report)  # one open per file
-            yield "head", seq, meta
-        else:
-            yield "head", seq, None
-            mono = audio_io.resample(_as_array(source), spec.array_rate or spec.sample_rate, spec.sample_rate)
-            report.update(warnings=[], peak=float(np.max(np.abs(mono))) if len(mono) else 0.0)
-            blocks = [mono]
-        parts = _segmented(blocks, spec.segments, spans) if spec.segments else iter([(0, blocks)])
-        for sub, sub_blocks in parts:
-            for w in windows(sub_blocks, spec.window, spec.min_len):
-                buf.append((sub, w.index, w.start, w.valid, w.audio))
-                size += len(w.audio)
-                n += 1
-                if size >= CHUNK_SAMPLES:
-                    yield "wins", seq, buf
-                    buf, size = [], 0
-        if buf:
-            yield "wins", seq, buf
-        samples = max((s + length for s, length in spans), default=0) if spec.segments else None
-        yield "end", seq, n, samples, report.get("warnings", []), report.get("peak", 0.0), spans
-    except (audio_io.AudioError, ValueError) as e:
-        yield "err", seq, getattr(e, "reason", str(e)), e if inline else None
-    except Exception as e:  # a decoder bug must not stop the job: report it with the source
-        yield "err", seq, f"{type(e).__name__}: {e}", e if inline else None
-
-
-def _segmented(blocks: Iterable[np.ndarray], seg: int, spans: list) -> Iterator[tuple[int, list[np.ndarray]]]:
-    """(segment number, [its audio]) of :func:`segment_cuts`, recording each (start, length) in ``spans``."""
-    for k, (start, length, audio) in enumerate(segment_cuts(blocks, seg)):
-        spans.append((start, length))
-        yield k, [audio]
 
 
 @dataclass
@@ -391,16 +287,3 @@ def encode_stream(model: EmbeddingModel, items: Iterable[tuple[Any, Any]], sampl
 def pool_frames(frames: np.ndarray) -> np.ndarray:
     """The models' pooling: concat(mean over time, max over time) of (T, D) frames."""
     return np.concatenate([frames.mean(axis=0), frames.max(axis=0)])
-
-
-def _as_array(x) -> np.ndarray:
-    """(samples,) or (samples, channels); a (channels, samples) array with few channels is transposed."""
-    a = np.asarray(x)
-    if a.ndim == 2 and a.shape[0] <= 64 < a.shape[1]:
-        a = a.T
-    if a.ndim == 2 and a.shape[1] > 64:
-        raise ValueError(f"ambiguous 2-D audio of shape {a.shape}: pass (samples, channels), or a list of "
-                         "1-D arrays for a batch")
-    if a.ndim not in (1, 2):
-        raise ValueError(f"audio arrays must be 1-D or 2-D, got shape {a.shape}")
-    return a

@@ -295,8 +295,8 @@ def test_lanes_keep_segments(clip_paths, tiny_model, monkeypatch):
 
 
 def test_a_lane_whose_model_does_not_load_sends_audio(tmp_path):
+    from audioemb._decode import DecodeSpec
     from audioemb._decode_pool import _lane_backend
-    from audioemb.stream import DecodeSpec
 
     assert _lane_backend(DecodeSpec(16000, 16000, 400)) is None
     assert _lane_backend(DecodeSpec(16000, 16000, 400, model=str(tmp_path / "not-a-model"))) is None
