@@ -29,14 +29,14 @@ def _scan(root: Path) -> tuple[list[tuple[Path, str, FileEntry]], list[tuple[str
 def _embed_files(model: EmbeddingModel, todo: list, segments: float | None, batch_size: int,
                  on_file: Callable[[], None] = lambda: None, workers: int | None = None):
     """Yield (file record, [(start_s, end_s)], vectors (n, D)) per file, in order; a failed file has its
-    error and none. ``workers=None``: a lane per core (:func:`audioemb.embed.balanced`), as ``embed`` runs."""
-    from .embed import balanced
+    error and none. Decoder processes and lanes as ``embed`` runs them (:func:`audioemb.embed.job_layout`)."""
+    from .embed import job_layout
 
     none = np.zeros((0, model.embedding_dim), np.float32)
     items = ((i, path) for i, (path, _, _) in enumerate(todo))
-    n = balanced(None, lanes=True)[0] if workers is None else workers
+    n, lanes = job_layout(model, workers, None)
     with contextlib.closing(model.encode_stream(items, batch_size=batch_size, segments=segments, workers=n,
-                                                ordered=True, lanes=True)) as results:
+                                                ordered=True, lanes=lanes)) as results:
         for r in results:
             _, rel, e = todo[r.key]
             rec = {"path": rel, "size": e.size, "mtime_ns": e.mtime_ns, "duration_s": r.duration_s,

@@ -36,6 +36,7 @@ from ._embed_store import SHARDS, EmbedError, iter_records, merge, read_embeddin
 from .fsio import atomic_write, save_npy
 from .runtime import EmbeddingModel, Layer, load
 from .scan import FileEntry, Spool, plan, scan_folder
+from .stream import lanes_possible
 
 __all__ = ["EmbedError", "EmbedSummary", "embed_folder", "iter_records", "read_embeddings"]
 PRUNE_FREE = 5  # at most this many vanished files are removed without prune=True
@@ -142,6 +143,13 @@ def balanced(workers: int | None, lanes: bool = False) -> tuple[int, int]:
     return w, max(1, cores - w - 1)
 
 
+def job_layout(m: EmbeddingModel, workers: int | None, lanes: bool | None) -> tuple[int, bool]:
+    """(decoder processes, lanes) for embedding with ``m``: lanes unless refused (``lanes=False``) or ``m`` cannot
+    run in them (a GPU or torch model), with the decoders :func:`balanced` gives either way."""
+    lanes = lanes is not False and lanes_possible(m)
+    return balanced(workers, lanes)[0], lanes
+
+
 def _save_frames(path: Path, fr) -> None:
     with open(path, "wb") as f:
         np.savez(f, embeddings=fr.embeddings, timestamps=fr.timestamps)
@@ -199,12 +207,9 @@ def embed_folder(root: str | os.PathLike, out: str | os.PathLike, model: str | E
     """
     t0 = time.time()
     root, out = Path(root), Path(out)
-    want_lanes = lanes is not False and (lanes or device in ("auto", "cpu"))
-    n_workers, threads = balanced(workers, want_lanes)
+    threads = balanced(workers, lanes is not False and (lanes or device in ("auto", "cpu")))[1]
     m = model if isinstance(model, EmbeddingModel) else load(model, threads=threads, device=device)
-    lanes = want_lanes and getattr(m.backend, "providers", None) == ["CPUExecutionProvider"]
-    if want_lanes and not lanes and workers is None:  # a GPU or torch model: decoders beside it, as before
-        n_workers = balanced(None)[0]
+    n_workers, lanes = job_layout(m, workers, lanes)
     m.check_layer(layer)
     if (out / SHARDS).exists():
         raise EmbedError(f"{out} holds a Ray job's shards (shards.json); run with --ray (embed_folder_ray) again, or "

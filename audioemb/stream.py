@@ -136,6 +136,11 @@ class _Pending:
         self.accs: dict[int, _Acc] = defaultdict(_Acc)
 
 
+def lanes_possible(model: EmbeddingModel) -> bool:
+    """Whether decoder processes can run ``model`` themselves (lanes): onnxruntime on the CPU only."""
+    return getattr(model.backend, "providers", None) == ["CPUExecutionProvider"]
+
+
 def encode_stream(model: EmbeddingModel, items: Iterable[tuple[Any, Any]], sample_rate: int | None = None,
                   batch_size: int = 32, normalize: bool = True, layer: Layer = None, frames: bool = False,
                   segments: float | None = None, workers: int = 0, ordered: bool = False,
@@ -157,14 +162,14 @@ def encode_stream(model: EmbeddingModel, items: Iterable[tuple[Any, Any]], sampl
     from .runtime import nonfinite_reason
 
     model.check_layer(layer)
-    lanes = lanes and workers > 0 and getattr(model.backend, "providers", None) == ["CPUExecutionProvider"]
+    lanes = lanes and workers > 0 and lanes_possible(model)
+    want_layers = layer is not None
     spec = DecodeSpec(model.sample_rate, model.window, model.min_len,
                       max(1, int(round(segments * model.sample_rate))) if segments else None, sample_rate,
-                      model=str(model.folder.path) if lanes else None, layers=layer is not None)
+                      model=str(model.folder.path) if lanes else None, layers=want_layers)
     pending: dict[int, _Pending] = {}
     ready: dict[int, Encoded] = {}
     order: deque[int] = deque()
-    want_layers = layer is not None
     sr = model.sample_rate
 
     def on_result(w: Window, emb: np.ndarray, fr: np.ndarray, layers: np.ndarray | None) -> None:
