@@ -3,7 +3,10 @@ training corpus does not use, split by group into an unlabelled training folder 
 
     python benchmarks/adapt_demo.py /work/adapt/sfx          # downloads the .debs into ~/.cache/audioemb/debian
 
-Writes ``OUT/unlabelled/<game>/...`` (for ``audioemb train --data``), ``OUT/eval/<game>/...`` with
+Writes ``OUT/unlabelled/<game>/...`` (for ``audioemb train --data``), with ``--long`` also ``OUT/long/<game>/...``
+(the files over 20 s, mostly the games' music and ambience loops: more unlabelled audio of the same games, for
+a second ``--data``; a long file that shares its group with a held-out effect is left out, so no group is on both
+sides), ``OUT/eval/<game>/...`` with
 ``OUT/eval/labels.csv`` (path,label,group; label = the game, for ``--eval``) and ``OUT/split.json`` (counts,
 hours, packages and versions). Files are the packages' own bytes (hard links where possible), deduplicated by
 content. A group is a sound without its variant number (``Ptak1``..``Ptak10``), or a whole folder where one
@@ -78,8 +81,9 @@ def _place(src: Path, dest: Path) -> None:
         shutil.copyfile(src, dest)
 
 
-def collect(cache: Path) -> tuple[list[dict], dict]:
-    """One row per kept effect (file, game, group, duration), and the package versions."""
+def collect(cache: Path, long: bool = False) -> tuple[list[dict], dict]:
+    """One row per kept effect (file, game, group, duration), and the package versions; with ``long``, also a
+    row (``long`` True) per file over ``MAX_S``."""
     versions = fetch_packages(cache, tuple(dict.fromkeys(p.package for p, _ in PACKS)))
     pkgs = cache / "pkgs"
     rows, seen = [], set()
@@ -89,22 +93,25 @@ def collect(cache: Path) -> tuple[list[dict], dict]:
                 dur = info(path).duration_s
             except AudioError:
                 continue
-            if not MIN_S <= dur <= MAX_S:
+            if dur < MIN_S or (dur > MAX_S and not long):
                 continue
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             if digest in seen:  # games copy one sound into several folders
                 continue
             seen.add(digest)
             rows.append({"file": path, "rel": rel, "game": pack.game, "package": pack.package, "prov": prov,
-                         "group": _group(pack.game, rel, how), "duration_s": dur})
+                         "group": _group(pack.game, rel, how), "duration_s": dur, "long": dur > MAX_S})
     return rows, versions
 
 
 def split(rows: list[dict], out: Path) -> dict:
     """Write the two sides. A game with fewer than 2 held-out groups or 8 held-out clips is not scored: all of
-    its clips go to the unlabelled side."""
-    for side in ("unlabelled", "eval"):
+    its clips go to the unlabelled side. Long files go to ``long/``, except one whose group a held-out effect
+    shares."""
+    for side in ("unlabelled", "eval", "long"):
         shutil.rmtree(out / side, ignore_errors=True)
+    longs = [r for r in rows if r["long"]]
+    rows = [r for r in rows if not r["long"]]
     for r in rows:
         r["side"] = "eval" if held_out(r["group"], EVAL_PERCENT, SALT) else "unlabelled"
     groups, clips = defaultdict(set), Counter()
@@ -114,6 +121,11 @@ def split(rows: list[dict], out: Path) -> dict:
             clips[r["game"]] += 1
     dropped = sorted(g for g in clips if len(groups[g]) < 2 or clips[g] < 8)
     labels = []
+    eval_groups = {r["group"] for r in rows if r["side"] == "eval" and r["game"] not in dropped}
+    for r in longs:
+        if r["group"] not in eval_groups:
+            _place(r["file"], out / "long" / r["game"] / r["rel"])
+            r["side"] = "long"
     for r in rows:
         if r["game"] in dropped:
             r["side"] = "unlabelled"
@@ -133,6 +145,9 @@ def split(rows: list[dict], out: Path) -> dict:
             per[side] = {"clips": len(sel), "groups": len({r["group"] for r in sel}),
                          "minutes": round(sum(r["duration_s"] for r in sel) / 60, 2)}
         summary["games"][game] = per
+    kept = [r for r in longs if r.get("side") == "long"]
+    summary["long"] = {"files": len(kept), "hours": round(sum(r["duration_s"] for r in kept) / 3600, 3),
+                       "left_out_group_held_out": len(longs) - len(kept)}
     for side in ("unlabelled", "eval"):
         summary[side] = {k: sum(g[side][k] for g in summary["games"].values()) for k in ("clips", "groups")}
         summary[side]["hours"] = round(sum(g[side]["minutes"] for g in summary["games"].values()) / 60, 3)
@@ -144,8 +159,9 @@ def main() -> None:
     ap.add_argument("out", type=Path, help="folder to write unlabelled/, eval/ and split.json into")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache/audioemb/debian",
                     help="where the .debs are downloaded and unpacked (shared with `audioemb corpus build`)")
+    ap.add_argument("--long", action="store_true", help=f"also write the files over {MAX_S:.0f} s into OUT/long/")
     args = ap.parse_args()
-    rows, versions = collect(args.cache)
+    rows, versions = collect(args.cache, args.long)
     args.out.mkdir(parents=True, exist_ok=True)
     summary = split(rows, args.out)
     summary["packages"] = {p: v["version"] for p, v in versions.items()}
@@ -157,6 +173,9 @@ def main() -> None:
     for game, u, e in [*rows, ("total", *total)]:
         print(f"{game:<16} {u['clips']:>16} {u['minutes']:>6.1f} {e['clips']:>10} {e['groups']:>6} "
               f"{e['minutes']:>6.1f}")
+    if args.long:
+        print(f"long: {summary['long']['files']} files, {summary['long']['hours']} h "
+              f"({summary['long']['left_out_group_held_out']} left out: a held-out effect shares their group)")
     print(f"wrote {args.out / 'unlabelled'}, {args.out / 'eval' / 'labels.csv'}, {args.out / 'split.json'}")
 
 

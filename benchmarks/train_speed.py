@@ -11,7 +11,9 @@ log over the second half (the first half holds start-up and warm-up). Variants, 
   earlier commit, e.g. ``git worktree add /tmp/base HEAD~1``), to time a code change in the same run;
 - with ``--issue-src DIR``: the trainer as it was when issue 11 was filed (a checkout of e8184c2, the
   commit before the throughput work), run with its own defaults (one process, 2 threads, bf16, NCHW,
-  views drawn clip by clip), beside ``ddp 2x1`` of this code: the 3x target's "today".
+  views drawn clip by clip), and again in fp32 (on a CPU without native bfloat16 its bf16 default is emulated,
+  and fp32 is its faster setting), beside ``ddp 2x1`` of this code (precision ``auto``): the 3x target's
+  "today" is the faster of the two.
 
     python benchmarks/train_speed.py --corpus /work/corpus --recipes byol-s npc-s --steps 40
 """
@@ -69,13 +71,13 @@ ISSUE_RUN = ("import json, sys\n"
              "print(json.dumps({'views_per_step': cfg.batch_size * t.objective.n_crops}))\n")
 
 
-def run_issue_code(recipe: str, corpus: Path, steps: int, src: Path) -> float:
+def run_issue_code(recipe: str, corpus: Path, steps: int, src: Path, extra: tuple[str, ...] = ()) -> float:
     """views/s of the trainer of ``src`` (the code of e8184c2, which logs ``wall_s`` but not views/s), over
-    the second half of ``steps`` steps."""
+    the second half of ``steps`` steps, with the settings ``extra`` (``key=value``) added."""
     out = Path(tempfile.mkdtemp(prefix="train_speed-"))
     try:
         half = max(1, steps // 2)
-        sets = [f"steps={2 * half}", f"log_every={half}", f"ckpt_every={10 * steps}", "warmup_steps=1"]
+        sets = [*extra, f"steps={2 * half}", f"log_every={half}", f"ckpt_every={10 * steps}", "warmup_steps=1"]
         env = {**os.environ, "PYTHONPATH": str(src)}
         res = subprocess.run([sys.executable, "-c", ISSUE_RUN, recipe, str(corpus.resolve()), str(out / "run"), *sets],
                              check=True, capture_output=True, text=True, env=env, cwd=src)
@@ -100,17 +102,22 @@ def main() -> None:
     from audioemb.train.recipes import list_recipes
 
     recipes = args.recipes or list_recipes()
-    print(f"views/s, {args.steps} steps per variant, corpus {args.corpus}")
+    from audioemb.train.config import native_bf16
+
+    print(f"views/s, {args.steps} steps per variant, corpus {args.corpus}; "
+          f"this CPU computes bfloat16 {'natively' if native_bf16('cpu') else 'by emulation'}")
     if args.issue_src:
         src = args.issue_src.resolve()
-        print(f"| recipe | issue-time trainer ({src}) | ddp 2x1, this code | this / that |\n|---|---|---|---|")
+        print(f"| recipe | issue-time trainer ({src}), its defaults (bf16) | the same, fp32 | ddp 2x1, this code | "
+              "this / the faster of those |\n|---|---|---|---|---|")
         procs, sets = VARIANTS["ddp 2x1"]
         for r in recipes:
-            then = now = 0.0
+            bf16 = fp32 = now = 0.0
             for _ in range(args.repeat):
-                then = max(then, run_issue_code(r, args.corpus, args.steps, src))
+                bf16 = max(bf16, run_issue_code(r, args.corpus, args.steps, src))
+                fp32 = max(fp32, run_issue_code(r, args.corpus, args.steps, src, ("precision=fp32",)))
                 now = max(now, run(r, args.corpus, procs, sets, args.steps, args.batch))
-            print(f"| {r} | {then:.0f} | {now:.0f} | {now / then:.2f}x |", flush=True)
+            print(f"| {r} | {bf16:.0f} | {fp32:.0f} | {now:.0f} | {now / max(bf16, fp32):.2f}x |", flush=True)
         return
     print("| recipe | before | channels_last | ddp 2x1 | after / before |")
     print("|---|---|---|---|---|")
