@@ -99,11 +99,10 @@ def main() -> None:
     ap.add_argument("--issue-src", type=Path, default=None, help="a checkout of e8184c2: the trainer issue 11 measured")
     ap.add_argument("--repeat", type=int, default=1, help="--issue-src runs, interleaved; the best of each counts")
     args = ap.parse_args()
+    from audioemb.train.config import native_bf16
     from audioemb.train.recipes import list_recipes
 
     recipes = args.recipes or list_recipes()
-    from audioemb.train.config import native_bf16
-
     print(f"views/s, {args.steps} steps per variant, corpus {args.corpus}; "
           f"this CPU computes bfloat16 {'natively' if native_bf16('cpu') else 'by emulation'}")
     if args.issue_src:

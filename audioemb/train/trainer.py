@@ -62,11 +62,10 @@ class Trainer:
         self.is_main = self.rank == 0
         self.log = log if self.is_main else (lambda *a, **k: None)
         self.progress = progress if self.is_main else None
-        precision = resolve_precision(cfg.precision, self.device)
-        if precision == "bf16" and not native_bf16(self.device):
+        if cfg.precision == "bf16" and not native_bf16(self.device):  # "auto" never picks bf16 there
             self.log(f"warning: {self.device} has no native bfloat16, so bf16 autocast is emulated and training is "
                      "several times slower than in fp32 (--set precision=auto picks fp32 here)")
-        cfg = replace(cfg, precision=precision)
+        cfg = replace(cfg, precision=resolve_precision(cfg.precision, self.device))
         self.run_dir = Path(run_dir)
         torch.set_num_threads(cfg.threads)
         init_module, init_info = None, None
