@@ -71,3 +71,27 @@ def test_embedder_min_samples_give_a_frame():
         m = AudioEmbedder.from_config({"type": "logmel"}, cfg).eval()
         e, f, h = m(torch.zeros(2, m.min_samples))
         assert f.shape[1] >= 1 and e.shape == (2, m.encoder.embedding_dim) and h.shape[0] == m.encoder.n_layers
+
+
+@pytest.mark.parametrize("kernel,half_mask", [(7, 1), (11, 3), (15, 5), (3, 0)])
+def test_masked_conv_equals_the_full_kernel_with_its_centre_zeroed(kernel, half_mask):
+    """MaskedConv1d computes only the live taps; outputs and gradients match a plain conv of the masked kernel."""
+    import torch.nn.functional as F
+
+    from audioemb.nn.encoders.npcnet import MaskedConv1d
+
+    torch.manual_seed(0)
+    conv = MaskedConv1d(8, kernel, half_mask)
+    mask = torch.ones(kernel)
+    mask[kernel // 2 - half_mask:kernel // 2 + half_mask + 1] = 0
+    x = torch.randn(3, 8, 23, requires_grad=True)
+    got = conv(x)
+    got.square().sum().backward()
+    gw, gx = conv.weight.grad.clone(), x.grad.clone()
+    conv.weight.grad, x.grad = None, None
+    want = F.conv1d(x, conv.weight * mask, conv.bias, padding=kernel // 2)
+    want.square().sum().backward()
+    assert got.shape == want.shape == (3, 8, 23)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(gw, conv.weight.grad, atol=1e-4) and torch.allclose(gx, x.grad, atol=1e-4)
+    assert gw[..., kernel // 2 - half_mask:kernel // 2 + half_mask + 1].abs().max() == 0  # masked taps never learn
