@@ -174,15 +174,15 @@ def main(argv: list[str] | None = None) -> str:
 
 
 def _sessions_at_once(models: list, clips: list) -> None:
-    """The model alone as lanes: ``clips`` dealt round-robin to one-thread sessions run in parallel threads."""
-    import threading
+    """The model alone as lanes: ``clips`` dealt round-robin to one-thread sessions run in parallel threads.
 
-    threads = [threading.Thread(target=m.encode, args=(clips[i::len(models)],), kwargs={"batch_size": 32})
-               for i, m in enumerate(models)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    A session that fails raises here (``result()``), so a broken lane cannot pass for a fast one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(models)) as pool:
+        futures = [pool.submit(m.encode, clips[i::len(models)], batch_size=32) for i, m in enumerate(models)]
+        for f in futures:
+            f.result()
 
 
 def _no_spin(m, threads: int):
