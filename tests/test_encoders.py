@@ -95,3 +95,10 @@ def test_masked_conv_equals_the_full_kernel_with_its_centre_zeroed(kernel, half_
     assert torch.allclose(got, want, atol=1e-5)
     assert torch.allclose(gw, conv.weight.grad, atol=1e-4) and torch.allclose(gx, x.grad, atol=1e-4)
     assert gw[..., kernel // 2 - half_mask:kernel // 2 + half_mask + 1].abs().max() == 0  # masked taps never learn
+
+
+def test_masked_conv_without_live_taps_is_refused():
+    from audioemb.nn.encoders.npcnet import MaskedConv1d
+
+    with pytest.raises(ValueError, match="no live taps"):
+        MaskedConv1d(8, 5, 2)
