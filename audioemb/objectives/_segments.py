@@ -16,6 +16,22 @@ def segments(x: torch.Tensor, n: int, frames: int) -> torch.Tensor:
     return torch.stack([x[..., i * frames:(i + 1) * frames] for i in range(n)], dim=1)
 
 
+def jittered_segments(x: torch.Tensor, n: int, frames: int, jitter: int) -> torch.Tensor:
+    """(B, n_mels, T) -> (B, n, n_mels, frames): segment ``i`` of each clip starts at a random offset in
+    ``[0, jitter]`` within its cell ``[i * (frames + jitter), (i + 1) * (frames + jitter))``, so neighbours are
+    0 to ``2 * jitter`` frames apart: the random gaps of Noroozi & Favaro (2016, sec. 3.2), which keep the
+    jigsaw from being solved by matching the edges of touching pieces. ``jitter=0`` is :func:`segments`."""
+    if not jitter:
+        return segments(x, n, frames)  # draws nothing: the random stream of a run without gaps is unchanged
+    cell = frames + jitter
+    if x.shape[-1] < n * cell:
+        raise ValueError(f"need {n * cell} log-mel frames, got {x.shape[-1]}; use a longer crop_s")
+    b, m, _ = x.shape
+    start = torch.arange(n, device=x.device) * cell + torch.randint(jitter + 1, (b, n)).to(x.device)
+    idx = (start[..., None] + torch.arange(frames, device=x.device))[:, :, None, :].expand(b, n, m, frames)
+    return torch.gather(x[:, None].expand(b, n, m, x.shape[-1]), 3, idx)
+
+
 class Audio2Vec(Objective):
     """Audio2Vec (Tagliasacchi et al., 2020): ``2 * context + 1`` consecutive segments of one augmented crop;
     the CBoW and skip-gram variants differ only in which segments predict which."""

@@ -1,17 +1,23 @@
 """Temporal order: shuffled segments of a clip are restored to their order (jigsaw; Noroozi & Favaro, 2016
 for images, applied to audio segments), or, with ``mode="binary"``, the model decides whether an order is
-the right one (Misra et al., 2016)."""
+the right one (Misra et al., 2016).
+
+Two guards against shortcuts, both off by default (the recipe of ``temporal_order-s.debian``):
+``jitter_frames`` leaves random gaps between the segments (Noroozi & Favaro, 2016, sec. 3.2), so touching
+edges cannot be matched; ``segment_gain_db`` shifts each segment's level by its own random gain, so the
+loudness envelope of a sound (a loud attack, then decay) does not give the order away by itself."""
 
 from __future__ import annotations
 
 import itertools
+import math
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from ..nn.heads import mlp
-from ._segments import segments
+from ._segments import jittered_segments
 from .base import Batch, Objective
 
 
@@ -21,19 +27,22 @@ class TemporalOrder(Objective):
     n_crops = 1
 
     def __init__(self, encoder, frontend, views, n_segments: int = 4, segment_frames: int = 50, hidden: int = 512,
-                 mode: str = "jigsaw"):
+                 mode: str = "jigsaw", jitter_frames: int = 0, segment_gain_db: float = 0.0):
         super().__init__(encoder, frontend, views)
         if mode not in ("jigsaw", "binary"):
             raise ValueError(f"mode must be jigsaw or binary, got {mode!r}")
         self.n, self.segment_frames, self.mode = n_segments, segment_frames, mode
+        self.jitter_frames, self.segment_gain_db = jitter_frames, segment_gain_db
         perms = torch.tensor(list(itertools.permutations(range(n_segments))))
         self.register_buffer("perms", perms, persistent=False)
         self.classifier = mlp(n_segments * encoder.embedding_dim, hidden, len(perms) if mode == "jigsaw" else 2)
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         x = self.views(self.logmels(batch.waveforms)[:, 0])
-        seg = segments(x, self.n, self.segment_frames)
+        seg = jittered_segments(x, self.n, self.segment_frames, self.jitter_frames)
         b = seg.shape[0]
+        if self.segment_gain_db:
+            seg = seg + self.segment_gain(b, seg.device)
         # jigsaw: which permutation; binary: 1 = in order (permutation 0, the identity), 0 = any other order
         label = torch.randint(len(self.perms), (b,)) if self.mode == "jigsaw" else (torch.rand(b) < 0.5).long()
         perm_idx = label if self.mode == "jigsaw" else torch.where(
@@ -46,6 +55,13 @@ class TemporalOrder(Objective):
         loss = F.cross_entropy(logits, label)
         acc = (logits.argmax(1) == label).float().mean()
         return {"loss": loss, "embeddings": emb[:, 0].detach(), "accuracy": acc}
+
+    def segment_gain(self, b: int, device: torch.device) -> torch.Tensor:
+        """(B, n, n_mels, 1) additive log-mel shifts: a uniform +-``segment_gain_db`` gain per segment, in the
+        frontend's normalised units (as :meth:`Views.gain`)."""
+        db = ((torch.rand(b, self.n, 1, 1) * 2 - 1) * self.segment_gain_db).to(device)
+        std = self.views.std.view(1, 1, -1, 1).to(device) if self.views.std is not None else 1.0
+        return 2 * math.log(10) * db / 20 / std
 
 
 OBJECTIVE = TemporalOrder
