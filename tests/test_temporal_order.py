@@ -57,6 +57,12 @@ def make(**params):
                **{**cls.tiny_params, **params})
 
 
+@pytest.mark.parametrize("params", [{"jitter_frames": -1}, {"segment_gain_db": -3.0}])
+def test_negative_guards_are_refused(params):
+    with pytest.raises(ValueError, match="must be >= 0"):
+        make(**params)
+
+
 def test_segment_gain_is_one_level_shift_per_segment_in_normalised_units():
     obj = make(segment_gain_db=10.0)
     torch.manual_seed(1)

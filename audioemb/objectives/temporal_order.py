@@ -31,6 +31,8 @@ class TemporalOrder(Objective):
         super().__init__(encoder, frontend, views)
         if mode not in ("jigsaw", "binary"):
             raise ValueError(f"mode must be jigsaw or binary, got {mode!r}")
+        if jitter_frames < 0 or segment_gain_db < 0:
+            raise ValueError(f"jitter_frames and segment_gain_db must be >= 0, got {jitter_frames}, {segment_gain_db}")
         self.n, self.segment_frames, self.mode = n_segments, segment_frames, mode
         self.jitter_frames, self.segment_gain_db = jitter_frames, segment_gain_db
         perms = torch.tensor(list(itertools.permutations(range(n_segments))))
