@@ -99,9 +99,7 @@ class Views:
 
     def gain(self, x: torch.Tensor) -> torch.Tensor:
         db = ((torch.rand(x.shape[0], 1, 1) * 2 - 1) * self.cfg.gain_db).to(x.device)
-        shift = 2 * math.log(10) * db / 20  # log(g^2 * power) = log(power) + 2 log(g)
-        std = self.std.view(1, -1, 1) if self.std is not None else 1.0
-        return x + shift / std
+        return x + db_shift(db, self.std)
 
     def fade(self, x: torch.Tensor) -> torch.Tensor:
         """Random Linear Fader (BYOL-A v2, Niizumi et al., 2023): a gain that ramps linearly over time,
@@ -125,6 +123,13 @@ class Views:
             out = torch.cat([mixed, x[..., t:]], dim=-1)
         self._remember(x.detach())
         return out
+
+
+def db_shift(db: torch.Tensor, std: torch.Tensor | None) -> torch.Tensor:
+    """The additive shift of a normalised log-mel (..., n_mels, frames) for a level change of ``db`` decibels
+    (shaped to broadcast, e.g. (B, 1, 1)): log(g^2 * power) = log(power) + 2 log(g), over each band's ``std``."""
+    shift = 2 * math.log(10) * db / 20
+    return shift / std.view(-1, 1).to(db.device) if std is not None else shift
 
 
 def random_resize_crop(x: torch.Tensor, virtual_scale: tuple[float, float], time_scale: tuple[float, float],

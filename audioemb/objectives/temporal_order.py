@@ -10,13 +10,13 @@ loudness envelope of a sound (a loud attack, then decay) does not give the order
 from __future__ import annotations
 
 import itertools
-import math
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from ..nn.heads import mlp
+from ..nn.views import db_shift
 from ._segments import jittered_segments
 from .base import Batch, Objective
 
@@ -62,8 +62,7 @@ class TemporalOrder(Objective):
         """(B, n, n_mels, 1) additive log-mel shifts: a uniform +-``segment_gain_db`` gain per segment, in the
         frontend's normalised units (as :meth:`Views.gain`)."""
         db = ((torch.rand(b, self.n, 1, 1) * 2 - 1) * self.segment_gain_db).to(device)
-        std = self.views.std.view(1, 1, -1, 1).to(device) if self.views.std is not None else 1.0
-        return 2 * math.log(10) * db / 20 / std
+        return db_shift(db, self.views.std)
 
 
 OBJECTIVE = TemporalOrder
