@@ -1,4 +1,5 @@
-"""Temporal order's guards against shortcuts: random gaps between the segments and a gain per segment."""
+"""Temporal order's guards against shortcuts (random gaps between the segments, a gain per segment) and its
+foreign-segment term."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from audioemb.nn.encoders import build_encoder  # noqa: E402
 from audioemb.nn.frontend import LogMel  # noqa: E402
 from audioemb.nn.views import Views  # noqa: E402
 from audioemb.objectives import get_objective  # noqa: E402
-from audioemb.objectives._segments import jittered_segments, segments  # noqa: E402
+from audioemb.objectives._segments import jittered_segments, segments, swap_in_foreign  # noqa: E402
 from audioemb.objectives.base import Batch  # noqa: E402
+from audioemb.objectives.temporal_order import foreign_position  # noqa: E402
 
 
 def test_no_jitter_is_the_plain_consecutive_segments():
@@ -57,10 +59,49 @@ def make(**params):
                **{**cls.tiny_params, **params})
 
 
-@pytest.mark.parametrize("params", [{"jitter_frames": -1}, {"segment_gain_db": -3.0}])
+@pytest.mark.parametrize("params", [{"jitter_frames": -1}, {"segment_gain_db": -3.0}, {"foreign_prob": 1.5},
+                                    {"foreign_prob": 0.5, "foreign_weight": -1.0}])
 def test_negative_guards_are_refused(params):
-    with pytest.raises(ValueError, match="must be >= 0"):
+    with pytest.raises(ValueError, match="must be"):
         make(**params)
+
+
+def test_swap_in_foreign_takes_the_same_cell_of_the_next_clip():
+    torch.manual_seed(0)
+    b, n = 200, 4
+    seg = torch.arange(b * n, dtype=torch.float32).view(b, n, 1, 1).expand(b, n, 3, 5).clone()
+    out, foreign = swap_in_foreign(seg, 0.5)
+    assert 60 < int((foreign >= 0).sum()) < 140  # about half the clips
+    assert set(foreign[foreign >= 0].tolist()) == set(range(n))  # every cell can be the foreign one
+    for i in range(b):
+        k = int(foreign[i])
+        for j in range(n):
+            src = ((i + 1) % b, j) if j == k else (i, j)
+            assert torch.equal(out[i, j], seg[src]), (i, j, k)
+    assert not torch.equal(out, seg) and torch.equal(seg[0, 0, 0, 0], torch.tensor(0.0))  # input untouched
+
+
+def test_swap_in_foreign_off_and_all():
+    seg = torch.randn(3, 4, 2, 2)
+    out, foreign = swap_in_foreign(seg, 0.0)
+    assert torch.equal(out, seg) and (foreign == -1).all()
+    out, foreign = swap_in_foreign(seg, 1.0)
+    assert (foreign >= 0).all()
+    with pytest.raises(ValueError, match="at least 2 clips"):
+        swap_in_foreign(seg[:1], 0.5)
+
+
+def test_foreign_position_follows_the_shuffle():
+    order = torch.tensor([[2, 0, 3, 1], [0, 1, 2, 3], [3, 2, 1, 0]])
+    foreign = torch.tensor([0, -1, 3])
+    # clip 0: cell 0 sits at position 1 once shuffled -> target 2; clip 1: none -> 0; clip 2: cell 3 at 0 -> 1
+    assert foreign_position(foreign, order).tolist() == [2, 0, 1]
+
+
+def test_without_the_foreign_term_nothing_changes():
+    obj = make(jitter_frames=4)
+    assert not hasattr(obj, "foreign_head")  # checkpoints of runs without it keep their keys
+    assert "foreign_head.0.weight" in make(foreign_prob=0.5).state_dict()
 
 
 def test_segment_gain_is_one_level_shift_per_segment_in_normalised_units():
@@ -73,19 +114,35 @@ def test_segment_gain_is_one_level_shift_per_segment_in_normalised_units():
     assert db[:, 0].std() > 1.0 and not torch.allclose(db[:, 0], db[:, 1])  # drawn per segment
 
 
-def test_guarded_jigsaw_trains(clips16k):
-    obj = make(jitter_frames=4, segment_gain_db=6.0)
+def train_fixed_batch(obj, clips16k, key: str = "loss", steps: int = 15) -> tuple[list[float], dict]:
+    """``obj`` trained ``steps`` times on one batch with the same draws (gaps, gains, orders, swaps) each step:
+    the ``key`` loss per step, and the last step's outputs."""
     obj.frontend.fit_stats([torch.from_numpy(w) for w in clips16k])
-    n_samples = 160 * (obj.n * (obj.segment_frames + 4) + 1)
+    n_samples = 160 * (obj.n * (obj.segment_frames + obj.jitter_frames) + 1)
     wav = torch.from_numpy(np.stack([[np.resize(w, n_samples)] for w in clips16k])).float()
     opt = torch.optim.Adam([p for p in obj.parameters() if p.requires_grad], lr=3e-3)
     losses = []
-    for step in range(15):
-        torch.manual_seed(0)  # the same gaps, gains and orders every step: a loss on a fixed batch
+    for step in range(steps):
+        torch.manual_seed(0)
         out = obj.training_step(Batch(wav, step, np.arange(len(wav))))
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
-        losses.append(out["loss"].item())
+        losses.append(out[key].item())
+    return losses, out
+
+
+def test_guarded_jigsaw_trains(clips16k):
+    obj = make(jitter_frames=4, segment_gain_db=6.0)
+    losses, _ = train_fixed_batch(obj, clips16k)
     assert losses[-1] < losses[0] - 0.1, losses
     assert all(p.grad is not None for p in obj.encoder.parameters() if p.requires_grad)
+
+
+def test_foreign_term_trains_and_is_logged(clips16k):
+    obj = make(jitter_frames=4, segment_gain_db=6.0, foreign_prob=0.5, foreign_weight=0.5)
+    losses, out = train_fixed_batch(obj, clips16k, key="foreign_loss")
+    assert losses[-1] < losses[0] - 0.1, losses
+    assert torch.allclose(out["loss"], out["order_loss"] + 0.5 * out["foreign_loss"])
+    assert 0.0 <= out["foreign_accuracy"].item() <= 1.0
+    assert all(p.grad is not None for p in obj.foreign_head.parameters())

@@ -32,6 +32,26 @@ def jittered_segments(x: torch.Tensor, n: int, frames: int, jitter: int) -> torc
     return torch.gather(x[:, None].expand(b, n, m, x.shape[-1]), 3, idx)
 
 
+def swap_in_foreign(seg: torch.Tensor, prob: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace, in each clip with probability ``prob``, one segment at random by the segment in the same cell
+    of the next clip in the batch (a circular shift). Returns the segments and, per clip, which one is foreign
+    (``-1``: none). Telling the foreign segment apart takes what stays constant over a clip (a voice, an
+    instrument, a recording chain), which an order task inside one clip does not reward: segments of other
+    clips as negatives, as in Jansen et al. (2018, temporal proximity) and wav2vec 2.0's batch distractors."""
+    b, n = seg.shape[:2]
+    if b < 2:
+        raise ValueError("a foreign segment needs at least 2 clips per batch")
+    swap = torch.rand(b) < prob
+    which = torch.randint(n, (b,))
+    foreign = torch.where(swap, which, torch.full_like(which, -1)).to(seg.device)
+    rows = torch.nonzero(swap).squeeze(1).to(seg.device)
+    if not len(rows):
+        return seg, foreign
+    out = seg.clone()
+    out[rows, foreign[rows]] = seg[(rows + 1) % b, foreign[rows]]
+    return out, foreign
+
+
 class Audio2Vec(Objective):
     """Audio2Vec (Tagliasacchi et al., 2020): ``2 * context + 1`` consecutive segments of one augmented crop;
     the CBoW and skip-gram variants differ only in which segments predict which."""

@@ -5,7 +5,12 @@ the right one (Misra et al., 2016).
 Two guards against shortcuts, both off by default (the recipe of ``temporal_order-s.debian``):
 ``jitter_frames`` leaves random gaps between the segments (Noroozi & Favaro, 2016, sec. 3.2), so touching
 edges cannot be matched; ``segment_gain_db`` shifts each segment's level by its own random gain, so the
-loudness envelope of a sound (a loud attack, then decay) does not give the order away by itself."""
+loudness envelope of a sound (a loud attack, then decay) does not give the order away by itself.
+
+``foreign_prob`` (off by default) swaps one segment of a clip, with that probability, for the same cell of
+another clip in the batch; a second head names the foreign segment's position (or none), weighted by
+``foreign_weight``. An order task inside one clip rewards only what changes over the clip; this term also
+asks for what stays constant over it (see :func:`._segments.swap_in_foreign`)."""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ import torch.nn.functional as F
 
 from ..nn.heads import mlp
 from ..nn.views import db_shift
-from ._segments import jittered_segments
+from ._segments import jittered_segments, swap_in_foreign
 from .base import Batch, Objective
 
 
@@ -27,22 +32,31 @@ class TemporalOrder(Objective):
     n_crops = 1
 
     def __init__(self, encoder, frontend, views, n_segments: int = 4, segment_frames: int = 50, hidden: int = 512,
-                 mode: str = "jigsaw", jitter_frames: int = 0, segment_gain_db: float = 0.0):
+                 mode: str = "jigsaw", jitter_frames: int = 0, segment_gain_db: float = 0.0,
+                 foreign_prob: float = 0.0, foreign_weight: float = 1.0):
         super().__init__(encoder, frontend, views)
         if mode not in ("jigsaw", "binary"):
             raise ValueError(f"mode must be jigsaw or binary, got {mode!r}")
         if jitter_frames < 0 or segment_gain_db < 0:
             raise ValueError(f"jitter_frames and segment_gain_db must be >= 0, got {jitter_frames}, {segment_gain_db}")
         self.n, self.segment_frames, self.mode = n_segments, segment_frames, mode
+        if not 0.0 <= foreign_prob <= 1.0 or foreign_weight < 0:
+            raise ValueError(f"foreign_prob must be in [0, 1] and foreign_weight >= 0, got {foreign_prob}, "
+                             f"{foreign_weight}")
         self.jitter_frames, self.segment_gain_db = jitter_frames, segment_gain_db
+        self.foreign_prob, self.foreign_weight = foreign_prob, foreign_weight
         perms = torch.tensor(list(itertools.permutations(range(n_segments))))
         self.register_buffer("perms", perms, persistent=False)
         self.classifier = mlp(n_segments * encoder.embedding_dim, hidden, len(perms) if mode == "jigsaw" else 2)
+        if foreign_prob:  # only then: checkpoints of runs without the term keep their keys
+            self.foreign_head = mlp(n_segments * encoder.embedding_dim, hidden, n_segments + 1)
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         x = self.views(self.logmels(batch.waveforms)[:, 0])
         seg = jittered_segments(x, self.n, self.segment_frames, self.jitter_frames)
         b = seg.shape[0]
+        if self.foreign_prob:
+            seg, foreign = swap_in_foreign(seg, self.foreign_prob)
         if self.segment_gain_db:
             seg = seg + self.segment_gain(b, seg.device)
         # jigsaw: which permutation; binary: 1 = in order (permutation 0, the identity), 0 = any other order
@@ -56,13 +70,27 @@ class TemporalOrder(Objective):
         logits = self.classifier(emb.reshape(b, -1)).float()
         loss = F.cross_entropy(logits, label)
         acc = (logits.argmax(1) == label).float().mean()
-        return {"loss": loss, "embeddings": emb[:, 0].detach(), "accuracy": acc}
+        out = {"loss": loss, "embeddings": emb[:, 0].detach(), "accuracy": acc}
+        if self.foreign_prob:
+            target = foreign_position(foreign, order)
+            f_logits = self.foreign_head(emb.reshape(b, -1)).float()
+            f_loss = F.cross_entropy(f_logits, target)
+            out.update(loss=loss + self.foreign_weight * f_loss, order_loss=loss.detach(),
+                       foreign_loss=f_loss.detach(), foreign_accuracy=(f_logits.argmax(1) == target).float().mean())
+        return out
 
     def segment_gain(self, b: int, device: torch.device) -> torch.Tensor:
         """(B, n, n_mels, 1) additive log-mel shifts: a uniform +-``segment_gain_db`` gain per segment, in the
         frontend's normalised units (as :meth:`Views.gain`)."""
         db = ((torch.rand(b, self.n, 1, 1) * 2 - 1) * self.segment_gain_db).to(device)
         return db_shift(db, self.views.std)
+
+
+def foreign_position(foreign: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """The foreign head's target: 0 when no segment of the clip is foreign, else 1 + the position the foreign
+    segment (cell ``foreign``) takes once shuffled by ``order`` (``shuffled[:, j] = seg[:, order[:, j]]``)."""
+    pos = (order == foreign[:, None].clamp(min=0)).long().argmax(1)
+    return torch.where(foreign < 0, torch.zeros_like(pos), pos + 1)
 
 
 OBJECTIVE = TemporalOrder
