@@ -37,7 +37,9 @@ def swap_in_foreign(seg: torch.Tensor, prob: float) -> tuple[torch.Tensor, torch
     of the next clip in the batch (a circular shift). Returns the segments and, per clip, which one is foreign
     (``-1``: none). Telling the foreign segment apart takes what stays constant over a clip (a voice, an
     instrument, a recording chain), which an order task inside one clip does not reward: segments of other
-    clips as negatives, as in Jansen et al. (2018, temporal proximity) and wav2vec 2.0's batch distractors."""
+    clips as negatives, as in Jansen et al. (2018, temporal proximity) and wav2vec 2.0's batch distractors.
+    With ``TrainConfig.pair_clips`` the next clip of clip ``2k`` is one of its group (the same voice or
+    instrument program): half the swaps are then hard negatives, the other half random ones."""
     b, n = seg.shape[:2]
     if b < 2:
         raise ValueError("a foreign segment needs at least 2 clips per batch")

@@ -39,6 +39,7 @@ class TrainConfig:
     batch_size: int = 64  # per process; under DDP the global batch is batch_size x world size
     crop_s: float = 1.0
     speed: float = 0.0
+    pair_clips: bool = False  # batches of pairs from one group (data.CropLoader): hard negatives for neighbours
     lr: float = 3e-4
     weight_decay: float = 1e-5
     warmup_steps: int = 100

@@ -8,6 +8,7 @@ run sees exactly the batches it would have seen.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ class Pack:
     lengths: np.ndarray
     paths: list[str]
     sample_rate: int
+    groups: list[str] | None = None  # a corpus clip's group (a voice, an instrument program); None: its folder
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -70,8 +72,26 @@ def load_pack(corpus: Path, split: str = "train", log=print) -> Pack:
                                        "sample_rate": infos[0].samplerate, "paths": [r["path"] for r in rows],
                                        "offsets": offsets.tolist(), "lengths": lengths.tolist()}))
     idx = json.loads(index_p.read_text())
+    rows = read_manifest(corpus, split)
+    groups = [r.get("group", "") for r in rows] if [r["path"] for r in rows] == idx["paths"] else None
     return Pack(np.load(audio_p, mmap_mode="r"), np.array(idx["offsets"]), np.array(idx["lengths"]),
-                idx["paths"], idx["sample_rate"])
+                idx["paths"], idx["sample_rate"], groups)
+
+
+def clip_groups(pack: Pack) -> list[str]:
+    """Each clip's group: the corpus's ``group`` (a voice, a phrase, an instrument program), else its folder."""
+    return list(pack.groups) if pack.groups is not None else [os.path.dirname(p) for p in pack.paths]
+
+
+def partners(groups: list[str], indices: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """For each of ``indices``, the other indices of its group (``members``, shared per group) and its
+    position there; a clip alone in its group gets an empty array."""
+    by: dict[str, list[int]] = {}
+    for i in indices:
+        by.setdefault(groups[int(i)], []).append(int(i))
+    arrays = {g: np.array(v) for g, v in by.items()}
+    pos = {i: k for v in by.values() for k, i in enumerate(v)}
+    return [arrays[groups[int(i)]] for i in indices], np.array([pos[int(i)] for i in indices])
 
 
 def _to_float(x: np.ndarray) -> np.ndarray:
@@ -96,17 +116,27 @@ class CropLoader:
     together, as in Kaldi's speed perturbation). A background thread prepares the next batches.
     Under DDP each of ``world`` ranks draws from its own shard of the clips (every ``world``-th clip,
     starting at ``rank``) with its own random stream, so ranks never see the same batch.
+
+    ``pair=True`` draws the batch as pairs: clip ``2k + 1`` comes from the group of clip ``2k`` (another clip
+    of the same voice, instrument program or folder; a random clip if it is alone in its group), so an
+    objective that pairs neighbours in the batch (temporal order's foreign segment) gets hard negatives.
     """
 
     def __init__(self, pack: Pack, batch_size: int, crop_s: float, n_crops: int = 2, speed: float = 0.0,
                  seed: int = 0, start_step: int = 0, prefetch: int = 4, indices: np.ndarray | None = None,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, pair: bool = False):
         self.pack, self.batch_size, self.n_crops, self.speed, self.seed = pack, batch_size, n_crops, speed, seed
         self.crop = int(round(crop_s * pack.sample_rate))
         self.indices = np.arange(len(pack)) if indices is None else indices
         if world > 1:
             self.indices = self.indices[rank::world]
         self._stream = [seed] if world == 1 else [seed, 1_000_003 + rank]
+        self.pair = pair
+        if pair:  # the groups of this rank's shard, as positions into self.indices
+            groups = clip_groups(pack)
+            members, self._pos = partners([groups[int(i)] for i in self.indices], np.arange(len(self.indices)))
+            self._members = [members[k] if len(members[k]) > 1 else np.zeros(0, dtype=np.int64)
+                             for k in range(len(members))]
         self.step = start_step
         self._q: queue.Queue = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()
@@ -116,7 +146,10 @@ class CropLoader:
     def make_batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """(clip indices, crops) of ``step``: a pure function of (seed, step)."""
         rng = np.random.default_rng([*self._stream, step])
-        clips = self.indices[rng.integers(0, len(self.indices), self.batch_size)]
+        pos = rng.integers(0, len(self.indices), self.batch_size)
+        if self.pair:
+            pos = self._paired(pos, rng)
+        clips = self.indices[pos]
         out = np.empty((self.batch_size, self.n_crops, self.crop), dtype=np.float32)
         for b, ci in enumerate(clips):
             o, n = int(self.pack.offsets[ci]), int(self.pack.lengths[ci])
@@ -131,6 +164,18 @@ class CropLoader:
                 else:
                     out[b, k] = _to_float(random_crop(x, self.crop, rng))
         return clips, out
+
+    def _paired(self, pos: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``pos`` with every odd entry replaced by another member of the previous entry's group."""
+        out = pos.copy()
+        for k in range(1, len(pos), 2):
+            a = int(pos[k - 1])
+            group = self._members[a]
+            if not len(group):
+                continue  # alone in its group: keep the random clip drawn for this slot
+            r = int(rng.integers(0, len(group) - 1))
+            out[k] = group[r + (r >= self._pos[a])]  # any member but the clip itself
+        return out
 
     def _work(self) -> None:
         step = self.step
