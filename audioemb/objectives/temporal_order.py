@@ -39,10 +39,10 @@ class TemporalOrder(Objective):
             raise ValueError(f"mode must be jigsaw or binary, got {mode!r}")
         if jitter_frames < 0 or segment_gain_db < 0:
             raise ValueError(f"jitter_frames and segment_gain_db must be >= 0, got {jitter_frames}, {segment_gain_db}")
-        self.n, self.segment_frames, self.mode = n_segments, segment_frames, mode
         if not 0.0 <= foreign_prob <= 1.0 or foreign_weight < 0:
             raise ValueError(f"foreign_prob must be in [0, 1] and foreign_weight >= 0, got {foreign_prob}, "
                              f"{foreign_weight}")
+        self.n, self.segment_frames, self.mode = n_segments, segment_frames, mode
         self.jitter_frames, self.segment_gain_db = jitter_frames, segment_gain_db
         self.foreign_prob, self.foreign_weight = foreign_prob, foreign_weight
         perms = torch.tensor(list(itertools.permutations(range(n_segments))))

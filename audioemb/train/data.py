@@ -84,8 +84,8 @@ def clip_groups(pack: Pack) -> list[str]:
 
 
 def partners(groups: list[str], indices: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """For each of ``indices``, the other indices of its group (``members``, shared per group) and its
-    position there; a clip alone in its group gets an empty array."""
+    """For each of ``indices``, the indices of its group, itself included (one array per group, shared),
+    and its position in that array."""
     by: dict[str, list[int]] = {}
     for i in indices:
         by.setdefault(groups[int(i)], []).append(int(i))
