@@ -83,15 +83,15 @@ def clip_groups(pack: Pack) -> list[str]:
     return list(pack.groups) if pack.groups is not None else [os.path.dirname(p) for p in pack.paths]
 
 
-def partners(groups: list[str], indices: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """For each of ``indices``, the indices of its group, itself included (one array per group, shared),
-    and its position in that array."""
+def partners(groups: list[str]) -> tuple[list[np.ndarray], np.ndarray]:
+    """For each position of ``groups``, the positions of its group, itself included (one array per group,
+    shared), and its place in that array."""
     by: dict[str, list[int]] = {}
-    for i in indices:
-        by.setdefault(groups[int(i)], []).append(int(i))
+    for i, g in enumerate(groups):
+        by.setdefault(g, []).append(i)
     arrays = {g: np.array(v) for g, v in by.items()}
-    pos = {i: k for v in by.values() for k, i in enumerate(v)}
-    return [arrays[groups[int(i)]] for i in indices], np.array([pos[int(i)] for i in indices])
+    place = {i: k for v in by.values() for k, i in enumerate(v)}
+    return [arrays[g] for g in groups], np.array([place[i] for i in range(len(groups))])
 
 
 def _to_float(x: np.ndarray) -> np.ndarray:
@@ -134,9 +134,7 @@ class CropLoader:
         self.pair = pair
         if pair:  # the groups of this rank's shard, as positions into self.indices
             groups = clip_groups(pack)
-            members, self._pos = partners([groups[int(i)] for i in self.indices], np.arange(len(self.indices)))
-            self._members = [members[k] if len(members[k]) > 1 else np.zeros(0, dtype=np.int64)
-                             for k in range(len(members))]
+            self._members, self._pos = partners([groups[int(i)] for i in self.indices])
         self.step = start_step
         self._q: queue.Queue = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()
@@ -171,7 +169,7 @@ class CropLoader:
         for k in range(1, len(pos), 2):
             a = int(pos[k - 1])
             group = self._members[a]
-            if not len(group):
+            if len(group) < 2:
                 continue  # alone in its group: keep the random clip drawn for this slot
             r = int(rng.integers(0, len(group) - 1))
             out[k] = group[r + (r >= self._pos[a])]  # any member but the clip itself
