@@ -128,6 +128,27 @@ def test_npc_representation_never_sees_its_frame():
         assert not torch.allclose(a, b)
 
 
+def test_wav2vec2_splits_its_distractors_between_the_clip_and_the_batch(clips16k, monkeypatch):
+    import audioemb.objectives.wav2vec2 as w2v
+
+    seen, loss = {}, w2v.masked_contrastive_loss
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return loss(*args, **kwargs)
+
+    monkeypatch.setattr(w2v, "masked_contrastive_loss", spy)
+    fe, cls = LogMel(), get_objective("wav2vec2")
+    wav = torch.from_numpy(np.stack([[c[:8000]] for c in clips16k[:3]])).float()
+    for mode, across, other in [("clip", False, 0), ("batch", True, 0), ("both", False, 2)]:
+        obj = cls(build_encoder(cls.tiny_encoder), fe, Views({"mixup": 0.0}),
+                  **{**cls.tiny_params, "distractors_from": mode})
+        assert torch.isfinite(obj.training_step(Batch(wav, 0, np.arange(3)))["loss"])
+        assert (seen["across_batch"], seen["from_other_clips"]) == (across, other)
+    with pytest.raises(ValueError, match="distractors_from"):
+        cls(build_encoder(cls.tiny_encoder), fe, Views({}), distractors_from="other")
+
+
 def test_objectives_never_import_the_trainer():
     """objectives/ depends on nn/ and losses/ only: the trainer sees objectives through objectives/base.py."""
     import ast

@@ -43,22 +43,33 @@ def cpc_loss(context: torch.Tensor, latents: torch.Tensor, predictors, negatives
 
 def masked_contrastive_loss(context: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, distractors: int = 10,
                             temperature: float = 0.1, generator: torch.Generator | None = None,
-                            across_batch: bool = False) -> torch.Tensor:
+                            across_batch: bool = False, from_other_clips: int = 0) -> torch.Tensor:
     """wav2vec 2.0's contrastive task (Baevski et al., 2020, eq. 3): at each masked step t, pick the true
     latent q_t among ``distractors`` latents sampled from the other steps of the same sequence, by cosine
     similarity / temperature. With ``across_batch`` the distractors are any other step of any sequence in
-    the batch (as CPC's negatives), so what stays constant within a clip can tell the true latent apart."""
+    the batch (as CPC's negatives), so what stays constant within a clip can tell the true latent apart.
+    ``from_other_clips`` of the distractors (the last ones) come from a step of another sequence, the rest
+    as above: a mix that asks for both what changes within a clip and what stays constant over it."""
     b, t = targets.shape[:2]
+    if not 0 <= from_other_clips <= distractors or (from_other_clips and b < 2):
+        raise ValueError(f"from_other_clips must be in [0, {distractors}] and needs a batch of 2 or more "
+                         f"sequences, got {from_other_clips} with a batch of {b}")
     bi, ti = mask.nonzero(as_tuple=True)
     if len(bi) == 0:
         return context.new_zeros(())
     span = b * t if across_batch else t
-    off = torch.randint(1, span, (len(bi), distractors), generator=generator, device=targets.device)
+    off = torch.randint(1, span, (len(bi), distractors - from_other_clips), generator=generator,
+                        device=targets.device)
     if across_batch:  # any other (sequence, step) of the batch
         flat = (bi * t + ti)[:, None] + off
         neg_b, neg_t = (flat // t) % b, flat % t
     else:  # any other step of the same sequence
         neg_b, neg_t = bi[:, None].expand_as(off), (ti[:, None] + off) % t
+    if from_other_clips:  # any step of another sequence
+        shape = (len(bi), from_other_clips)
+        other_b = (bi[:, None] + torch.randint(1, b, shape, generator=generator, device=targets.device)) % b
+        other_t = torch.randint(0, t, shape, generator=generator, device=targets.device)
+        neg_b, neg_t = torch.cat([neg_b, other_b], 1), torch.cat([neg_t, other_t], 1)
     c = F.normalize(context[bi, ti], dim=-1)
     pos = F.normalize(targets[bi, ti], dim=-1)
     neg = F.normalize(targets[neg_b, neg_t], dim=-1)

@@ -3,7 +3,8 @@
 Spans of the latents z are replaced by a learned mask embedding; a bidirectional transformer context must
 identify each masked step's true latent (plain, unquantised, through a linear projection) among
 distractors from other steps of the same sequence (cosine similarity, temperature 0.1).
-``distractors_from="batch"`` draws them from every clip of the batch instead (not the paper's).
+``distractors_from="batch"`` draws them from every clip of the batch instead, and ``"both"`` half from the
+same clip and half from other clips of the batch (neither is the paper's).
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ class Wav2Vec2(Objective):
     def __init__(self, encoder, frontend, views, ratio: float = 0.4, span: int = 3, distractors: int = 10,
                  temperature: float = 0.1, proj_dim: int = 128, distractors_from: str = "clip"):
         super().__init__(encoder, frontend, views)
-        if distractors_from not in ("clip", "batch"):
-            raise ValueError(f"distractors_from must be 'clip' (the paper's) or 'batch', not {distractors_from!r}")
+        if distractors_from not in ("clip", "batch", "both"):
+            raise ValueError("distractors_from must be 'clip' (the paper's), 'batch' or 'both', "
+                             f"not {distractors_from!r}")
         self.across_batch = distractors_from == "batch"
+        self.from_other_clips = distractors // 2 if distractors_from == "both" else 0
         d = encoder.frame_dim
         self.mask_embedding = nn.Parameter(torch.randn(d) * 0.1)
         self.project_q = nn.Linear(d, proj_dim)
@@ -42,7 +45,8 @@ class Wav2Vec2(Objective):
         zm = torch.where(mask[..., None], self.mask_embedding.to(z.dtype), z)
         c = self.encoder.contextualize(zm)[-1]
         loss = masked_contrastive_loss(*self.f32(self.project_c(c), self.project_q(z)), mask, self.distractors,
-                                       self.temperature, across_batch=self.across_batch)
+                                       self.temperature, across_batch=self.across_batch,
+                                       from_other_clips=self.from_other_clips)
         return {"loss": loss, "embeddings": self.encoder.pool(c).detach()}
 
 

@@ -48,6 +48,32 @@ def test_masked_contrastive_loss_is_eq3_of_wav2vec2(across_batch):
     assert seen_other_clip == across_batch
 
 
+def test_masked_contrastive_loss_mixes_same_clip_and_other_clip_distractors():
+    b, t, d, k, m, tau = 3, 7, 4, 6, 2, 0.1
+    g = torch.Generator().manual_seed(0)
+    c, q = torch.randn(b, t, d, generator=g), torch.randn(b, t, d, generator=g)
+    mask = torch.rand(b, t, generator=g) < 0.4
+    got = masked_contrastive_loss(c, q, mask, k, tau, torch.Generator().manual_seed(1), from_other_clips=m)
+    # the same draws, replayed: k - m offsets within the clip, then m (other clip, any step) pairs
+    bi, ti = mask.nonzero(as_tuple=True)
+    replay = torch.Generator().manual_seed(1)
+    off = torch.randint(1, t, (len(bi), k - m), generator=replay)
+    other_off = torch.randint(1, b, (len(bi), m), generator=replay)
+    other_t = torch.randint(0, t, (len(bi), m), generator=replay)
+    want = 0.0
+    for n, (i, j) in enumerate(zip(bi.tolist(), ti.tolist())):
+        same = [(i, (j + o) % t) for o in off[n].tolist()]
+        other = [((i + o) % b, s) for o, s in zip(other_off[n].tolist(), other_t[n].tolist())]
+        assert all(ni == i and nj != j for ni, nj in same) and all(ni != i for ni, _ in other)
+        negs = [_cos(c[i, j], q[ni, nj]) / tau for ni, nj in same + other]
+        want += _nce(_cos(c[i, j], q[i, j]) / tau, negs)
+    assert got.item() == pytest.approx(want / len(bi), rel=1e-5)
+    with pytest.raises(ValueError, match="from_other_clips"):
+        masked_contrastive_loss(c, q, mask, k, tau, from_other_clips=k + 1)
+    with pytest.raises(ValueError, match="batch of 1"):
+        masked_contrastive_loss(c[:1], q[:1], mask[:1], k, tau, from_other_clips=1)
+
+
 def test_cpc_loss_is_infonce_over_k_steps_ahead():
     b, t, d, n_neg = 2, 5, 3, 4
     g = torch.Generator().manual_seed(0)
