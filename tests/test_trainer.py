@@ -68,6 +68,23 @@ def test_pack_and_deterministic_batches(corpus, clips16k):
     assert not any(t._thread.is_alive() for t in (a, b, fast))
 
 
+def test_open_data_reads_the_manifest_once(corpus, tmp_path, monkeypatch):
+    import audioemb.train.data as data
+    import audioemb.train.runinfo as runinfo
+
+    calls, read = [], data.read_manifest
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(data, "read_manifest", counting)
+    monkeypatch.setattr(runinfo, "read_manifest", counting)
+    pack, summary = runinfo.open_data(corpus, None, tmp_path, 16000, log=lambda *_: None)
+    assert len(calls) == 1 and pack.groups == [f"g{i % 4}" for i in range(len(pack))]
+    assert summary["clips"] == len(pack) and summary["files"] == len(pack)
+
+
 def test_crops_are_cut_before_conversion_with_the_same_values(corpus):
     """make_batch crops the int16 pack before converting: the batch equals crops of the float clips."""
     from audioemb.train.data import random_crop

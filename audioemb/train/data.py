@@ -47,8 +47,9 @@ def read_manifest(corpus: Path, split: str | None = None) -> list[dict]:
     return [r for r in rows if split is None or r["split"] == split]
 
 
-def load_pack(corpus: Path, split: str = "train", log=print) -> Pack:
-    """Open (building it on first use) ``corpus/cache/pack-<split>.npy`` and its index."""
+def load_pack(corpus: Path, split: str = "train", log=print, rows: list[dict] | None = None) -> Pack:
+    """Open (building it on first use) ``corpus/cache/pack-<split>.npy`` and its index; ``rows``: the split's
+    manifest rows when the caller has already read them."""
     cache = corpus / "cache"
     cache.mkdir(exist_ok=True)
     audio_p, index_p = cache / f"pack-{split}.npy", cache / f"pack-{split}.json"
@@ -57,8 +58,8 @@ def load_pack(corpus: Path, split: str = "train", log=print) -> Pack:
         idx = json.loads(index_p.read_text())
         if idx.get("manifest_sha256") != manifest_sha or idx.get("version") != PACK_VERSION:
             index_p.unlink()
+    rows = read_manifest(corpus, split) if rows is None else rows
     if not index_p.exists():
-        rows = read_manifest(corpus, split)
         infos = [sf.info(str(corpus / r["path"])) for r in rows]
         lengths = np.array([i.frames for i in infos], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
@@ -72,7 +73,6 @@ def load_pack(corpus: Path, split: str = "train", log=print) -> Pack:
                                        "sample_rate": infos[0].samplerate, "paths": [r["path"] for r in rows],
                                        "offsets": offsets.tolist(), "lengths": lengths.tolist()}))
     idx = json.loads(index_p.read_text())
-    rows = read_manifest(corpus, split)
     groups = [r.get("group", "") for r in rows] if [r["path"] for r in rows] == idx["paths"] else None
     return Pack(np.load(audio_p, mmap_mode="r"), np.array(idx["offsets"]), np.array(idx["lengths"]),
                 idx["paths"], idx["sample_rate"], groups)

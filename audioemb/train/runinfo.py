@@ -30,9 +30,9 @@ def open_data(corpus: Path | None, folders: list[Path] | None, run_dir: Path, sa
     if not (corpus / "recipe.json").is_file():
         raise DataError(f"{corpus}: not a corpus built by `audioemb corpus build` (no recipe.json); "
                         "for a folder of your own audio use --data")
-    pack = load_pack(corpus, "train", log=log)
-    recipe = json.loads((corpus / "recipe.json").read_text())
     rows = read_manifest(corpus, "train")
+    pack = load_pack(corpus, "train", log=log, rows=rows)
+    recipe = json.loads((corpus / "recipe.json").read_text())
     summary = {"kind": "corpus", "corpus": str(corpus.resolve()), "data_tag": recipe.get("data_tag", "debian"),
                "recipe_version": recipe.get("recipe_version"), "manifest_sha256": recipe.get("manifest_sha256"),
                "files": len({r.get("orig", r["path"]) for r in rows}), "skipped": 0, "clips": len(pack),
