@@ -98,6 +98,9 @@ def main() -> None:
     ap.add_argument("--baseline-src", type=Path, default=None, help="also time ddp 2x1 with the code of this checkout")
     ap.add_argument("--issue-src", type=Path, default=None, help="a checkout of e8184c2: the trainer issue 11 measured")
     ap.add_argument("--repeat", type=int, default=1, help="--issue-src runs, interleaved; the best of each counts")
+    ap.add_argument("--issue-fp32-only", action="store_true",
+                    help="skip the issue-time trainer's bf16 default (on a CPU that emulates bf16 it is the slower "
+                         "setting by far, and takes minutes per run)")
     args = ap.parse_args()
     from audioemb.train.config import native_bf16
     from audioemb.train.recipes import list_recipes
@@ -113,10 +116,12 @@ def main() -> None:
         for r in recipes:
             bf16 = fp32 = now = 0.0
             for _ in range(args.repeat):
-                bf16 = max(bf16, run_issue_code(r, args.corpus, args.steps, src))
+                if not args.issue_fp32_only:
+                    bf16 = max(bf16, run_issue_code(r, args.corpus, args.steps, src))
                 fp32 = max(fp32, run_issue_code(r, args.corpus, args.steps, src, ("precision=fp32",)))
                 now = max(now, run(r, args.corpus, procs, sets, args.steps, args.batch))
-            print(f"| {r} | {bf16:.0f} | {fp32:.0f} | {now:.0f} | {now / max(bf16, fp32):.2f}x |", flush=True)
+            shown = f"{bf16:.0f}" if bf16 else "not run"
+            print(f"| {r} | {shown} | {fp32:.0f} | {now:.0f} | {now / max(bf16, fp32):.2f}x |", flush=True)
         return
     print("| recipe | before | channels_last | ddp 2x1 | after / before |")
     print("|---|---|---|---|---|")

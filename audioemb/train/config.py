@@ -13,7 +13,7 @@ from ..nn.frontend import LogMelConfig
 COLLAPSE_THRESHOLD = 0.05  # collapse_std below this (healthy runs sit near 1) counts as collapsed
 # Settings that say how a run is executed, not what it learns: they may change when a run resumes.
 RUNTIME_FIELDS = frozenset({"device", "threads", "log_every", "ckpt_every", "check_sync", "channels_last",
-                            "stop_at", "keep_every", "time_budget_s", "precision"})
+                            "stop_at", "keep_every", "time_budget_s", "precision", "keep_heap"})
 BUDGET_WARMUP_STEPS = 20  # steps not timed (compilation, caches) before the calibration steps
 BUDGET_CALIBRATION_STEPS = 200  # steps timed before ``time_budget_s`` sets ``steps``
 
@@ -53,6 +53,7 @@ class TrainConfig:
     epoch_steps: int = 0  # steps per "epoch" for on_epoch_start hooks; 0: clips // batch_size
     device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda"
     channels_last: bool = True  # NHWC convolutions: 1.7x faster for the AudioNTT CNN on this CPU
+    keep_heap: bool = True  # keep freed memory in the heap for the next step (train/heap.py): no page faults
     check_sync: int = 0  # under DDP, every this many steps check that all ranks hold identical weights
     stop_at: int = 0  # stop (with a checkpoint) after this step, to resume later; 0: train all ``steps``
     keep_every: int = 0  # also keep checkpoint-<step>.safetensors every this many steps (held-out curves)

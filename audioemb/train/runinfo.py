@@ -44,7 +44,7 @@ def open_data(corpus: Path | None, folders: list[Path] | None, run_dir: Path, sa
     return pack, summary
 
 
-def env_info(device: str, world: int, cfg: TrainConfig) -> dict:
+def env_info(device: str, world: int, cfg: TrainConfig, heap_kept: bool = False) -> dict:
     """The device and machine a run actually used."""
     cpu = platform.processor() or platform.machine()
     try:
@@ -57,7 +57,7 @@ def env_info(device: str, world: int, cfg: TrainConfig) -> dict:
     name = torch.cuda.get_device_name() if device == "cuda" else cpu
     return {"device": device, "device_name": name, "machine": f"{cpu}, {os.cpu_count()} cores",
             "world_size": world, "threads_per_process": cfg.threads, "precision": cfg.precision,
-            "torch": torch.__version__}
+            "heap_kept": heap_kept, "torch": torch.__version__}
 
 
 def apply_init(cfg: TrainConfig, init: str) -> tuple[TrainConfig, torch.nn.Module, dict]:

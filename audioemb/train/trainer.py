@@ -40,6 +40,7 @@ from .config import (
     resolve_precision,
 )
 from .data import CropLoader
+from .heap import keep_freed_memory
 from .runinfo import apply_init, env_info, open_data
 
 __all__ = ["COLLAPSE_THRESHOLD", "TrainConfig", "Trainer", "collapse_std", "lr_at"]
@@ -68,6 +69,7 @@ class Trainer:
         cfg = replace(cfg, precision=resolve_precision(cfg.precision, self.device))
         self.run_dir = Path(run_dir)
         torch.set_num_threads(cfg.threads)
+        self.heap_kept = keep_freed_memory() if cfg.keep_heap else False
         init_module, init_info = None, None
         if init:
             cfg, init_module, init_info = apply_init(cfg, init)
@@ -114,7 +116,7 @@ class Trainer:
         if self.is_main:
             atomic_write_json(saved, asdict(cfg), indent=1)
             self._write_json("data.json", self.data_info)
-            self._write_json("env.json", env_info(self.device, self.world, cfg))
+            self._write_json("env.json", env_info(self.device, self.world, cfg, self.heap_kept))
             if init_info is not None:
                 self._write_json("init.json", init_info)
         dist.barrier()
