@@ -20,8 +20,8 @@ _INT_MAX = 2**31 - 1
 
 def keep_freed_memory() -> bool:
     """Make glibc serve every allocation from the heap and never trim it; False (nothing changed) where
-    the C library is not glibc. Memory freed is not given back to the system, so peak memory rises a
-    little (the conv-stack benchmark: 1.7 to 2.4 GB)."""
+    the C library is not glibc. Memory freed is not given back to the system, and the heap fragments, so
+    peak memory can rise (the conv-stack benchmark of docs/benchmarks.md: 1.7 to 2.4 GB)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
