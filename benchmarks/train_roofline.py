@@ -18,35 +18,23 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, table
+from common import best_of, machine, table
 
 
-def step_flops(recipe: str) -> tuple[float, float, int]:
-    """(FLOPs of one training step of ``recipe`` at its own batch size and crop length, of them in
+def step_flops(objective, cfg) -> tuple[float, float, int]:
+    """(FLOPs of one training step of ``objective`` at the recipe's batch size and crop length, of them in
     convolutions, views in the step)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from audioemb.nn.encoders import build_encoder
-    from audioemb.nn.frontend import LogMel, LogMelConfig
-    from audioemb.nn.views import Views
-    from audioemb.objectives import get_objective
     from audioemb.objectives.base import Batch
-    from audioemb.train.recipes import load_recipe
 
-    cfg = load_recipe(recipe)
-    torch.manual_seed(0)
-    frontend = LogMel(LogMelConfig(**{k: v for k, v in cfg.frontend.items() if k != "type"}))
-    objective = get_objective(cfg.objective)(build_encoder(cfg.encoder), frontend,
-                                             Views(cfg.views, std=frontend.std), **cfg.objective_params)
-    objective.setup(10 * cfg.batch_size)
-    n = int(cfg.crop_s * frontend.cfg.sample_rate)
+    n = int(cfg.crop_s * objective.frontend.cfg.sample_rate)
     waves = torch.randn(cfg.batch_size, objective.n_crops, n) * 0.1
     batch = Batch(waves, 0, np.arange(cfg.batch_size))
     objective.training_step(batch)  # a first step fills any memory (e.g. the mixup memory)
@@ -64,36 +52,23 @@ def gemm_rate(threads: int, size: int = 2048, repeat: int = 5) -> float:
 
     torch.set_num_threads(threads)
     a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t)
-    return 2 * size**3 / best
+    return 2 * size**3 / best_of(lambda: torch.mm(a, b), repeat)
 
 
-def conv_rate(recipe: str, threads: int = 1, repeat: int = 3) -> tuple[float, float]:
-    """(FLOP/s, share of the step's FLOPs) of the recipe's conv stack alone (``encoder.features``, forward
-    and backward, channels-last as the trainer runs it) on one step's views: how fast this torch's
-    convolution kernels run this network here, with no data path, loss or optimiser around them."""
+def conv_rate(objective, views: int, samples: int, threads: int = 1, repeat: int = 3) -> float:
+    """FLOP/s of the objective's conv stack alone (``encoder.features``, forward and backward,
+    channels-last as the trainer runs it) on ``views`` log-mel views of ``samples``-sample crops: how fast
+    this torch's convolution kernels run this network here, with no data path, loss or optimiser around."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from audioemb.nn.encoders import build_encoder
-    from audioemb.train.recipes import load_recipe
-
-    cfg = load_recipe(recipe)
     torch.set_num_threads(threads)
-    encoder = build_encoder(cfg.encoder)
-    features = getattr(encoder, "features", None)
+    features = getattr(objective.encoder, "features", None)
     if features is None:
-        raise SystemExit(f"{recipe}: its encoder has no conv stack (encoder.features) to time")
+        raise SystemExit("this recipe's encoder has no conv stack (encoder.features) to time")
     features = features.to(memory_format=torch.channels_last)
-    fe = cfg.frontend
-    frames = 1 + int(cfg.crop_s * fe.get("sample_rate", 16000)) // fe.get("hop_length", 160)  # the views' size
-    x = torch.randn(cfg.batch_size * 2, 1, fe.get("n_mels", 64), frames).to(
-        memory_format=torch.channels_last)
+    fe = objective.frontend.cfg
+    x = torch.randn(views, 1, fe.n_mels, 1 + samples // fe.hop_length).to(memory_format=torch.channels_last)
 
     def step():
         features.zero_grad(set_to_none=True)
@@ -101,14 +76,7 @@ def conv_rate(recipe: str, threads: int = 1, repeat: int = 3) -> tuple[float, fl
 
     with FlopCounterMode(display=False) as counter:
         step()
-    flops = float(counter.get_total_flops())
-    step()
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        step()
-        best = min(best, time.perf_counter() - t)
-    return flops / best, flops
+    return float(counter.get_total_flops()) / best_of(step, repeat)
 
 
 def main() -> None:
@@ -124,11 +92,19 @@ def main() -> None:
         from audioemb.train.heap import keep_freed_memory
 
         keep_freed_memory()
-    flops, conv_flops, views = step_flops(args.recipe)
+    import torch
+
+    from audioemb.train.package import build_objective
+    from audioemb.train.recipes import load_recipe
+
+    cfg = load_recipe(args.recipe)
+    torch.manual_seed(0)
+    objective = build_objective(cfg, 10 * cfg.batch_size)
+    flops, conv_flops, views = step_flops(objective, cfg)
     per_view = flops / views
     one = gemm_rate(1)
     ceiling = args.cores * one / per_view
-    conv, _ = conv_rate(args.recipe)
+    conv = conv_rate(objective, views, int(cfg.crop_s * objective.frontend.cfg.sample_rate))
     # convolutions at the conv stack's measured rate, every other product at the matrix-product rate
     conv_ceiling = args.cores * views / (conv_flops / conv + (flops - conv_flops) / one)
     print(machine())

@@ -35,6 +35,15 @@ from .data import read_manifest
 from .trainer import COLLAPSE_THRESHOLD, TrainConfig, collapse_std
 
 
+def build_objective(cfg: TrainConfig, n_clips: int = 0):
+    """The untrained objective (frontend, encoder, views and heads) that ``cfg`` describes."""
+    frontend = LogMel(LogMelConfig(**{k: v for k, v in cfg.frontend.items() if k != "type"}))
+    obj = get_objective(cfg.objective)(build_encoder(cfg.encoder), frontend, Views(cfg.views, std=frontend.std),
+                                       **cfg.objective_params)
+    obj.setup(n_clips)
+    return obj
+
+
 def load_run(run_dir: Path):
     """(TrainConfig, objective with trained weights, checkpoint meta) of a run folder."""
     run_dir = Path(run_dir)
@@ -49,10 +58,7 @@ def load_run(run_dir: Path):
         meta = read_meta(ckpt)
     except Exception as e:  # JSON, OS and safetensors header errors of a damaged or foreign run
         raise ExportError(f"{run_dir}: not a readable training run ({e})") from None
-    frontend = LogMel(LogMelConfig(**{k: v for k, v in cfg.frontend.items() if k != "type"}))
-    encoder = build_encoder(cfg.encoder)
-    obj = get_objective(cfg.objective)(encoder, frontend, Views(cfg.views, std=frontend.std), **cfg.objective_params)
-    obj.setup(meta.get("n_clips", 0))
+    obj = build_objective(cfg, meta.get("n_clips", 0))
     try:
         info = load_checkpoint(ckpt, obj, None)
     except Exception as e:  # safetensors, shape and key errors of a damaged or foreign checkpoint
