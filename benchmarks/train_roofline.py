@@ -94,7 +94,7 @@ def main() -> None:
         keep_freed_memory()
     import torch
 
-    from audioemb.train.package import build_objective
+    from audioemb.objectives import build_objective
     from audioemb.train.recipes import load_recipe
 
     cfg = load_recipe(args.recipe)

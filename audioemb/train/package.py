@@ -24,24 +24,12 @@ from ..card import write_card
 from ..eval.export_eval import ExportError
 from ..fsio import pid_alive
 from ..modelfolder import write_config
-from ..nn.encoders import build_encoder
 from ..nn.export import save_model
-from ..nn.frontend import LogMel, LogMelConfig
 from ..nn.model import AudioEmbedder
-from ..nn.views import Views
-from ..objectives import get_objective
+from ..objectives import build_objective
 from .checkpoint import load_checkpoint, read_meta
 from .data import read_manifest
 from .trainer import COLLAPSE_THRESHOLD, TrainConfig, collapse_std
-
-
-def build_objective(cfg: TrainConfig, n_clips: int = 0):
-    """The untrained objective (frontend, encoder, views and heads) that ``cfg`` describes."""
-    frontend = LogMel(LogMelConfig(**{k: v for k, v in cfg.frontend.items() if k != "type"}))
-    obj = get_objective(cfg.objective)(build_encoder(cfg.encoder), frontend, Views(cfg.views, std=frontend.std),
-                                       **cfg.objective_params)
-    obj.setup(n_clips)
-    return obj
 
 
 def load_run(run_dir: Path):

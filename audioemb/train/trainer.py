@@ -21,9 +21,7 @@ import torch
 from ..fsio import atomic_write, atomic_write_json
 from ..nn import distributed as dist
 from ..nn.encoders import build_encoder
-from ..nn.frontend import LogMel, LogMelConfig
-from ..nn.views import Views
-from ..objectives import get_objective
+from ..objectives import build_frontend, build_objective
 from ..objectives.base import Batch, TrainerView
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import (
@@ -94,7 +92,7 @@ class Trainer:
         dist.barrier()
         if not self.is_main:
             self.pack, self.data_info = open_data(corpus, data, self.run_dir, sr, cache, log=self.log)
-        self.frontend = LogMel(LogMelConfig(**{k: v for k, v in cfg.frontend.items() if k != "type"}))
+        self.frontend = build_frontend(cfg.frontend)
         if init_module is not None and not renormalise:
             self.frontend.load_state_dict(init_module.frontend.state_dict())
         else:
@@ -102,10 +100,8 @@ class Trainer:
         self.encoder = build_encoder(cfg.encoder)
         if init_module is not None:
             self.encoder.load_state_dict(init_module.encoder.state_dict())
-        self.views = Views(cfg.views, std=self.frontend.std)
-        self.objective = get_objective(cfg.objective)(self.encoder, self.frontend, self.views,
-                                                      **cfg.objective_params)
-        self.objective.setup(len(self.pack))
+        self.objective = build_objective(cfg, len(self.pack), self.frontend, self.encoder)
+        self.views = self.objective.views
         if cfg.channels_last:
             self.objective.to(memory_format=torch.channels_last)
         self.objective.to(self.device)
