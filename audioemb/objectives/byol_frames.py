@@ -6,6 +6,13 @@ its first view with random spans of output frames masked (zeroed), and a linear 
 frames under every masked output frame from the encoder's frames (L1), in the spirit of the predictive
 objectives that keep pitch: NPC (Liu et al., 2021) predicts a frame from a context that excludes it, MPC
 (Jiang et al., 2019) reconstructs masked spans. Loss: BYOL + ``frame_weight`` x masked L1.
+
+With ``shift_weight`` > 0 a third term asks for where in frequency a sound lies (pitch, for a note): the
+second view is shifted by a random whole number of mel bands (at most ``max_shift``, edges blanked alike
+whatever the shift; :func:`._freqshift.shift_bands`), encoded once more by the online encoder, and a small
+head names the shift from the two clip embeddings (cross-entropy), as SPICE (Gfeller et al., 2020) asks a
+network for the transposition between two copies of a spectrogram. The shifted copy takes no part in the
+BYOL term, which would otherwise teach invariance to the shift.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import torch
 from torch import nn
 
 from ..losses.predictive import frame_blocks, masked_l1_loss
+from ..nn.heads import mlp
+from ._freqshift import random_shifts, shift_bands
 from ._masking import output_frame_mask
 from .base import Batch
 from .byol import BYOL
@@ -26,10 +35,26 @@ class BYOLFrames(BYOL):
     tiny_params: ClassVar[dict] = {"proj_dim": 32, "hidden": 64, "mask_ratio": 0.3}
 
     def __init__(self, encoder, frontend, views, proj_dim: int = 256, hidden: int = 1024,
-                 base_momentum: float = 0.99, frame_weight: float = 1.0, mask_ratio: float = 0.2, span: int = 2):
+                 base_momentum: float = 0.99, frame_weight: float = 1.0, mask_ratio: float = 0.2, span: int = 2,
+                 shift_weight: float = 0.0, max_shift: int = 4, shift_hidden: int = 256):
         super().__init__(encoder, frontend, views, proj_dim, hidden, base_momentum)
         self.frame_head = nn.Linear(encoder.frame_dim, encoder.frame_hop * frontend.cfg.n_mels)
         self.frame_weight, self.mask_ratio, self.span = frame_weight, mask_ratio, span
+        self.shift_weight, self.max_shift = shift_weight, max_shift
+        if shift_weight > 0:  # only then: runs without the term keep their parameters and random draws
+            if not 0 < max_shift < frontend.cfg.n_mels // 2:
+                raise ValueError(f"max_shift must be in 1..{frontend.cfg.n_mels // 2 - 1}, not {max_shift}")
+            self.shift_head = mlp(2 * encoder.embedding_dim, shift_hidden, 2 * max_shift + 1)
+
+    def shift_loss(self, v2: torch.Tensor, y2: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Cross-entropy of naming the band shift between view ``v2`` (clip embedding ``y2``) and a shifted
+        copy of it, and the share named right."""
+        shift = random_shifts(v2.shape[0], self.max_shift, v2.device)
+        ys = self.embed(shift_bands(v2, shift, self.max_shift))
+        logits = self.shift_head(torch.cat([y2, ys], dim=1)).float()
+        label = shift + self.max_shift
+        return {"shift_loss": nn.functional.cross_entropy(logits, label),
+                "shift_acc": (logits.argmax(1) == label).float().mean().detach()}
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         v1, v2 = self.two_views(batch.waveforms)
@@ -39,8 +64,13 @@ class BYOLFrames(BYOL):
         clip_loss = self.symmetric_loss(v1, v2, y1, y2)
         target = frame_blocks(v1, self.encoder.frame_hop)[:, : f1.shape[1]]
         frame_loss = masked_l1_loss(*self.f32(self.frame_head(f1), target), sel[:, : f1.shape[1]])
-        return {"loss": clip_loss + self.frame_weight * frame_loss, "embeddings": y2.detach(),
-                "clip_loss": clip_loss.detach(), "frame_loss": frame_loss.detach()}
+        out = {"loss": clip_loss + self.frame_weight * frame_loss, "embeddings": y2.detach(),
+               "clip_loss": clip_loss.detach(), "frame_loss": frame_loss.detach()}
+        if self.shift_weight > 0:
+            shift = self.shift_loss(v2, y2)
+            out["loss"] = out["loss"] + self.shift_weight * shift["shift_loss"]
+            out.update(shift_loss=shift["shift_loss"].detach(), shift_acc=shift["shift_acc"])
+        return out
 
 
 OBJECTIVE = BYOLFrames

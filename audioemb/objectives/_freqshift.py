@@ -1,0 +1,34 @@
+"""Frequency-shifted log-mel views for a relative-shift prediction term (keeps pitch in clip embeddings).
+
+SPICE (Gfeller et al., 2020) learns pitch by asking a network how far apart two transposed copies of one
+constant-Q spectrogram are. On a log-mel, a shift by whole bands is only close to a transposition (the mel
+scale is linear below about 1 kHz), but it asks the same of an encoder: to keep where in frequency the energy
+of a sound lies, which a clip-level invariance objective is free to discard.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def shift_bands(x: torch.Tensor, shift: torch.Tensor, margin: int) -> torch.Tensor:
+    """Shift log-mel ``x`` (B, n_mels, T) up by ``shift`` (B,) bands each (negative: down), then set the
+    ``margin`` lowest and highest bands to each clip's minimum. With ``|shift| <= margin`` no band that was
+    filled in by the shift survives, so the blanked edges are the same whatever the shift, and only the
+    position of the content tells it."""
+    b, m, t = x.shape
+    if margin < 0 or 2 * margin >= m:
+        raise ValueError(f"margin must be in [0, {(m - 1) // 2}] for {m} bands, not {margin}")
+    if shift.numel() and shift.abs().max().item() > margin:
+        raise ValueError(f"shifts must be within +-{margin} bands")
+    src = torch.arange(m, device=x.device)[None, :] - shift.to(x.device)[:, None]
+    out = x.gather(1, src.clamp(0, m - 1)[:, :, None].expand(b, m, t))
+    fill = x.amin(dim=(1, 2), keepdim=True).expand(b, margin, t)
+    out[:, :margin] = fill
+    out[:, m - margin:] = fill
+    return out
+
+
+def random_shifts(batch: int, max_shift: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(batch,) shifts drawn uniformly from -max_shift..max_shift (torch's global generator)."""
+    return torch.randint(-max_shift, max_shift + 1, (batch,), device=device)

@@ -1,0 +1,76 @@
+"""The band-shift term of ``byol_frames``: shifted views move content only, and the term trains."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from audioemb.nn.encoders import build_encoder  # noqa: E402
+from audioemb.nn.frontend import LogMel  # noqa: E402
+from audioemb.nn.views import Views  # noqa: E402
+from audioemb.objectives import get_objective  # noqa: E402
+from audioemb.objectives._freqshift import random_shifts, shift_bands  # noqa: E402
+from audioemb.objectives.base import Batch  # noqa: E402
+from audioemb.train.data import random_crop  # noqa: E402
+
+
+def test_shift_moves_content_and_blanks_the_same_edges_whatever_the_shift():
+    x = torch.randn(3, 16, 5)
+    out = shift_bands(x, torch.tensor([2, -3, 0]), margin=3)
+    fill = x.amin(dim=(1, 2))
+    for b, k in enumerate([2, -3, 0]):
+        assert torch.equal(out[b, 3:13], x[b, 3 - k:13 - k])  # band m of the shifted view is band m - k
+        assert torch.all(out[b, :3] == fill[b]) and torch.all(out[b, 13:] == fill[b])
+
+
+def test_shift_refuses_shifts_beyond_the_blanked_margin():
+    with pytest.raises(ValueError, match="within"):
+        shift_bands(torch.randn(1, 16, 5), torch.tensor([4]), margin=3)
+    with pytest.raises(ValueError, match="margin"):
+        shift_bands(torch.randn(1, 16, 5), torch.tensor([0]), margin=8)
+
+
+def test_random_shifts_cover_the_range():
+    torch.manual_seed(0)
+    s = random_shifts(2000, 3)
+    assert set(s.tolist()) == set(range(-3, 4))
+
+
+def test_byol_frames_without_the_term_is_unchanged_and_with_it_learns_the_shift(clips16k):
+    cls = get_objective("byol_frames")
+    fe = LogMel()
+    fe.fit_stats([torch.from_numpy(w) for w in clips16k])
+    rng = np.random.default_rng(0)
+    wav = torch.from_numpy(np.stack([[random_crop(w, 8000, rng) for _ in range(2)] for w in clips16k]))
+    batch = Batch(wav, 0, np.arange(len(wav)))
+
+    def build(**kw):
+        torch.manual_seed(0)
+        return cls(build_encoder(cls.tiny_encoder), fe, Views({}, std=fe.std), **{**cls.tiny_params, **kw})
+
+    plain = build()
+    assert not hasattr(plain, "shift_head")
+    torch.manual_seed(1)
+    base = plain.training_step(batch)
+    assert "shift_loss" not in base
+    obj = build(shift_weight=1.0, max_shift=3)
+    torch.manual_seed(1)  # the term draws after the other terms: their values are the same
+    out = obj.training_step(batch)
+    assert torch.allclose(out["clip_loss"], base["clip_loss"]) and torch.allclose(out["frame_loss"], base["frame_loss"])
+    assert torch.allclose(out["loss"], base["loss"] + out["shift_loss"])
+    opt = torch.optim.Adam([p for p in obj.parameters() if p.requires_grad], lr=3e-3)
+    first = None
+    for _ in range(40):
+        torch.manual_seed(0)  # the same masks and shifts every step: the loss on a fixed batch
+        out = obj.training_step(batch)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        first = first if first is not None else out["shift_loss"].item()
+    assert out["shift_loss"].item() < 0.5 * first  # from chance (ln 7 = 1.95) towards naming the shift
+    obj.zero_grad()
+    v = obj.views(obj.logmels(wav)[:, 1])
+    obj.shift_loss(v, obj.embed(v))["shift_loss"].backward()  # the term alone reaches every encoder weight
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in obj.encoder.parameters() if p.requires_grad)
