@@ -38,7 +38,7 @@ def test_random_shifts_cover_the_range():
     assert set(s.tolist()) == set(range(-3, 4))
 
 
-def test_byol_frames_without_the_term_is_unchanged_and_with_it_learns_the_shift(clips16k):
+def test_byol_frames_without_the_term_is_unchanged_and_with_it_trains(clips16k):
     cls = get_objective("byol_frames")
     fe = LogMel()
     fe.fit_stats([torch.from_numpy(w) for w in clips16k])
