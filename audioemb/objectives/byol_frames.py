@@ -67,9 +67,9 @@ class BYOLFrames(BYOL):
         out = {"loss": clip_loss + self.frame_weight * frame_loss, "embeddings": y2.detach(),
                "clip_loss": clip_loss.detach(), "frame_loss": frame_loss.detach()}
         if self.shift_weight > 0:
-            shift = self.shift_loss(v2, y2)
-            out["loss"] = out["loss"] + self.shift_weight * shift["shift_loss"]
-            out.update(shift_loss=shift["shift_loss"].detach(), shift_acc=shift["shift_acc"])
+            terms = self.shift_loss(v2, y2)
+            out["loss"] = out["loss"] + self.shift_weight * terms["shift_loss"]
+            out.update(shift_loss=terms["shift_loss"].detach(), shift_acc=terms["shift_acc"])
         return out
 
 
