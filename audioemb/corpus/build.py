@@ -36,6 +36,7 @@ from ..audio import AudioError, stream
 from ..fsio import atomic_write, atomic_write_json
 from . import debian, festival, sources, sources2, synth
 from .domains import domain_hours
+from .provenance import debian_versions, fingerprints, library_versions
 
 SAMPLE_RATE = 16000
 SEGMENT_S = 10.0
@@ -257,6 +258,9 @@ def build(corpus: Path, cache: Path, workers: int = 2, n_espeak: int = 6000, log
         "segment_s": SEGMENT_S,
         "packages": packages,
         "tools": tools,
+        "tool_packages": debian_versions([*debian.TOOL_PACKAGES.values(),
+                                          *(festival.TOOL_PACKAGES if version >= 2 else ())]),
+        "libraries": library_versions(),
         "clips": len(rows),
         "train_hours": round(sum(r["duration_s"] for r in rows if r["split"] == "train") / 3600, 3),
         "eval_hours": round(sum(r["duration_s"] for r in rows if r["split"] == "eval") / 3600, 3),
@@ -265,6 +269,7 @@ def build(corpus: Path, cache: Path, workers: int = 2, n_espeak: int = 6000, log
         "tasks": tasks,
         "decode_errors": errors,
         "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
+        "fingerprints": fingerprints(rows, corpus),
         "build_seconds": round(time.time() - t0, 1),
     }
     atomic_write_json(corpus / "recipe.json", recipe)  # written last: its presence means the corpus is complete
