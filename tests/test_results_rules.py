@@ -85,3 +85,14 @@ def test_a_card_lists_what_was_tried_for_a_model_that_does_not_learn():
     assert "What was tried to make it learn" in text and "\n- the v1 recipe: -0.011 / -0.005\n- 4x" in text
     learns = _cfg("learns", 0.8, 0.7, 0.6).metrics.results
     assert "What was tried" not in verdict("learns", learns, tried)  # only a model that does not learn
+
+
+def test_a_flagship_card_lists_what_was_tried_for_the_bars_it_misses():
+    from audioemb.eval.tables import verdict
+
+    tried = ["continued at a quarter of the rate: the same three bars missed"]
+    res = {"f-m.x": _res(0.80), "f-m.x@random-init": _res(0.70, 0.01), "logmel-stats": _res(0.78)}
+    text = verdict("f-m.x", res, tried)  # it learns, but is only +0.02 over log-mel: bars missed
+    assert "**It misses**" in text
+    assert "What was tried to clear them" in text and "\n- continued at a quarter of the rate" in text
+    assert "What was tried" not in verdict("f-m.x", res, ())

@@ -83,11 +83,13 @@ FINDINGS = "docs/findings.md, \"Which shipped models do not beat their random in
 def verdict(name: str, results: dict, tried: list[str] | tuple[str, ...] = ()) -> str:
     """Whether the model learns (beats its random init) and where it stands against the default-model rule.
 
-    ``tried`` (the config's ``training.tried``) lists what was done to make a model that does not learn learn.
+    ``tried`` (the config's ``training.tried``) lists what was done to make a model that does not learn learn,
+    or a flagship clear the bars it misses; the card shows it in either case.
     """
     out = []
     gaps = rules.learning_gap(name, results)
     parts = []
+    tried_shown = False
     for metric, g in gaps.items():
         if g is not None:
             own, ref, sd = g
@@ -102,6 +104,7 @@ def verdict(name: str, results: dict, tried: list[str] | tuple[str, ...] = ()) -
             out.append("What was tried to make it learn (overall means against its random init: probe / kNN "
                        "p@10 / few-shot; details in the project's " + FINDINGS + "):\n\n"
                        + "\n".join(f"- {t}" for t in tried))
+            tried_shown = True
     if not {rules.domain(t) for t in results[name]} & set(rules.RULE_DOMAINS):
         return "\n\n".join(out)
     misses = rules.rule_misses(name, results)
@@ -110,6 +113,9 @@ def verdict(name: str, results: dict, tried: list[str] | tuple[str, ...] = ()) -
         n = 2 * len(rules.FLAGSHIP_DOMAINS) * len(rules.FLAGSHIP_METRICS) + 1
         out.append(f"Flagship bars: it clears {n - len(bars)} of {n}. "
                    + ("**It clears them all.**" if not bars else f"**It misses**: {'; '.join(bars)}."))
+        if bars and tried and not tried_shown:
+            out.append("What was tried to clear them (details in the project's docs/findings.md):\n\n"
+                       + "\n".join(f"- {t}" for t in tried))
         misses = [m for m in misses if m not in bars] + bars
     out.append("Default-model rule: " + rules.RULE_TEXT + " "
                + ("**This model clears it.**" if not misses else f"**Misses it**: {'; '.join(misses)}."))
