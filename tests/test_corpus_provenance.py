@@ -1,8 +1,13 @@
 """recipe.json's provenance: per-part fingerprints that tell two corpus builds apart, and versions."""
 
 import hashlib
+import json
 
 from audioemb.corpus.provenance import debian_versions, fingerprints, library_versions
+
+
+def _fp(rows, corpus):
+    return fingerprints(rows, [json.dumps(r, sort_keys=True) + "\n" for r in rows], corpus)
 
 
 def _rows():
@@ -14,9 +19,9 @@ def test_a_changed_row_changes_only_its_source_and_split(tmp_path):
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "speech-tone.csv").write_text("path,label,group\na.flac,1,g\n")
     rows = _rows()
-    before = fingerprints(rows, tmp_path)
+    before = _fp(rows, tmp_path)
     rows[1] = {**rows[1], "duration_s": 2.0001}  # one espeak/train clip a tenth of a millisecond longer
-    after = fingerprints(rows, tmp_path)
+    after = _fp(rows, tmp_path)
     changed = {k for k in before["sources"] if before["sources"][k] != after["sources"][k]}
     assert changed == {"espeak/train"}
     assert set(before["sources"]) == {"espeak/train", "espeak/eval", "fillets/train", "fillets/eval"}

@@ -239,8 +239,9 @@ def build(corpus: Path, cache: Path, workers: int = 2, n_espeak: int = 6000, log
         for k, (name, (pkg, path)) in enumerate(SOUNDFONTS_V2.items()):
             rows += synth.fluidsynth_clips(pkgs / pkg / path, cache, corpus, SAMPLE_RATE, seed=11 + k, name=name,
                                            with_eval=False)
-    manifest = corpus / "manifest.jsonl"
-    atomic_write(manifest, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows))
+    lines = [json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows]
+    text = "".join(lines)
+    atomic_write(corpus / "manifest.jsonl", text)
     tasks = write_tasks(rows, corpus)
     stats: dict = defaultdict(lambda: {"clips": 0, "hours": 0.0})
     for r in rows:
@@ -268,8 +269,8 @@ def build(corpus: Path, cache: Path, workers: int = 2, n_espeak: int = 6000, log
         "by_source": {k: {"clips": v["clips"], "hours": round(v["hours"], 3)} for k, v in sorted(stats.items())},
         "tasks": tasks,
         "decode_errors": errors,
-        "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
-        "fingerprints": fingerprints(rows, corpus),
+        "manifest_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "fingerprints": fingerprints(rows, lines, corpus),
         "build_seconds": round(time.time() - t0, 1),
     }
     atomic_write_json(corpus / "recipe.json", recipe)  # written last: its presence means the corpus is complete

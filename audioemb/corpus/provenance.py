@@ -8,7 +8,6 @@ each source's rows and each task CSV on their own, and the versions name what co
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 from collections import defaultdict
 from pathlib import Path
@@ -37,16 +36,16 @@ def library_versions() -> dict[str, str]:
             "soxr": soxr.__version__, "numpy": numpy.__version__}
 
 
-def fingerprints(rows: list[dict], corpus: Path) -> dict[str, dict[str, str]]:
-    """sha256 of each ``source/split``'s manifest rows (in manifest order) and of each ``tasks/*.csv``.
+def fingerprints(rows: list[dict], lines: list[str], corpus: Path) -> dict[str, dict[str, str]]:
+    """sha256 of each ``source/split``'s manifest lines (``lines[i]`` is ``rows[i]`` as written, in manifest
+    order) and of each ``tasks/*.csv``.
 
     Two builds whose fingerprints agree for a source have byte-identical manifest rows for it; the task
     hashes say whether held-out figures were measured on the same clip lists.
     """
     parts: defaultdict = defaultdict(hashlib.sha256)
-    for r in rows:
-        parts[f"{r['source']}/{r['split']}"].update(
-            (json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n").encode())
+    for r, line in zip(rows, lines):
+        parts[f"{r['source']}/{r['split']}"].update(line.encode())
     tasks = {p.stem: hashlib.sha256(p.read_bytes()).hexdigest()
              for p in sorted((Path(corpus) / "tasks").glob("*.csv"))}
     return {"sources": {k: h.hexdigest() for k, h in sorted(parts.items())}, "tasks": tasks}

@@ -80,6 +80,10 @@ def figures(tasks: dict, results: dict) -> str:
 FINDINGS = "docs/findings.md, \"Which shipped models do not beat their random init\""
 
 
+def _bullets(items: list[str] | tuple[str, ...]) -> str:
+    return "\n".join(f"- {t}" for t in items)
+
+
 def verdict(name: str, results: dict, tried: list[str] | tuple[str, ...] = ()) -> str:
     """Whether the model learns (beats its random init) and where it stands against the default-model rule.
 
@@ -102,8 +106,7 @@ def verdict(name: str, results: dict, tried: list[str] | tuple[str, ...] = ()) -
                       "**It does not beat its random init** on both the probe and the kNN means."))
         if not learns and tried:
             out.append("What was tried to make it learn (overall means against its random init: probe / kNN "
-                       "p@10 / few-shot; details in the project's " + FINDINGS + "):\n\n"
-                       + "\n".join(f"- {t}" for t in tried))
+                       "p@10 / few-shot; details in the project's " + FINDINGS + "):\n\n" + _bullets(tried))
             tried_shown = True
     if not {rules.domain(t) for t in results[name]} & set(rules.RULE_DOMAINS):
         return "\n\n".join(out)
@@ -115,7 +118,7 @@ def verdict(name: str, results: dict, tried: list[str] | tuple[str, ...] = ()) -
                    + ("**It clears them all.**" if not bars else f"**It misses**: {'; '.join(bars)}."))
         if bars and tried and not tried_shown:
             out.append("What was tried to clear them (details in the project's docs/findings.md):\n\n"
-                       + "\n".join(f"- {t}" for t in tried))
+                       + _bullets(tried))
         misses = [m for m in misses if m not in bars] + bars
     out.append("Default-model rule: " + rules.RULE_TEXT + " "
                + ("**This model clears it.**" if not misses else f"**Misses it**: {'; '.join(misses)}."))
