@@ -139,7 +139,7 @@ def init_line(init: dict | None) -> str:
 
 def training_section(t: TrainingRecord, sr: int) -> str:
     head = "## Training\n\n"
-    common = data_line(t.data, sr) + init_line(t.init)
+    common = data_line(t.data, sr) + init_line(t.init) + "".join(f"- after training: {a}\n" for a in t.after_training)
     tail = (f"- torch {t.torch}, audioemb {t.audioemb}, exported at commit `{t.git_commit}`, {t.date}\n"
             f"- collapse watch: std of L2-normalised held-out embeddings × √dim = "
             f"{t.final_collapse_std_heldout} (0 = collapsed, about 1 = spread)\n")

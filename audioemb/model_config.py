@@ -152,6 +152,7 @@ class TrainingRecord:
     wall_time_s: float = 0.0
     wall_time_note: str | None = None  # what the wall time included (shared cores, pauses)
     tried: tuple[str, ...] = ()  # what was tried to make a model that does not learn learn
+    after_training: tuple[str, ...] = ()  # changes to the folder made later without training (another readout)
     torch: str | None = None
     audioemb: str | None = None
     git_commit: str | None = None
@@ -170,6 +171,7 @@ class TrainingRecord:
         return cls(command=t.get("command"), steps=t.get("steps"), batch_size=t.get("batch_size"),
                    crop_s=t.get("crop_s"), wall_time_s=float(t.get("wall_time_s") or 0),
                    wall_time_note=t.get("wall_time_note"), tried=tuple(t.get("tried") or ()),
+                   after_training=tuple(t.get("after_training") or ()),
                    torch=t.get("torch"), audioemb=t.get("audioemb"), git_commit=t.get("git_commit"), date=t.get("date"),
                    final_collapse_std_heldout=t.get("final_collapse_std_heldout"),
                    env=EnvRecord(env.get("device"), env.get("device_name"), env.get("machine"),

@@ -24,6 +24,10 @@ def export(
     seeds: Annotated[int, typer.Option(min=1, help="Random seeds of the random-init baseline.")] = 3,
     concat: Annotated[list[str] | None, typer.Option(help="Instead of RUN: model folders or names whose encoders "
                                                      "are run side by side, frames concatenated.")] = None,
+    from_model: Annotated[str | None, typer.Option("--from", help="Instead of RUN: a model folder or name to "
+                                                   "re-export with another --readout, its weights unchanged.")] = None,
+    readout: Annotated[str | None, typer.Option(help="With --from: the AudioNTT readout, mlp, concat or "
+                                                "concat_fine (conv features at 4x the frequency rows).")] = None,
     quantize: Annotated[list[str] | None, typer.Option(
         "--quantize", help="Also write a smaller variant beside FOLDER (FOLDER-int8, FOLDER-fp16), with its parity, "
         "speed and quality cost against the float model in its card (repeatable).")] = None,
@@ -37,7 +41,14 @@ def export(
         from audioemb.train.package import package_concat, package_run
     except ImportError:
         fail("export needs torch, which is not installed: pip install 'audioemb[train]'")
-    if concat:
+    if from_model is not None or readout is not None:
+        if from_model is None or readout is None or run is not None or concat:
+            fail("--from MODEL and --readout NAME go together, without RUN or --concat")
+        from audioemb.train.repackage import package_readout
+
+        cfg = package_readout(from_model, out, readout, corpus, evaluate=evaluate, name=name, log=typer.echo,
+                              seeds=seeds)
+    elif concat:
         if run is not None or not name or corpus is None:
             fail("--concat takes model folders or names and needs --name and --corpus, and no RUN")
         from audioemb.registry import resolve

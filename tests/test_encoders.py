@@ -22,6 +22,8 @@ CONFIGS = [
         {"type": "framenet", "dim": 16, "context": "gru", "layers": 1, "causal": True, "channels": 8},
         {"type": "framenet", "dim": 16, "context": "gru", "layers": 1, "causal": True, "channels": 8,
          "reverse": True}]},
+    {"type": "audiontt", "channels": 8, "hidden": 32, "readout": "concat"},
+    {"type": "audiontt", "channels": 8, "hidden": 32, "readout": "concat_fine"},
 ]
 
 
@@ -102,3 +104,27 @@ def test_masked_conv_without_live_taps_is_refused():
 
     with pytest.raises(ValueError, match="no live taps"):
         MaskedConv1d(8, 5, 2)
+
+
+@pytest.mark.parametrize("readout, rows", [("concat", 8), ("concat_fine", 32)])
+def test_audiontt_concat_readouts_put_conv_features_beside_the_mlp(readout, rows):
+    """``concat``: the third block's output; ``concat_fine``: the second block before its pooling, max-pooled
+    over each frame's 4 time steps. Both are followed by the MLP layer's output, which the readout leaves as is."""
+    torch.manual_seed(0)
+    enc = build_encoder({"type": "audiontt", "channels": 8, "hidden": 32, "readout": readout}).eval()
+    torch.manual_seed(0)
+    mlp = build_encoder({"type": "audiontt", "channels": 8, "hidden": 32}).eval()
+    x = torch.randn(2, 64, 97)
+    seen = {}
+    enc.features[1][2].register_forward_hook(lambda m, i, o: seen.setdefault("fine", o))
+    enc.features[2].register_forward_hook(lambda m, i, o: seen.setdefault("last", o))
+    layers = enc.hidden_states(x)
+    t = 97 // 8
+    assert enc.frame_dim == 32 + 8 * rows and layers[-1].shape == (2, t, enc.frame_dim)
+    fmap = seen["last"] if readout == "concat" else seen["fine"][..., :4 * t].unflatten(-1, (t, 4)).amax(-1)
+    assert fmap.shape[2] == rows
+    for b in range(2):
+        for j in range(t):  # frame j: channel-major, then frequency row
+            torch.testing.assert_close(layers[-1][b, j, :8 * rows], fmap[b, :, :, j].reshape(-1))
+    for own, ref in zip(layers, mlp.hidden_states(x)):
+        torch.testing.assert_close(own[..., 8 * rows:], ref)

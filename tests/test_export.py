@@ -1,5 +1,5 @@
-"""`audioemb export` on run folders: truthful cards from data/env/init records, --eval figures, atomic
-writes, and one-line errors with exit code 2 for a user's mistakes."""
+"""`audioemb export` on run folders (and `--from MODEL --readout NAME`): truthful cards from data/env/init
+records, --eval figures, atomic writes, and one-line errors with exit code 2 for a user's mistakes."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ from typer.testing import CliRunner
 torch = pytest.importorskip("torch")
 
 from audioemb.cli import app  # noqa: E402
+from safetensors.numpy import load_file  # noqa: E402
 
 from audioemb.eval.export_eval import ExportError  # noqa: E402
+from audioemb.runtime import load  # noqa: E402
 from audioemb.train import package  # noqa: E402
 from audioemb.train.package import package_run  # noqa: E402
+from audioemb.train.repackage import package_readout  # noqa: E402
 from audioemb.train.trainer import TrainConfig, Trainer  # noqa: E402
 from tests.test_trainer import corpus as tiny_corpus  # noqa: E402, F401  (the trainer tests' tiny corpus)
 
@@ -196,3 +199,57 @@ def test_export_quantize_writes_a_measured_variant_beside_the_model(trained, tmp
     variant = json.loads((tmp_path / "m-fp16" / "config.json").read_text())
     assert variant["quantization"]["parity"]["cosine_min"] > 0.99
     assert (out / "model.onnx").stat().st_size > (tmp_path / "m-fp16" / "model.onnx").stat().st_size
+
+
+def test_another_readout_keeps_the_weights_and_scores_the_new_embedding(trained, tmp_path, clip_paths):
+    corpus, run = trained
+    src = tmp_path / "byol-tiny"
+    package_run(run, src, corpus=corpus, evaluate=False, log=lambda *_: None)
+    out = tmp_path / "byol-tiny-fine"
+    cfg = package_readout(src, out, "concat_fine", corpus, seeds=1, log=lambda *_: None)
+
+    assert cfg["encoder"]["readout"] == "concat_fine"
+    assert cfg["frame_dim"] == 32 + 8 * 32 and cfg["embedding_dim"] == 2 * cfg["frame_dim"]
+    a, b = load_file(src / "model.safetensors"), load_file(out / "model.safetensors")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    old = json.loads((src / "config.json").read_text())["training"]
+    assert cfg["training"]["command"] == old["command"] and cfg["training"]["steps"] == old["steps"]
+    note = cfg["training"]["after_training"][-1]
+    assert "readout `mlp` → `concat_fine`" in note and "64 → 576 dims" in note
+    assert note in (out / "README.md").read_text()
+    assert {"byol-tiny.debian", "byol-tiny.debian@random-init", "logmel-stats"} <= set(cfg["metrics"]["results"])
+
+    # the MLP half of each frame is what the old readout gave; the conv half is new
+    f_old = load(src).encode(clip_paths[:1], output="frames", normalize=False)[0].embeddings
+    f_new = load(out).encode(clip_paths[:1], output="frames", normalize=False)[0].embeddings
+    assert f_new.shape == (f_old.shape[0], cfg["frame_dim"])
+    np.testing.assert_allclose(f_new[:, -32:], f_old, rtol=1e-4, atol=1e-4)
+
+
+def test_readout_errors_are_one_line(trained, tmp_path, tiny_frame_model):
+    corpus, run = trained
+    src = tmp_path / "m"
+    package_run(run, src, corpus=corpus, evaluate=False, log=lambda *_: None)
+    with pytest.raises(ExportError, match="already reads out 'mlp'"):
+        package_readout(src, tmp_path / "o", "mlp", corpus, evaluate=False, log=lambda *_: None)
+    with pytest.raises(ExportError, match="must be one of"):
+        package_readout(src, tmp_path / "o", "fine", corpus, evaluate=False, log=lambda *_: None)
+    with pytest.raises(ExportError, match="only the audiontt encoder"):
+        package_readout(tiny_frame_model, tmp_path / "o", "concat", corpus, evaluate=False, log=lambda *_: None)
+    r = CliRunner().invoke(app, ["export", "--from", str(src), "-o", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "--readout" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["export", "--from", str(src), "--readout", "mlp", "-o", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "already reads out" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_without_a_corpus_parity_is_checked_on_test_signals_and_the_card_has_no_figures(trained, tmp_path):
+    corpus, run = trained
+    src = tmp_path / "m"
+    package_run(run, src, corpus=corpus, seeds=1, log=lambda *_: None)
+    assert "results" in json.loads((src / "config.json").read_text())["metrics"]
+    r = CliRunner().invoke(app, ["export", "--from", str(src), "--readout", "concat", "-o", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert cfg["encoder"]["readout"] == "concat" and cfg["onnx"]["max_abs_diff_vs_torch"] < 1e-3
+    assert "results" not in cfg["metrics"] and "no --corpus" in cfg["metrics"]["no_corpus"]

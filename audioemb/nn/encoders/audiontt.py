@@ -7,6 +7,8 @@ from torch import nn
 
 from .base import Encoder
 
+READOUTS = ("mlp", "concat", "concat_fine")
+
 
 def _block(cin: int, cout: int, freq_pool: int = 2) -> nn.Sequential:
     pool = (freq_pool, 2)
@@ -20,7 +22,10 @@ class AudioNTT(Encoder):
     along frequency (BYOL-A: 2, 2, 2); less pooling keeps finer frequency (pitch) resolution.
     ``readout="concat"`` is AudioNTT2022's (BYOL-A v2, Niizumi et al., 2023): each layer's frames are the
     flattened conv features concatenated with that MLP layer's output, so the clip embedding keeps the
-    conv features' frequency layout beside the MLP's abstraction.
+    conv features' frequency layout beside the MLP's abstraction. ``readout="concat_fine"`` takes the conv
+    features from the second block before its frequency pooling instead (``n_mels / freq_pools[0]`` rows: 32
+    against the third block's 8 with BYOL-A's pooling), max-pooled over time to the frame rate: finer pitch,
+    more dimensions.
     """
 
     frame_hop = 8
@@ -35,8 +40,8 @@ class AudioNTT(Encoder):
         self._cfg = {"n_mels": n_mels, "channels": channels, "hidden": hidden, "dropout": dropout}
         if fp != [2, 2, 2]:  # recorded only when it differs from BYOL-A's, so older configs stay valid
             self._cfg["freq_pools"] = fp
-        if readout not in ("mlp", "concat"):
-            raise ValueError(f"readout must be 'mlp' or 'concat', not {readout!r}")
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, not {readout!r}")
         if readout != "mlp":
             self._cfg["readout"] = readout
         self.readout = readout
@@ -46,18 +51,28 @@ class AudioNTT(Encoder):
             nn.Linear(channels * (n_mels // reduce), hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, hidden), nn.ReLU(),
         )
-        self.frame_dim = hidden + (channels * (n_mels // reduce) if readout == "concat" else 0)
+        conv_rows = {"mlp": 0, "concat": n_mels // reduce, "concat_fine": n_mels // fp[0]}[readout]
+        self.frame_dim = hidden + channels * conv_rows
         self.n_layers = 2
 
     def config(self) -> dict:
         return {"type": "audiontt", **self._cfg}
 
     def hidden_states(self, logmel: torch.Tensor) -> list[torch.Tensor]:
-        x = self.features(logmel.unsqueeze(1))  # (B, C, F/8, T/8)
-        b, c, f, t = x.shape
-        x = x.permute(0, 3, 1, 2).reshape(b, t, c * f)
+        x = self.features[0](logmel.unsqueeze(1))
+        block2 = self.features[1]
+        fine = block2[2](block2[1](block2[0](x)))  # second block before its pooling: (B, C, F/fp0, T/2)
+        x = self.features[2](block2[3](fine))  # (B, C, F/8, T/8)
+        x = _frames(x)
         h1 = self.fc[1](self.fc[0](x))
         h2 = self.fc[4](self.fc[3](self.fc[2](h1)))
-        if self.readout == "concat":
-            return [torch.cat([x, h1], dim=-1), torch.cat([x, h2], dim=-1)]
-        return [h1, h2]
+        if self.readout == "mlp":
+            return [h1, h2]
+        conv = x if self.readout == "concat" else _frames(nn.functional.max_pool2d(fine, (1, 4)))
+        return [torch.cat([conv, h1], dim=-1), torch.cat([conv, h2], dim=-1)]
+
+
+def _frames(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, F, T) -> (B, T, C*F), channel-major within each frame."""
+    b, c, f, t = x.shape
+    return x.permute(0, 3, 1, 2).reshape(b, t, c * f)
