@@ -243,7 +243,7 @@ def test_readout_errors_are_one_line(trained, tmp_path, tiny_frame_model):
     assert not (tmp_path / "o").exists()
 
 
-def test_without_a_corpus_parity_is_checked_on_test_signals_and_the_card_has_no_figures(trained, tmp_path):
+def test_without_a_corpus_parity_is_checked_on_synthetic_signals_and_the_card_has_no_figures(trained, tmp_path):
     corpus, run = trained
     src = tmp_path / "m"
     package_run(run, src, corpus=corpus, seeds=1, log=lambda *_: None)

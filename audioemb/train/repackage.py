@@ -23,7 +23,7 @@ from ..nn.model import AudioEmbedder
 from .package import _check_collapse, atomic_folder, check_waves
 
 
-def test_signals(sr: int, n: int = 6) -> list[np.ndarray]:
+def parity_signals(sr: int, n: int = 6) -> list[np.ndarray]:
     """Deterministic signals of 1.5-10 s for an ONNX parity check when no corpus is given: tone sweeps with
     harmonics under decaying noise bursts, so every frequency band and level range is exercised."""
     rng = np.random.default_rng(0)
@@ -42,7 +42,7 @@ def package_readout(src: str | Path, out: Path, readout: str, corpus: Path | Non
                     name: str | None = None, log=print, seeds: int | None = None) -> dict:
     """Re-export the model folder (or shipped name) ``src`` to ``out`` with the encoder's ``readout`` set to
     ``readout``, its weights unchanged; check and score it as :func:`~audioemb.train.package.package_run`
-    does (without ``corpus``: parity on :func:`test_signals`, no collapse check and no figures). ``out`` may be
+    does (without ``corpus``: parity on :func:`parity_signals`, no collapse check and no figures). ``out`` may be
     ``src`` itself: it is replaced only once the new folder is complete."""
     from ..eval.export_eval import evaluate_export
     from ..registry import resolve
@@ -68,7 +68,7 @@ def package_readout(src: str | Path, out: Path, readout: str, corpus: Path | Non
         waves = check_waves(corpus, [], None, model.sample_rate)
         training["final_collapse_std_heldout"] = round(_check_collapse(model, waves), 4)
     else:  # the weights were checked when the folder was made; ONNX parity needs only some varied signals
-        waves = test_signals(model.sample_rate)
+        waves = parity_signals(model.sample_rate)
     name = name or cfg["name"]
     sha = cfg["files"]["model.safetensors"]
     note = (f"{dt.date.today().isoformat()}: readout `{old}` → `{readout}` (`audioemb export --from {cfg['name']} "
