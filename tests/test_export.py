@@ -201,10 +201,17 @@ def test_export_quantize_writes_a_measured_variant_beside_the_model(trained, tmp
     assert (out / "model.onnx").stat().st_size > (tmp_path / "m-fp16" / "model.onnx").stat().st_size
 
 
-def test_another_readout_keeps_the_weights_and_scores_the_new_embedding(trained, tmp_path, clip_paths):
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    """The tiny run exported and scored on its corpus (1 random-init seed): the folder the readout tests start from."""
     corpus, run = trained
-    src = tmp_path / "byol-tiny"
-    package_run(run, src, corpus=corpus, evaluate=False, log=lambda *_: None)
+    src = tmp_path_factory.mktemp("readout") / "byol-tiny"
+    package_run(run, src, corpus=corpus, seeds=1, log=lambda *_: None)
+    return src
+
+
+def test_another_readout_keeps_the_weights_and_scores_the_new_embedding(trained, exported, tmp_path, clip_paths):
+    corpus, src = trained[0], exported
     out = tmp_path / "byol-tiny-fine"
     cfg = package_readout(src, out, "concat_fine", corpus, seeds=1, log=lambda *_: None)
 
@@ -226,10 +233,8 @@ def test_another_readout_keeps_the_weights_and_scores_the_new_embedding(trained,
     np.testing.assert_allclose(f_new[:, -32:], f_old, rtol=1e-4, atol=1e-4)
 
 
-def test_readout_errors_are_one_line(trained, tmp_path, tiny_frame_model):
-    corpus, run = trained
-    src = tmp_path / "m"
-    package_run(run, src, corpus=corpus, evaluate=False, log=lambda *_: None)
+def test_readout_errors_are_one_line(trained, exported, tmp_path, tiny_frame_model):
+    corpus, src = trained[0], exported
     with pytest.raises(ExportError, match="already reads out 'mlp'"):
         package_readout(src, tmp_path / "o", "mlp", corpus, evaluate=False, log=lambda *_: None)
     with pytest.raises(ExportError, match="must be one of"):
@@ -243,10 +248,8 @@ def test_readout_errors_are_one_line(trained, tmp_path, tiny_frame_model):
     assert not (tmp_path / "o").exists()
 
 
-def test_without_a_corpus_parity_is_checked_on_synthetic_signals_and_the_card_has_no_figures(trained, tmp_path):
-    corpus, run = trained
-    src = tmp_path / "m"
-    package_run(run, src, corpus=corpus, seeds=1, log=lambda *_: None)
+def test_without_a_corpus_parity_is_checked_on_synthetic_signals_and_the_card_has_no_figures(exported, tmp_path):
+    src = exported
     assert "results" in json.loads((src / "config.json").read_text())["metrics"]
     r = CliRunner().invoke(app, ["export", "--from", str(src), "--readout", "concat", "-o", str(tmp_path / "c")])
     assert r.exit_code == 0, r.output

@@ -56,8 +56,8 @@ def test_golden_outputs(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_onnx_matches_torch_on_real_clips(name):
-    pytest.importorskip("torch")
     """The export's parity rule: L2-normalised clip embeddings within 1e-4, raw outputs within 1e-4 of their scale."""
+    pytest.importorskip("torch")
     onnx, torch_out = compute(name, "onnx"), compute(name, "torch")
     unit = [x["clip"] / np.linalg.norm(x["clip"], axis=1, keepdims=True) for x in (onnx, torch_out)]
     assert np.abs(unit[0] - unit[1]).max() <= 1e-4

@@ -130,6 +130,12 @@ def check_waves(corpus: Path | None, eval_paths: list[Path], data: dict | None, 
                       "the run's training folders in place")
 
 
+def parity_waves(waves: list[np.ndarray], min_samples: int) -> list[np.ndarray]:
+    """The clips an export's ONNX parity is checked on: six of ``waves`` and one long clip joined from the next
+    six (from the first when there are no more), so window stitching is checked too."""
+    return [w for w in [*waves[:6], np.concatenate(waves[6:12] or waves[:1])] if len(w) > min_samples]
+
+
 def _check_collapse(model: AudioEmbedder, waves: list[np.ndarray]) -> float:
     with torch.inference_mode():
         emb = torch.cat([model(torch.from_numpy(w[None]))[0] for w in waves if len(w) > model.min_samples])
@@ -243,8 +249,7 @@ def package_run(run_dir: Path, out: Path, corpus: Path | None = None, evaluate: 
         },
     }
     with atomic_folder(out) as tmp:
-        parity = [w for w in [*waves[:6], np.concatenate(waves[6:12] or waves[:1])] if len(w) > model.min_samples]
-        config = save_model(model, tmp, meta, parity)
+        config = save_model(model, tmp, meta, parity_waves(waves, model.min_samples))
         log(f"saved {out} (ONNX max abs diff {config['onnx']['max_abs_diff_vs_torch']:.2e})")
         if evaluate:
             config["metrics"] = evaluate_export(tmp, name, corpus, eval_set, rec["init"], run_dir, log, seeds)
@@ -293,8 +298,7 @@ def package_concat(folders: list[Path], out: Path, name: str, corpus: Path, eval
         },
     }
     with atomic_folder(out) as tmp:
-        parity = [w for w in [*waves[:6], np.concatenate(waves[6:12])] if len(w) > model.min_samples]
-        config = save_model(model, tmp, meta, parity)
+        config = save_model(model, tmp, meta, parity_waves(waves, model.min_samples))
         if evaluate:
             config["metrics"] = evaluate_export(tmp, name, corpus, None, None, None, log)
             write_config(tmp, config)

@@ -20,7 +20,7 @@ from ..modelfolder import open_folder, write_config
 from ..nn.encoders.audiontt import READOUTS
 from ..nn.export import load_module, save_model
 from ..nn.model import AudioEmbedder
-from .package import _check_collapse, atomic_folder, check_waves
+from .package import _check_collapse, atomic_folder, check_waves, parity_waves
 
 
 def parity_signals(sr: int, n: int = 6) -> list[np.ndarray]:
@@ -79,8 +79,7 @@ def package_readout(src: str | Path, out: Path, readout: str, corpus: Path | Non
     meta = {"name": name, "objective": cfg.get("objective", {}), "training": training,
             "inference": {k: cfg["inference"][k] for k in ("window_s", "min_s") if k in cfg.get("inference", {})}}
     with atomic_folder(out) as tmp:
-        parity = [w for w in waves[:7] if len(w) > model.min_samples]
-        config = save_model(model, tmp, meta, parity)
+        config = save_model(model, tmp, meta, parity_waves(waves, model.min_samples))
         log(f"saved {out} (ONNX max abs diff {config['onnx']['max_abs_diff_vs_torch']:.2e})")
         if evaluate:
             config["metrics"] = evaluate_export(tmp, name, corpus, None, None, None, log, seeds)
