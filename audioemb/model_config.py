@@ -185,13 +185,16 @@ class TrainingRecord:
 @dataclass(frozen=True)
 class Metrics:
     """Held-out figures (``metrics``): corpus tasks and ``results`` {model or baseline: {task: {metric: value}}},
-    the reason there are none (``no_corpus``), and the user's ``--eval`` data (``user_eval``)."""
+    the reason there are none (``no_corpus``), the user's ``--eval`` data (``user_eval``), and ``other_tasks``:
+    figures on tasks outside the suite (a later corpus version's own tasks), ``{"corpus": ..., "tasks": ...,
+    "results": ...}``, kept apart so that they never enter the suite's means or the default-model rule."""
 
     heldout_tasks: dict = field(default_factory=dict)
     results: dict = field(default_factory=dict)
     corpus: str | None = None
     no_corpus: str | None = None
     user_eval: dict | None = None
+    other_tasks: dict = field(default_factory=dict)
 
     def of(self, name: str) -> dict:
         """{task: {metric: value}} of one row (empty when absent)."""
@@ -262,5 +265,5 @@ class ModelConfig:
                    objective=cfg.get("objective") or {}, files=files,
                    training=TrainingRecord.from_dict(cfg.get("training") or {}),
                    metrics=Metrics(m.get("heldout_tasks") or {}, m.get("results") or {}, m.get("corpus"),
-                                   m.get("no_corpus"), m.get("user_eval")),
+                                   m.get("no_corpus"), m.get("user_eval"), m.get("other_tasks") or {}),
                    onnx=cfg.get("onnx") or {}, quantization=cfg.get("quantization"), raw=cfg)

@@ -14,21 +14,30 @@ def results(
     rerun: Annotated[bool, typer.Option(help="Re-score every shipped model (3 random-init seeds, few-shot) before "
                                         "writing; embeddings and scores are cached in CORPUS/cache/eval.")] = False,
     pattern: Annotated[str, typer.Option(help="Glob over model names.")] = "*",
-    cache: Annotated[Path | None, typer.Option(help="Cache folder for --rerun (default CORPUS/cache/eval).")] = None,
+    cache: Annotated[Path | None, typer.Option(help="Cache folder for --rerun and --other-tasks "
+                                                       "(default CORPUS/cache/eval).")] = None,
+    other_tasks: Annotated[Path | None, typer.Option(
+        help="Score every model on this corpus's tasks that are outside its held-out suite (corpus v2's own "
+             "tasks), cached like --rerun. They get their own section, never the suite's means or the rule.")] = None,
 ) -> None:
     """One table per metric of every shipped model on every held-out task, whether each model learns (against
     its random-init encoder), the default-model rule applied, and training cost."""
     from audioemb.eval.results import rerun as do_rerun
-    from audioemb.eval.results import write_results
+    from audioemb.eval.results import rerun_other, write_results
 
     from ._errors import fail
 
-    if rerun:
-        if corpus is None or not (corpus / "tasks").is_dir():
-            fail(f"--rerun needs --corpus, a corpus folder with tasks/*.csv (got {corpus})")
-        try:
-            do_rerun(corpus, pattern, log=lambda s: typer.echo(s, err=True), cache=cache)
-        except ImportError:
-            fail("--rerun scores random-init encoders, which needs torch: pip install 'audioemb[train]'")
+    log = lambda s: typer.echo(s, err=True)  # noqa: E731
+    if rerun and (corpus is None or not (corpus / "tasks").is_dir()):
+        fail(f"--rerun needs --corpus, a corpus folder with tasks/*.csv (got {corpus})")
+    if other_tasks is not None and not (other_tasks / "tasks").is_dir():
+        fail(f"--other-tasks needs a corpus folder with tasks/*.csv (got {other_tasks})")
+    try:
+        if rerun:
+            do_rerun(corpus, pattern, log=log, cache=cache)
+        if other_tasks is not None:  # one cache with the suite's: the random-init encoders are shared
+            rerun_other(other_tasks, pattern, log=log, cache=cache or (corpus or other_tasks) / "cache" / "eval")
+    except ImportError:
+        fail("scoring random-init encoders needs torch: pip install 'audioemb[train]'")
     write_results(out, pattern)
     typer.echo(f"wrote {out}")

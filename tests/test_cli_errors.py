@@ -14,6 +14,7 @@ from typer.testing import CliRunner
     (["push", "{tmp}", "hf-hub:org/name"], "not an audioemb model folder"),
     (["cluster", "{tmp}", "-o", "{tmp}/c"], "neither an `audioemb embed` output"),
     (["results", "--rerun", "-o", "{tmp}/r.md"], "--rerun needs --corpus"),
+    (["results", "--other-tasks", "{tmp}", "-o", "{tmp}/r.md"], "--other-tasks needs a corpus folder with tasks"),
     (["train", "no-such-recipe", "--data", "{tmp}", "--out", "{tmp}/run"], "no recipe 'no-such-recipe'"),
     (["serve", "{tmp}"], "{tmp}"),
 ])

@@ -96,3 +96,81 @@ def test_a_flagship_card_lists_what_was_tried_for_the_bars_it_misses():
     assert "**It misses**" in text
     assert "What was tried to clear them" in text and "\n- continued at a quarter of the rate" in text
     assert "What was tried" not in verdict("f-m.x", res, ())
+
+
+def _with_other(cfg: ModelConfig, own: float, rand: float) -> ModelConfig:
+    raw = {**cfg.raw, "metrics": {**cfg.raw["metrics"], "other_tasks": {
+        "corpus": "`corpus2` (debian2)", "tasks": {"sound-new": {"clips": 9, "classes": 3, "groups": 5}},
+        "results": {cfg.name: {"sound-new": {"probe_acc": own, "knn_p10": own - 0.3, "fewshot_acc": own - 0.2}},
+                    f"{cfg.name}@random-init": {"sound-new": {"probe_acc": rand, "knn_p10": rand - 0.3,
+                                                              "fewshot_acc": rand - 0.2}},
+                    "logmel-stats": {"sound-new": {"probe_acc": 0.5, "knn_p10": 0.2, "fewshot_acc": 0.3}}}}}}
+    return ModelConfig.from_dict(raw)
+
+
+def test_other_tasks_get_their_own_section_and_never_enter_the_means_or_the_rule():
+    from audioemb.eval.results import other_tasks_section
+
+    plain = {"a": _cfg("a", 0.80, 0.70, 0.60)}
+    assert other_tasks_section(plain) == []  # nothing scored: no section
+    other = {"a": _with_other(plain["a"], 0.9, 0.6)}
+    assert other["a"].metrics.other_tasks["tasks"] == {"sound-new": {"clips": 9, "classes": 3, "groups": 5}}
+    text = "\n".join(other_tasks_section(other))
+    assert "## Tasks outside the suite" in text and "`corpus2` (debian2)" in text
+    assert "| [a](../pretrained/a/README.md) | 0.900 / 0.600 / 0.700 |" in text
+    assert "| &nbsp;&nbsp;Δ random init | +0.300 / +0.300 / +0.300 |" in text
+    assert "| logmel-stats | 0.500 / 0.200 / 0.300 |" in text
+    # the suite's tables and the rule read the suite only, whatever the other tasks say
+    assert learning_table(other) == learning_table(plain)
+    assert rule_section(other) == rule_section(plain)
+
+
+def test_rerun_other_scores_only_the_tasks_outside_each_models_suite(tmp_path, monkeypatch):
+    import json
+
+    from audioemb.eval import baselines, results, run
+    from audioemb.eval.data import LabelledSet
+    from audioemb.modelfolder import write_config
+
+    folder = tmp_path / "pretrained" / "a"
+    folder.mkdir(parents=True)
+    cfg = _cfg("a", 0.8, 0.7, 0.6).raw
+    cfg["metrics"]["heldout_tasks"] = {"speech-a": {}}
+    write_config(folder, cfg)
+    cfg = json.loads((folder / "config.json").read_text())
+    corpus = tmp_path / "corpus2"
+    (corpus / "tasks").mkdir(parents=True)
+    (corpus / "recipe.json").write_text(json.dumps({"data_tag": "debian2"}))
+    monkeypatch.setattr(results, "pretrained_dir", lambda: tmp_path / "pretrained")
+    monkeypatch.setattr(results, "model_configs", lambda pattern: {"a": ModelConfig.from_dict(cfg)})
+    names = ("speech-a", "sound-new")
+    monkeypatch.setattr(run, "corpus_tasks", lambda c: [LabelledSet(n, [], [], None) for n in names])
+    monkeypatch.setattr(baselines, "trained_model", lambda name: "model")
+    monkeypatch.setattr(baselines, "random_init_models", lambda name, onnx_dir: ["random"])
+    monkeypatch.setattr(baselines, "LogMelStats", lambda frontend: "logmel")
+    seen = {}
+
+    def evaluate(models, tasks, log, cache):
+        seen["models"], seen["tasks"] = models, [t.name for t in tasks]
+        return {"tasks": {"sound-new": {"clips": 0}}, "results": {"a": {"sound-new": {"probe_acc": 0.9}}}}
+
+    monkeypatch.setattr(run, "evaluate", evaluate)
+    results.rerun_other(corpus, log=lambda *_: None, cache=tmp_path / "cache")
+    assert seen == {"models": ["model", "random", "logmel"], "tasks": ["sound-new"]}
+    stored = json.loads((folder / "config.json").read_text())["metrics"]
+    assert stored["other_tasks"] == {"corpus": "`corpus2` (debian2)", "tasks": {"sound-new": {"clips": 0}},
+                                     "results": {"a": {"sound-new": {"probe_acc": 0.9}}}}
+    assert stored["results"] == cfg["metrics"]["results"]  # the suite's figures are untouched
+
+
+def test_a_card_shows_the_other_tasks_apart_from_the_suite():
+    from audioemb.eval.tables import evaluation_section
+
+    cfg = _with_other(_cfg("a", 0.80, 0.70, 0.60), 0.9, 0.6)
+    cfg = ModelConfig.from_dict({**cfg.raw, "metrics": {**cfg.raw["metrics"], "heldout_tasks": {
+        t: {"clips": 4, "classes": 2} for t in TASKS}}})
+    text = evaluation_section(cfg)
+    head, _, other = text.partition("### Tasks outside the suite: `corpus2` (debian2)")
+    assert other and "sound-new" not in head  # the suite's tables and means never show it
+    assert "- `sound-new`: 9 clips, 3 classes, 5 groups" in other
+    assert "| sound-new | 9 / 3 | **0.900** |" in other  # the model's probe, best of its row

@@ -146,3 +146,26 @@ def test_foreign_term_trains_and_is_logged(clips16k):
     assert torch.allclose(out["loss"], out["order_loss"] + 0.5 * out["foreign_loss"])
     assert 0.0 <= out["foreign_accuracy"].item() <= 1.0
     assert all(p.grad is not None for p in obj.foreign_head.parameters())
+
+
+def test_without_the_shift_term_nothing_changes():
+    plain = make(jitter_frames=4, foreign_prob=0.5)
+    assert not hasattr(plain, "shift_head")
+    with pytest.raises(ValueError, match="shift_weight must be"):
+        make(shift_weight=-1.0)
+    with pytest.raises(ValueError, match="max_shift must be"):
+        make(shift_weight=1.0, max_shift=0)
+
+
+def test_shift_term_adds_to_the_order_and_foreign_losses_and_trains(clips16k):
+    obj = make(jitter_frames=4, foreign_prob=0.5, foreign_weight=0.5, shift_weight=2.0, max_shift=3)
+    losses, out = train_fixed_batch(obj, clips16k, key="shift_loss", steps=25)
+    assert math.isclose(losses[0], math.log(7), rel_tol=0.35)  # from about chance over 7 shifts
+    assert losses[-1] < 0.6 * losses[0], losses
+    assert torch.allclose(out["loss"], out["order_loss"] + 0.5 * out["foreign_loss"] + 2.0 * out["shift_loss"])
+    assert not out["shift_loss"].requires_grad  # logged figures hold no graph
+    obj.zero_grad()
+    x = obj.views(obj.logmels(torch.from_numpy(np.stack([[np.resize(w, 16000)] for w in clips16k])).float())[:, 0])
+    x = x[:, :, :obj.segment_frames]
+    obj.shift_loss(x, obj.embed(x))["shift_loss"].backward()  # the term alone reaches every encoder weight
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in obj.encoder.parameters() if p.requires_grad)

@@ -48,6 +48,7 @@ def test_pack_and_deterministic_batches(corpus, clips16k):
     pack = load_pack(corpus, log=lambda *_: None)
     assert len(pack) == 2 * len(clips16k)
     assert pack.groups == [f"g{i % 4}" for i in range(len(pack))]  # the manifest's groups, for pair_clips
+    assert pack.domains == ["sound"] * len(pack)  # corpus.domains.domain_of each row, for domain_weights
     np.testing.assert_allclose(pack.clip(0), clips16k[0] * 0.5, atol=1e-4)
     a = CropLoader(pack, 4, 0.5, n_crops=2, seed=1)
     b = CropLoader(pack, 4, 0.5, n_crops=2, seed=1, start_step=3)

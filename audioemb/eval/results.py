@@ -95,16 +95,17 @@ def rule_section(configs: dict[str, ModelConfig]) -> list[str]:
 
 def render(tasks: list[str], rows: dict[str, dict], configs: dict[str, ModelConfig]) -> str:
     """The markdown of docs/results.md."""
-    out = ["# Results", "",
-           f"Every shipped model on the corpus's held-out tasks ({dt.date.today().isoformat()}), regenerated with "
-           "`audioemb results --corpus corpus` (add `--rerun` to re-score every model; embeddings and scores are "
-           "cached per model in `corpus/cache/eval/`, so only new or changed models are re-scored). Figures are "
-           "measured by `audioemb export` / `audioemb eval` as described in each model card: clips never used in "
-           "training, folds, few-shot draws and neighbours grouped so that no voice, phrase, stamp, syllable or "
+    out = ["# Results", "", f"Every shipped model on the corpus's held-out tasks ({dt.date.today().isoformat()}), "
+           "regenerated with `audioemb results --corpus corpus` (add `--rerun` to re-score every model, and "
+           "`--other-tasks corpus2` to score corpus v2's own tasks; embeddings and scores are cached per model "
+           "in `corpus/cache/eval/`, so only new or changed models are re-scored). Figures are measured by "
+           "`audioemb export` / `audioemb eval` as described in each model card: clips never used in training, "
+           "folds, few-shot draws and neighbours grouped so that no voice, phrase, stamp, syllable or "
            "instrument program is on both sides. Baselines: log-mel mean+std (`logmel-stats`) and each encoder "
-           "architecture with random weights, mean ± std over 3 seeds. The few-shot probe is a prototype classifier "
-           "(nearest class mean, SimpleShot) taught with 5 clips per class: with so few labels it cannot re-weight "
-           "random features, so it shows what training added better than the linear probe does.", ""]
+           "architecture with random weights, mean ± std over 3 seeds. The few-shot probe is a prototype "
+           "classifier (nearest class mean, SimpleShot) taught with 5 clips per class: with so few labels it "
+           "cannot re-weight random features, so it shows what training added better than the linear probe "
+           "does.", ""]
     out += ["## Does each model learn?", "", "Overall means over the tasks below, against the same encoder with "
             "random weights (mean ± std over 3 seeds of the overall mean).", "", *learning_table(configs), ""]
     out += rule_section(configs)
@@ -117,6 +118,7 @@ def render(tasks: list[str], rows: dict[str, dict], configs: dict[str, ModelConf
             label = f"[{name}](../pretrained/{name}/README.md)" if name in configs else name
             out.append(f"| {label} | " + " | ".join(cells) + f" | {_mean_cell(res, metric, tasks)} |")
         out.append("")
+    out += other_tasks_section(configs)
     out += ["## Training cost", "", "| model | objective | encoder | parameters | steps × batch | crop (s) | "
             "wall time (h) | where |", "|---|---|---|---|---|---|---|---|"]
     for name, cfg in configs.items():
@@ -136,12 +138,38 @@ def rerun(corpus: Path, pattern: str = "*", log=print, cache: Path | None = None
 
     A model whose folder was replaced while it was being scored is left alone (its new weights were not scored).
     """
+    def store(metrics: dict, result: dict) -> dict:
+        return {**metrics, "heldout_tasks": result["tasks"], "results": result["results"]}
+
+    _rescore(corpus, pattern, log, cache, lambda cfg, tasks: tasks, store)
+
+
+def rerun_other(corpus: Path, pattern: str = "*", log=print, cache: Path | None = None) -> None:
+    """Score every shipped model, its random-init encoder (3 seeds) and log-mel statistics on the tasks of
+    ``corpus`` that are not in the model's held-out suite (corpus v2's own tasks), and store them in its
+    config as ``metrics.other_tasks``: shown in their own section, never in the suite's means or the rule."""
+    import json
+
+    recipe = Path(corpus) / "recipe.json"
+    tag = json.loads(recipe.read_text()).get("data_tag") if recipe.exists() else None
+    label = f"`{Path(corpus).name}`" + (f" ({tag})" if tag else "")
+
+    def store(metrics: dict, result: dict) -> dict:
+        return {**metrics, "other_tasks": {"corpus": label, "tasks": result["tasks"], "results": result["results"]}}
+
+    _rescore(corpus, pattern, log, cache,
+             lambda cfg, tasks: [t for t in tasks if t.name not in cfg.metrics.heldout_tasks], store)
+
+
+def _rescore(corpus: Path, pattern: str, log, cache: Path | None, pick, store) -> None:
+    """Score each model on ``pick(cfg, corpus tasks)`` beside its baselines; ``store(metrics, result)`` gives
+    the config's new ``metrics``."""
     from ..modelfolder import read_config, write_config
     from .baselines import LogMelStats, random_init_models, trained_model
     from .run import EvalCache, corpus_tasks, evaluate
 
-    tasks = corpus_tasks(corpus)
-    store = EvalCache(cache or Path(corpus) / "cache" / "eval")
+    all_tasks = corpus_tasks(corpus)
+    cache_store = EvalCache(cache or Path(corpus) / "cache" / "eval")
     configs = model_configs(pattern)
     shared = {}
     for c in configs.values():
@@ -150,16 +178,53 @@ def rerun(corpus: Path, pattern: str = "*", log=print, cache: Path | None = None
     order = sorted(configs, key=lambda n: (n != DEFAULT_MODEL, -shared[arch_name(configs[n].encoder)], n))
     for name in order:
         cfg = configs[name]
+        tasks = pick(cfg, all_tasks)
+        if not tasks:
+            log(f"{name}: no task of {corpus} to score")
+            continue
         log(f"{name}:")
-        models = [trained_model(name), *random_init_models(name, onnx_dir=store.root / "random-init-onnx"),
+        models = [trained_model(name), *random_init_models(name, onnx_dir=cache_store.root / "random-init-onnx"),
                   LogMelStats(cfg.raw["frontend"])]
-        result = evaluate(models, tasks, log=log, cache=store)
+        result = evaluate(models, tasks, log=log, cache=cache_store)
         now = read_config(pretrained_dir() / name)
         if now.get("files") != cfg.files:
             log(f"  {name} was re-exported while it was scored; its figures are left as they are")
             continue
-        now["metrics"] = {**now.get("metrics", {}), "heldout_tasks": result["tasks"], "results": result["results"]}
+        now["metrics"] = store(now.get("metrics", {}), result)
         write_config(pretrained_dir() / name, now)
+
+
+def other_tasks_section(configs: dict[str, ModelConfig]) -> list[str]:
+    """Each model and its baselines on the tasks outside the suite: probe / kNN p@10 / few-shot per task."""
+    scored = {n: c.metrics.other_tasks for n, c in configs.items() if c.metrics.other_tasks.get("results")}
+    if not scored:
+        return []
+    tasks = sorted({t for o in scored.values() for t in o["tasks"]})
+    corpora = sorted({o.get("corpus") or "" for o in scored.values()})
+    out = ["## Tasks outside the suite", "",
+           f"Corpus {', '.join(corpora)}'s own held-out tasks ([corpus.md](corpus.md#new-held-out-tasks-v2)), "
+           "scored with `audioemb results --other-tasks corpus2 --cache corpus/cache/eval`. They are not in any mean "
+           "above, nor in the default-model rule, so that the suite's figures stay comparable across corpus "
+           "versions. Each cell is linear probe / kNN p@10 / few-shot; the random-init row is the mean over seeds "
+           "of the model's own encoder; Δ is the model minus that row.", "",
+           "| model | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+
+    def row(res: dict) -> list[str]:
+        return [" / ".join(f"{res[t][m]:.3f}" if m in res.get(t, {}) else "–" for m in rules.RULE_METRICS)
+                if t in res else "" for t in tasks]
+
+    for name, other in scored.items():
+        res, rand = other["results"].get(name, {}), other["results"].get(f"{name}@random-init", {})
+        delta = {t: {m: res[t][m] - rand[t][m] for m in rules.RULE_METRICS if m in res[t] and m in rand.get(t, {})}
+                 for t in res if t in rand}
+        out.append(f"| [{name}](../pretrained/{name}/README.md) | " + " | ".join(row(res)) + " |")
+        out.append("| &nbsp;&nbsp;Δ random init | " + " | ".join(
+            " / ".join(f"{delta[t][m]:+.3f}" if m in delta.get(t, {}) else "–" for m in rules.RULE_METRICS)
+            if t in delta else "" for t in tasks) + " |")
+    logmel = next((o["results"][rules.LOGMEL] for o in scored.values() if rules.LOGMEL in o["results"]), None)
+    if logmel:
+        out.append(f"| {rules.LOGMEL} | " + " | ".join(row(logmel)) + " |")
+    return [*out, ""]
 
 
 def write_results(out: Path, pattern: str = "*", cards: bool = True) -> str:

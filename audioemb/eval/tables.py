@@ -137,6 +137,12 @@ def evaluation_section(cfg: ModelConfig) -> str:
                 verdict(cfg.name, m.results, cfg.training.tried), ""]
     else:
         out += [f"_No corpus figures: {m.no_corpus or 'this model was not evaluated on a corpus'}._", ""]
+    ot = m.other_tasks
+    if ot.get("results"):
+        out += [f"### Tasks outside the suite: {ot.get('corpus') or 'another corpus'}", "",
+                "A later corpus version's own held-out tasks, scored beside the same baselines and kept out of the "
+                "means and the rule above, so that the suite's figures stay comparable. " + PROTOCOL, "",
+                *[f"- `{k}`: {_describe(v)}" for k, v in ot["tasks"].items()], "", figures(ot["tasks"], ot["results"])]
     ue = m.user_eval
     if ue:
         out += [f"### Held-out data given at export: `{ue['source']}`", "",

@@ -8,7 +8,12 @@ of a sound lies, which a clip-level invariance objective is free to discard.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+from torch import nn
+
+from ..nn.heads import mlp
 
 
 def shift_bands(x: torch.Tensor, shift: torch.Tensor, margin: int) -> torch.Tensor:
@@ -32,3 +37,23 @@ def shift_bands(x: torch.Tensor, shift: torch.Tensor, margin: int) -> torch.Tens
 def random_shifts(batch: int, max_shift: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """(batch,) shifts drawn uniformly from -max_shift..max_shift (torch's global generator)."""
     return torch.randint(-max_shift, max_shift + 1, (batch,), device=device)
+
+
+def shift_head(embedding_dim: int, hidden: int, max_shift: int, n_mels: int) -> nn.Module:
+    """The head that names the shift (one of ``2 * max_shift + 1``) from two concatenated embeddings."""
+    if not 0 < max_shift < n_mels // 2:
+        raise ValueError(f"max_shift must be in 1..{n_mels // 2 - 1}, not {max_shift}")
+    return mlp(2 * embedding_dim, hidden, 2 * max_shift + 1)
+
+
+def shift_term(head: nn.Module, embed: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+               max_shift: int) -> dict[str, torch.Tensor]:
+    """Cross-entropy of naming the band shift between log-mel ``x`` (B, n_mels, T), embedded as ``y``, and a
+    copy of it shifted by a random whole number of bands and embedded by ``embed`` (SPICE, Gfeller et al.,
+    2020); ``shift_acc`` is the share named right."""
+    shift = random_shifts(x.shape[0], max_shift, x.device)
+    ys = embed(shift_bands(x, shift, max_shift))
+    logits = head(torch.cat([y, ys], dim=1)).float()
+    label = shift + max_shift
+    return {"shift_loss": nn.functional.cross_entropy(logits, label),
+            "shift_acc": (logits.argmax(1) == label).float().mean().detach()}

@@ -23,8 +23,7 @@ import torch
 from torch import nn
 
 from ..losses.predictive import frame_blocks, masked_l1_loss
-from ..nn.heads import mlp
-from ._freqshift import random_shifts, shift_bands
+from ._freqshift import shift_head, shift_term
 from ._masking import output_frame_mask
 from .base import Batch
 from .byol import BYOL
@@ -42,19 +41,12 @@ class BYOLFrames(BYOL):
         self.frame_weight, self.mask_ratio, self.span = frame_weight, mask_ratio, span
         self.shift_weight, self.max_shift = shift_weight, max_shift
         if shift_weight > 0:  # only then: runs without the term keep their parameters and random draws
-            if not 0 < max_shift < frontend.cfg.n_mels // 2:
-                raise ValueError(f"max_shift must be in 1..{frontend.cfg.n_mels // 2 - 1}, not {max_shift}")
-            self.shift_head = mlp(2 * encoder.embedding_dim, shift_hidden, 2 * max_shift + 1)
+            self.shift_head = shift_head(encoder.embedding_dim, shift_hidden, max_shift, frontend.cfg.n_mels)
 
     def shift_loss(self, v2: torch.Tensor, y2: torch.Tensor) -> dict[str, torch.Tensor]:
         """Cross-entropy of naming the band shift between view ``v2`` (clip embedding ``y2``) and a shifted
         copy of it, and the share named right."""
-        shift = random_shifts(v2.shape[0], self.max_shift, v2.device)
-        ys = self.embed(shift_bands(v2, shift, self.max_shift))
-        logits = self.shift_head(torch.cat([y2, ys], dim=1)).float()
-        label = shift + self.max_shift
-        return {"shift_loss": nn.functional.cross_entropy(logits, label),
-                "shift_acc": (logits.argmax(1) == label).float().mean().detach()}
+        return shift_term(self.shift_head, self.embed, v2, y2, self.max_shift)
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         v1, v2 = self.two_views(batch.waveforms)

@@ -10,7 +10,14 @@ loudness envelope of a sound (a loud attack, then decay) does not give the order
 ``foreign_prob`` (off by default) swaps one segment of a clip, with that probability, for the same cell of
 another clip in the batch; a second head names the foreign segment's position (or none), weighted by
 ``foreign_weight``. An order task inside one clip rewards only what changes over the clip; this term also
-asks for what stays constant over it (see :func:`._segments.swap_in_foreign`)."""
+asks for what stays constant over it (see :func:`._segments.swap_in_foreign`).
+
+``shift_weight`` (off by default) adds the band-shift term of ``byol_frames``: the segment in the first
+shuffled position is shifted by a random whole number of mel bands (at most ``max_shift``; edges blanked
+alike whatever the shift, :func:`._freqshift.shift_bands`), encoded once more, and a small head names the
+shift from the two segment embeddings, as SPICE (Gfeller et al., 2020) names the transposition between two
+copies of a spectrogram. Neither order nor foreign segment asks where in frequency a sound lies (the pitch
+of a note); this term does, for a quarter more encoder work."""
 
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ import torch.nn.functional as F
 
 from ..nn.heads import mlp
 from ..nn.views import db_shift
+from ._freqshift import shift_head, shift_term
 from ._segments import jittered_segments, swap_in_foreign
 from .base import Batch, Objective
 
@@ -33,7 +41,8 @@ class TemporalOrder(Objective):
 
     def __init__(self, encoder, frontend, views, n_segments: int = 4, segment_frames: int = 50, hidden: int = 512,
                  mode: str = "jigsaw", jitter_frames: int = 0, segment_gain_db: float = 0.0,
-                 foreign_prob: float = 0.0, foreign_weight: float = 1.0):
+                 foreign_prob: float = 0.0, foreign_weight: float = 1.0, shift_weight: float = 0.0,
+                 max_shift: int = 4, shift_hidden: int = 256):
         super().__init__(encoder, frontend, views)
         if mode not in ("jigsaw", "binary"):
             raise ValueError(f"mode must be jigsaw or binary, got {mode!r}")
@@ -50,6 +59,11 @@ class TemporalOrder(Objective):
         self.classifier = mlp(n_segments * encoder.embedding_dim, hidden, len(perms) if mode == "jigsaw" else 2)
         if foreign_prob:  # only then: checkpoints of runs without the term keep their keys
             self.foreign_head = mlp(n_segments * encoder.embedding_dim, hidden, n_segments + 1)
+        if shift_weight < 0:
+            raise ValueError(f"shift_weight must be >= 0, got {shift_weight}")
+        self.shift_weight, self.max_shift = shift_weight, max_shift
+        if shift_weight:  # only then: runs without the term keep their keys and random draws
+            self.shift_head = shift_head(encoder.embedding_dim, shift_hidden, max_shift, frontend.cfg.n_mels)
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         x = self.views(self.logmels(batch.waveforms)[:, 0])
@@ -71,13 +85,24 @@ class TemporalOrder(Objective):
         loss = F.cross_entropy(logits, label)
         acc = (logits.argmax(1) == label).float().mean()
         out = {"loss": loss, "embeddings": emb[:, 0].detach(), "accuracy": acc}
+        if self.foreign_prob or self.shift_weight:
+            out["order_loss"] = loss.detach()
         if self.foreign_prob:
             target = foreign_position(foreign, order)
             f_logits = self.foreign_head(emb.reshape(b, -1)).float()
             f_loss = F.cross_entropy(f_logits, target)
-            out.update(loss=loss + self.foreign_weight * f_loss, order_loss=loss.detach(),
+            out.update(loss=loss + self.foreign_weight * f_loss,
                        foreign_loss=f_loss.detach(), foreign_accuracy=(f_logits.argmax(1) == target).float().mean())
+        if self.shift_weight:
+            terms = self.shift_loss(shuffled[:, 0], emb[:, 0])
+            out.update(loss=out["loss"] + self.shift_weight * terms["shift_loss"],
+                       shift_loss=terms["shift_loss"].detach(), shift_acc=terms["shift_acc"])
         return out
+
+    def shift_loss(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Cross-entropy of naming the band shift between segments ``x`` (B, n_mels, T), embedded as ``y``,
+        and a copy of them shifted by a random whole number of bands (SPICE, Gfeller et al., 2020)."""
+        return shift_term(self.shift_head, self.embed, x, y, self.max_shift)
 
     def segment_gain(self, b: int, device: torch.device) -> torch.Tensor:
         """(B, n, n_mels, 1) additive log-mel shifts: a uniform +-``segment_gain_db`` gain per segment, in the

@@ -40,6 +40,7 @@ class TrainConfig:
     crop_s: float = 1.0
     speed: float = 0.0
     pair_clips: bool = False  # batches of pairs from one group (data.CropLoader): hard negatives for neighbours
+    domain_weights: dict = field(default_factory=dict)  # {domain: weight}: each domain's share of the crops
     lr: float = 3e-4
     weight_decay: float = 1e-5
     warmup_steps: int = 100
@@ -64,6 +65,11 @@ class TrainConfig:
             raise ConfigError(f"device must be auto, cpu or cuda, not {self.device!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be auto, bf16 or fp32, not {self.precision!r}")
+        w = self.domain_weights
+        if not isinstance(w, dict) or any(not isinstance(v, (int, float)) or v < 0 for v in w.values()) \
+                or (w and not sum(w.values()) > 0):
+            raise ConfigError(f"domain_weights must map domains to weights >= 0, not all 0 (for example "
+                              f'{{"speech": 2, "music": 1, "sound": 1}}), not {w!r}')
         for k in ("steps", "batch_size", "threads"):
             if not isinstance(getattr(self, k), int) or getattr(self, k) < 1:
                 raise ConfigError(f"{k} must be a positive integer, not {getattr(self, k)!r}")

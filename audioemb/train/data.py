@@ -18,9 +18,16 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from ..corpus.domains import domain_of
+from ..errors import AudioembError
 from ..fsio import open_memmap_allocated
 
 PACK_VERSION = 1
+
+
+class DataError(AudioembError, ValueError):
+    """The training data cannot be used (missing folder, no audio, a domain with no clips); the message says
+    which and why."""
 
 
 @dataclass
@@ -33,6 +40,7 @@ class Pack:
     paths: list[str]
     sample_rate: int
     groups: list[str] | None = None  # a corpus clip's group (a voice, an instrument program); None: its folder
+    domains: list[str] | None = None  # a corpus clip's domain (speech, music, sound); None: its top folder
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -73,14 +81,41 @@ def load_pack(corpus: Path, split: str = "train", log=print, rows: list[dict] | 
                                        "sample_rate": infos[0].samplerate, "paths": [r["path"] for r in rows],
                                        "offsets": offsets.tolist(), "lengths": lengths.tolist()}))
     idx = json.loads(index_p.read_text())
-    groups = [r.get("group", "") for r in rows] if [r["path"] for r in rows] == idx["paths"] else None
+    same = [r["path"] for r in rows] == idx["paths"]
+    groups = [r.get("group", "") for r in rows] if same else None
+    domains = [domain_of(r) for r in rows] if same else None
     return Pack(np.load(audio_p, mmap_mode="r"), np.array(idx["offsets"]), np.array(idx["lengths"]),
-                idx["paths"], idx["sample_rate"], groups)
+                idx["paths"], idx["sample_rate"], groups, domains)
 
 
 def clip_groups(pack: Pack) -> list[str]:
     """Each clip's group: the corpus's ``group`` (a voice, a phrase, an instrument program), else its folder."""
     return list(pack.groups) if pack.groups is not None else [os.path.dirname(p) for p in pack.paths]
+
+
+def clip_domains(pack: Pack) -> list[str]:
+    """Each clip's domain: the corpus's (speech, music, sound); for ``--data`` folders (paths
+    ``<folder name>/...``), the sub-folder it sits in, ``<folder name>/<sub-folder>``, or the folder's name for a
+    file at its top."""
+    if pack.domains is not None:
+        return list(pack.domains)
+    return ["/".join(Path(p).parts[:2]) if len(Path(p).parts) > 2 else Path(p).parts[0] for p in pack.paths]
+
+
+def domain_probs(domains: list[str], weights: dict[str, float]) -> np.ndarray:
+    """Per-clip draw probabilities that give each domain named in ``weights`` its share of the crops
+    (``{"speech": 2, "music": 1, "sound": 1}``: half speech, a quarter each of the others), uniform within a
+    domain. Domains not named are not drawn; a named domain with no clips is an error."""
+    names = np.array(domains)
+    total = sum(weights.values())
+    p = np.zeros(len(names))
+    for dom, w in weights.items():
+        members = names == dom
+        if not members.any():
+            raise DataError(f"domain_weights names {dom!r}, but no training clip is in it; the data's "
+                             f"domains: {sorted(set(domains))}")
+        p[members] = w / total / members.sum()
+    return p / p.sum()
 
 
 def partners(groups: list[str]) -> tuple[list[np.ndarray], np.ndarray]:
@@ -120,11 +155,14 @@ class CropLoader:
     ``pair=True`` draws the batch as pairs: clip ``2k + 1`` comes from the group of clip ``2k`` (another clip
     of the same voice, instrument program or folder; a random clip if it is alone in its group), so an
     objective that pairs neighbours in the batch (temporal order's foreign segment) gets hard negatives.
+
+    ``weights`` (``{domain: weight}``, see :func:`domain_probs`) draws each domain's share of the clips instead
+    of drawing clips uniformly, so a domain the data has little of (sound) can still fill its share of batches.
     """
 
     def __init__(self, pack: Pack, batch_size: int, crop_s: float, n_crops: int = 2, speed: float = 0.0,
                  seed: int = 0, start_step: int = 0, prefetch: int = 4, indices: np.ndarray | None = None,
-                 rank: int = 0, world: int = 1, pair: bool = False):
+                 rank: int = 0, world: int = 1, pair: bool = False, weights: dict[str, float] | None = None):
         self.pack, self.batch_size, self.n_crops, self.speed, self.seed = pack, batch_size, n_crops, speed, seed
         self.crop = int(round(crop_s * pack.sample_rate))
         self.indices = np.arange(len(pack)) if indices is None else indices
@@ -132,6 +170,10 @@ class CropLoader:
             self.indices = self.indices[rank::world]
         self._stream = [seed] if world == 1 else [seed, 1_000_003 + rank]
         self.pair = pair
+        self._p = None
+        if weights:
+            doms = clip_domains(pack)
+            self._p = domain_probs([doms[int(i)] for i in self.indices], weights)
         if pair:  # the groups of this rank's shard, as positions into self.indices
             groups = clip_groups(pack)
             self._members, self._pos = partners([groups[int(i)] for i in self.indices])
@@ -144,7 +186,10 @@ class CropLoader:
     def make_batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """(clip indices, crops) of ``step``: a pure function of (seed, step)."""
         rng = np.random.default_rng([*self._stream, step])
-        pos = rng.integers(0, len(self.indices), self.batch_size)
+        if self._p is None:
+            pos = rng.integers(0, len(self.indices), self.batch_size)
+        else:
+            pos = rng.choice(len(self.indices), self.batch_size, p=self._p)
         if self.pair:
             pos = self._paired(pos, rng)
         clips = self.indices[pos]

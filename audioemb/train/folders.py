@@ -19,16 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import AudioError, is_audio_path, load
-from ..errors import AudioembError
 from ..fsio import atomic_write
-from .data import PACK_VERSION, Pack
+from .data import PACK_VERSION, DataError, Pack
 
 SEGMENT_S = 10.0
 MIN_S = 0.1
-
-
-class DataError(AudioembError, ValueError):
-    """The training data cannot be used (missing folder, no audio); the message says which and why."""
 
 
 def scan(folders: list[Path]) -> list[tuple[Path, str]]:

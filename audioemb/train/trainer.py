@@ -163,7 +163,7 @@ class Trainer:
     def fit(self) -> dict:
         cfg, obj = self.cfg, self.objective
         loader = CropLoader(self.pack, cfg.batch_size, cfg.crop_s, obj.n_crops, cfg.speed, cfg.seed, self.step,
-                            rank=self.rank, world=self.world, pair=cfg.pair_clips)
+                            rank=self.rank, world=self.world, pair=cfg.pair_clips, weights=cfg.domain_weights or None)
         log_f = open(self.run_dir / "log.jsonl", "a") if self.is_main else None
         sync_f = open(self.run_dir / f"sync-rank{self.rank}.jsonl", "a") if cfg.check_sync else None
         window: list[float] = []
