@@ -40,7 +40,7 @@ class Pack:
     paths: list[str]
     sample_rate: int
     groups: list[str] | None = None  # a corpus clip's group (a voice, an instrument program); None: its folder
-    domains: list[str] | None = None  # a corpus clip's domain (speech, music, sound); None: its top folder
+    domains: list[str] | None = None  # a corpus clip's domain (speech, music, sound); None: from its path
 
     def __len__(self) -> int:
         return len(self.offsets)
