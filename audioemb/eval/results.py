@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 from ..fsio import atomic_write
@@ -148,8 +149,6 @@ def rerun_other(corpus: Path, pattern: str = "*", log=print, cache: Path | None 
     """Score every shipped model, its random-init encoder (3 seeds) and log-mel statistics on the tasks of
     ``corpus`` that are not in the model's held-out suite (corpus v2's own tasks), and store them in its
     config as ``metrics.other_tasks``: shown in their own section, never in the suite's means or the rule."""
-    import json
-
     recipe = Path(corpus) / "recipe.json"
     tag = json.loads(recipe.read_text()).get("data_tag") if recipe.exists() else None
     label = f"`{Path(corpus).name}`" + (f" ({tag})" if tag else "")

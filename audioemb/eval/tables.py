@@ -139,18 +139,15 @@ def evaluation_section(cfg: ModelConfig) -> str:
         out += [f"_No corpus figures: {m.no_corpus or 'this model was not evaluated on a corpus'}._", ""]
     ot = m.other_tasks
     if ot.get("results"):
-        out += [f"### Tasks outside the suite: {ot.get('corpus') or 'another corpus'}", "",
-                "A later corpus version's own held-out tasks, scored beside the same baselines and kept out of the "
-                "means and the rule above, so that the suite's figures stay comparable. " + PROTOCOL, "",
-                *[f"- `{k}`: {_describe(v)}" for k, v in ot["tasks"].items()], "", figures(ot["tasks"], ot["results"])]
+        out += _task_block(f"Tasks outside the suite: {ot.get('corpus') or 'another corpus'}",
+                           "A later corpus version's own held-out tasks, scored beside the same baselines and kept "
+                           "out of the means and the rule above, so that the suite's figures stay comparable. ", ot)
     ue = m.user_eval
     if ue:
-        out += [f"### Held-out data given at export: `{ue['source']}`", "",
-                "Labelled clips given with `--eval`, scored beside "
-                + ("the starting model, " if ue.get("start") else "")
-                + "the same encoder with random weights and log-mel statistics. " + PROTOCOL, "",
-                *[f"- `{k}`: {_describe(v)}" for k, v in ue["tasks"].items()], "",
-                figures(ue["tasks"], ue["results"])]
+        out += _task_block(f"Held-out data given at export: `{ue['source']}`",
+                           "Labelled clips given with `--eval`, scored beside "
+                           + ("the starting model, " if ue.get("start") else "")
+                           + "the same encoder with random weights and log-mel statistics. ", ue)
         if ue.get("start") and ue["start"] in ue["results"]:
             own, start = ue["results"][cfg.name], ue["results"][ue["start"]]
             deltas = [f"{rules.SHORT[k]} {rules.mean(own, k) - rules.mean(start, k):+.3f}" for k in rules.RULE_METRICS
@@ -158,6 +155,13 @@ def evaluation_section(cfg: ModelConfig) -> str:
             out += [f"Change over the starting model `{ue['start']}` (means over these tasks): "
                     f"{', '.join(deltas)}.", ""]
     return "\n".join(out)
+
+
+def _task_block(title: str, intro: str, scored: dict) -> list[str]:
+    """A card subsection for figures kept apart from the suite: ``scored`` is ``{"tasks": ..., "results": ...}``."""
+    return [f"### {title}", "", intro + PROTOCOL, "",
+            *[f"- `{k}`: {_describe(v)}" for k, v in scored["tasks"].items()], "",
+            figures(scored["tasks"], scored["results"])]
 
 
 def _describe(info: dict) -> str:

@@ -51,6 +51,8 @@ class TemporalOrder(Objective):
         if not 0.0 <= foreign_prob <= 1.0 or foreign_weight < 0:
             raise ValueError(f"foreign_prob must be in [0, 1] and foreign_weight >= 0, got {foreign_prob}, "
                              f"{foreign_weight}")
+        if shift_weight < 0:
+            raise ValueError(f"shift_weight must be >= 0, got {shift_weight}")
         self.n, self.segment_frames, self.mode = n_segments, segment_frames, mode
         self.jitter_frames, self.segment_gain_db = jitter_frames, segment_gain_db
         self.foreign_prob, self.foreign_weight = foreign_prob, foreign_weight
@@ -59,8 +61,6 @@ class TemporalOrder(Objective):
         self.classifier = mlp(n_segments * encoder.embedding_dim, hidden, len(perms) if mode == "jigsaw" else 2)
         if foreign_prob:  # only then: checkpoints of runs without the term keep their keys
             self.foreign_head = mlp(n_segments * encoder.embedding_dim, hidden, n_segments + 1)
-        if shift_weight < 0:
-            raise ValueError(f"shift_weight must be >= 0, got {shift_weight}")
         self.shift_weight, self.max_shift = shift_weight, max_shift
         if shift_weight:  # only then: runs without the term keep their keys and random draws
             self.shift_head = shift_head(encoder.embedding_dim, shift_hidden, max_shift, frontend.cfg.n_mels)

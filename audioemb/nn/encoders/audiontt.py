@@ -59,13 +59,11 @@ class AudioNTT(Encoder):
         return {"type": "audiontt", **self._cfg}
 
     def hidden_states(self, logmel: torch.Tensor) -> list[torch.Tensor]:
-        x = self.features[0](logmel.unsqueeze(1))
         block2 = self.features[1]
-        fine = block2[2](block2[1](block2[0](x)))  # second block before its pooling: (B, C, F/fp0, T/2)
-        x = self.features[2](block2[3](fine))  # (B, C, F/8, T/8)
-        x = _frames(x)
-        h1 = self.fc[1](self.fc[0](x))
-        h2 = self.fc[4](self.fc[3](self.fc[2](h1)))
+        fine = block2[:-1](self.features[0](logmel.unsqueeze(1)))  # block 2 before its pooling: (B, C, F/fp0, T/2)
+        x = _frames(self.features[2](block2[-1](fine)))  # (B, T/8, C * F/8)
+        h1 = self.fc[:2](x)
+        h2 = self.fc[2:](h1)
         if self.readout == "mlp":
             return [h1, h2]
         conv = x if self.readout == "concat" else _frames(nn.functional.max_pool2d(fine, (1, 4)))
