@@ -1,4 +1,4 @@
-"""The band-shift term of ``byol_frames``: shifted views move content only, and the term trains."""
+"""The band-shift term (byol_frames, CPC, MPC): shifted views move content only, and the term trains."""
 
 from __future__ import annotations
 
@@ -38,12 +38,17 @@ def test_random_shifts_cover_the_range():
     assert set(s.tolist()) == set(range(-3, 4))
 
 
-def test_byol_frames_without_the_term_is_unchanged_and_with_it_trains(clips16k):
-    cls = get_objective("byol_frames")
+# each objective that takes the term, and the figures its own loss terms are logged as
+TERMS = {"byol_frames": ("clip_loss", "frame_loss"), "cpc": ("cpc_loss",), "mpc": ("mpc_loss",)}
+
+
+@pytest.mark.parametrize("name", sorted(TERMS))
+def test_objective_without_the_term_is_unchanged_and_with_it_trains(clips16k, name):
+    cls = get_objective(name)
     fe = LogMel()
     fe.fit_stats([torch.from_numpy(w) for w in clips16k])
     rng = np.random.default_rng(0)
-    wav = torch.from_numpy(np.stack([[random_crop(w, 8000, rng) for _ in range(2)] for w in clips16k]))
+    wav = torch.from_numpy(np.stack([[random_crop(w, 8000, rng) for _ in range(cls.n_crops)] for w in clips16k]))
     batch = Batch(wav, 0, np.arange(len(wav)))
 
     def build(**kw):
@@ -55,11 +60,15 @@ def test_byol_frames_without_the_term_is_unchanged_and_with_it_trains(clips16k):
     torch.manual_seed(1)
     base = plain.training_step(batch)
     assert "shift_loss" not in base
+    with pytest.raises(ValueError, match="shift_weight must be"):
+        build(shift_weight=-1.0)
     obj = build(shift_weight=1.0, max_shift=3)
     torch.manual_seed(1)  # the term draws after the other terms: their values are the same
     out = obj.training_step(batch)
-    assert torch.allclose(out["clip_loss"], base["clip_loss"]) and torch.allclose(out["frame_loss"], base["frame_loss"])
+    for key in TERMS[name]:
+        assert torch.allclose(out[key], base[key] if key in base else base["loss"]), key
     assert torch.allclose(out["loss"], base["loss"] + out["shift_loss"])
+    assert not out["shift_loss"].requires_grad  # logged figures hold no graph
     opt = torch.optim.Adam([p for p in obj.parameters() if p.requires_grad], lr=3e-3)
     first = None
     for _ in range(40):
@@ -71,6 +80,6 @@ def test_byol_frames_without_the_term_is_unchanged_and_with_it_trains(clips16k):
         first = first if first is not None else out["shift_loss"].item()
     assert out["shift_loss"].item() < 0.5 * first  # from chance (ln 7 = 1.95) towards naming the shift
     obj.zero_grad()
-    v = obj.views(obj.logmels(wav)[:, 1])
+    v = obj.views(obj.logmels(wav)[:, -1])
     obj.shift_loss(v, obj.embed(v))["shift_loss"].backward()  # the term alone reaches every encoder weight
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in obj.encoder.parameters() if p.requires_grad)

@@ -57,3 +57,32 @@ def shift_term(head: nn.Module, embed: Callable[[torch.Tensor], torch.Tensor], x
     label = shift + max_shift
     return {"shift_loss": nn.functional.cross_entropy(logits, label),
             "shift_acc": (logits.argmax(1) == label).float().mean().detach()}
+
+
+class BandShiftTerm:
+    """Mixin for an :class:`~audioemb.objectives.base.Objective`: the optional band-shift term, off unless
+    ``shift_weight`` > 0 (then, and only then, a ``shift_head`` is built, so runs without it keep their
+    parameters and random draws)."""
+
+    shift_weight: float = 0.0
+
+    def init_shift(self, encoder, frontend, shift_weight: float, max_shift: int, shift_hidden: int) -> None:
+        """Check the term's settings and build its head; call after ``Objective.__init__``."""
+        if shift_weight < 0:
+            raise ValueError(f"shift_weight must be >= 0, got {shift_weight}")
+        self.shift_weight, self.max_shift = shift_weight, max_shift
+        if shift_weight > 0:
+            self.shift_head = shift_head(encoder.embedding_dim, shift_hidden, max_shift, frontend.cfg.n_mels)
+
+    def shift_loss(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Cross-entropy of naming the band shift between log-mel ``x`` (B, n_mels, T), embedded as ``y``,
+        and a copy of it shifted by a random whole number of bands, and the share named right."""
+        return shift_term(self.shift_head, self.embed, x, y, self.max_shift)
+
+    def add_shift_term(self, out: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> dict:
+        """``out`` with ``shift_weight`` times the term added to its loss and the term logged (detached)."""
+        if self.shift_weight > 0:
+            terms = self.shift_loss(x, y)
+            out.update(loss=out["loss"] + self.shift_weight * terms["shift_loss"],
+                       shift_loss=terms["shift_loss"].detach(), shift_acc=terms["shift_acc"])
+        return out

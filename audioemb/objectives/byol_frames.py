@@ -23,13 +23,13 @@ import torch
 from torch import nn
 
 from ..losses.predictive import frame_blocks, masked_l1_loss
-from ._freqshift import shift_head, shift_term
+from ._freqshift import BandShiftTerm
 from ._masking import output_frame_mask
 from .base import Batch
 from .byol import BYOL
 
 
-class BYOLFrames(BYOL):
+class BYOLFrames(BandShiftTerm, BYOL):
     name = "byol_frames"
     tiny_params: ClassVar[dict] = {"proj_dim": 32, "hidden": 64, "mask_ratio": 0.3}
 
@@ -39,14 +39,7 @@ class BYOLFrames(BYOL):
         super().__init__(encoder, frontend, views, proj_dim, hidden, base_momentum)
         self.frame_head = nn.Linear(encoder.frame_dim, encoder.frame_hop * frontend.cfg.n_mels)
         self.frame_weight, self.mask_ratio, self.span = frame_weight, mask_ratio, span
-        self.shift_weight, self.max_shift = shift_weight, max_shift
-        if shift_weight > 0:  # only then: runs without the term keep their parameters and random draws
-            self.shift_head = shift_head(encoder.embedding_dim, shift_hidden, max_shift, frontend.cfg.n_mels)
-
-    def shift_loss(self, v2: torch.Tensor, y2: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Cross-entropy of naming the band shift between view ``v2`` (clip embedding ``y2``) and a shifted
-        copy of it, and the share named right."""
-        return shift_term(self.shift_head, self.embed, v2, y2, self.max_shift)
+        self.init_shift(encoder, frontend, shift_weight, max_shift, shift_hidden)
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         v1, v2 = self.two_views(batch.waveforms)
@@ -58,11 +51,7 @@ class BYOLFrames(BYOL):
         frame_loss = masked_l1_loss(*self.f32(self.frame_head(f1), target), sel[:, : f1.shape[1]])
         out = {"loss": clip_loss + self.frame_weight * frame_loss, "embeddings": y2.detach(),
                "clip_loss": clip_loss.detach(), "frame_loss": frame_loss.detach()}
-        if self.shift_weight > 0:
-            terms = self.shift_loss(v2, y2)
-            out["loss"] = out["loss"] + self.shift_weight * terms["shift_loss"]
-            out.update(shift_loss=terms["shift_loss"].detach(), shift_acc=terms["shift_acc"])
-        return out
+        return self.add_shift_term(out, v2, y2)
 
 
 OBJECTIVE = BYOLFrames

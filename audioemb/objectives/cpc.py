@@ -2,6 +2,11 @@
 
 The encoder's conv latents z_t feed a causal (GRU) context network c_t; a linear W_k c_t scores the true
 z_{t+k} (k = 1..K) against latents drawn from the same and other sequences of the batch with InfoNCE.
+
+``shift_weight`` (off by default) adds the band-shift term of ``byol_frames`` (SPICE, Gfeller et al., 2020):
+the view is shifted by a random whole number of mel bands, encoded once more, and a small head names the
+shift from the two pooled contexts. CPC's InfoNCE rewards what tells recordings apart; the term asks the
+encoder to keep where in frequency a sound lies (pitch), which the shipped CPC model had lost.
 """
 
 from __future__ import annotations
@@ -12,30 +17,37 @@ import torch
 from torch import nn
 
 from ..losses.predictive import cpc_loss
+from ._freqshift import BandShiftTerm
 from .base import Batch, Objective
 
 
-class CPC(Objective):
+class CPC(BandShiftTerm, Objective):
     name = "cpc"
     tiny_params: ClassVar[dict] = {"steps": 3, "negatives": 4}
     tiny_encoder: ClassVar[dict] = {"type": "framenet", "dim": 32, "layers": 1, "heads": 2, "ff": 64, "channels": 16,
         "context": "gru", "causal": True}
     n_crops = 1
 
-    def __init__(self, encoder, frontend, views, steps: int = 6, negatives: int = 16):
+    def __init__(self, encoder, frontend, views, steps: int = 6, negatives: int = 16, shift_weight: float = 0.0,
+                 max_shift: int = 4, shift_hidden: int = 256):
         super().__init__(encoder, frontend, views)
         if not getattr(encoder, "causal", False):
             raise ValueError("CPC needs a causal context (framenet with causal=true)")
         d = encoder.frame_dim
         self.predictors = nn.ModuleList(nn.Linear(d, d, bias=False) for _ in range(steps))
         self.negatives = negatives
+        self.init_shift(encoder, frontend, shift_weight, max_shift, shift_hidden)
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         x = self.views(self.logmels(batch.waveforms)[:, 0])
         z = self.encoder.local_features(x)
         c = self.encoder.contextualize(z)[-1]
         loss = cpc_loss(c, z.float(), self.predictors, self.negatives)
-        return {"loss": loss, "embeddings": self.encoder.pool(c).detach()}
+        y = self.encoder.pool(c)
+        out = {"loss": loss, "embeddings": y.detach()}
+        if self.shift_weight > 0:
+            out["cpc_loss"] = loss.detach()
+        return self.add_shift_term(out, x, y)
 
 
 OBJECTIVE = CPC

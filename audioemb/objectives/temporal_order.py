@@ -29,12 +29,12 @@ import torch.nn.functional as F
 
 from ..nn.heads import mlp
 from ..nn.views import db_shift
-from ._freqshift import shift_head, shift_term
+from ._freqshift import BandShiftTerm
 from ._segments import jittered_segments, swap_in_foreign
 from .base import Batch, Objective
 
 
-class TemporalOrder(Objective):
+class TemporalOrder(BandShiftTerm, Objective):
     name = "temporal_order"
     tiny_params: ClassVar[dict] = {"segment_frames": 12, "hidden": 64}
     n_crops = 1
@@ -51,8 +51,6 @@ class TemporalOrder(Objective):
         if not 0.0 <= foreign_prob <= 1.0 or foreign_weight < 0:
             raise ValueError(f"foreign_prob must be in [0, 1] and foreign_weight >= 0, got {foreign_prob}, "
                              f"{foreign_weight}")
-        if shift_weight < 0:
-            raise ValueError(f"shift_weight must be >= 0, got {shift_weight}")
         self.n, self.segment_frames, self.mode = n_segments, segment_frames, mode
         self.jitter_frames, self.segment_gain_db = jitter_frames, segment_gain_db
         self.foreign_prob, self.foreign_weight = foreign_prob, foreign_weight
@@ -61,9 +59,7 @@ class TemporalOrder(Objective):
         self.classifier = mlp(n_segments * encoder.embedding_dim, hidden, len(perms) if mode == "jigsaw" else 2)
         if foreign_prob:  # only then: checkpoints of runs without the term keep their keys
             self.foreign_head = mlp(n_segments * encoder.embedding_dim, hidden, n_segments + 1)
-        self.shift_weight, self.max_shift = shift_weight, max_shift
-        if shift_weight:  # only then: runs without the term keep their keys and random draws
-            self.shift_head = shift_head(encoder.embedding_dim, shift_hidden, max_shift, frontend.cfg.n_mels)
+        self.init_shift(encoder, frontend, shift_weight, max_shift, shift_hidden)
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         x = self.views(self.logmels(batch.waveforms)[:, 0])
@@ -93,16 +89,7 @@ class TemporalOrder(Objective):
             f_loss = F.cross_entropy(f_logits, target)
             out.update(loss=loss + self.foreign_weight * f_loss,
                        foreign_loss=f_loss.detach(), foreign_accuracy=(f_logits.argmax(1) == target).float().mean())
-        if self.shift_weight:
-            terms = self.shift_loss(shuffled[:, 0], emb[:, 0])
-            out.update(loss=out["loss"] + self.shift_weight * terms["shift_loss"],
-                       shift_loss=terms["shift_loss"].detach(), shift_acc=terms["shift_acc"])
-        return out
-
-    def shift_loss(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Cross-entropy of naming the band shift between segments ``x`` (B, n_mels, T), embedded as ``y``,
-        and a copy of them shifted by a random whole number of bands (SPICE, Gfeller et al., 2020)."""
-        return shift_term(self.shift_head, self.embed, x, y, self.max_shift)
+        return self.add_shift_term(out, shuffled[:, 0], emb[:, 0])
 
     def segment_gain(self, b: int, device: torch.device) -> torch.Tensor:
         """(B, n, n_mels, 1) additive log-mel shifts: a uniform +-``segment_gain_db`` gain per segment, in the
