@@ -6,7 +6,8 @@ z_{t+k} (k = 1..K) against latents drawn from the same and other sequences of th
 ``shift_weight`` (off by default) adds the band-shift term of ``byol_frames`` (SPICE, Gfeller et al., 2020):
 the view is shifted by a random whole number of mel bands, encoded once more, and a small head names the
 shift from the two pooled contexts. CPC's InfoNCE rewards what tells recordings apart; the term asks the
-encoder to keep where in frequency a sound lies (pitch), which the shipped CPC model had lost.
+encoder to keep where in frequency a sound lies (pitch), which the shipped CPC model had lost. Tried at weight
+1, it brought pitch back to random weights' level and cost timbre and voice (docs/findings.md).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ reconstructs the selected frames (L1 loss on the selected positions only).
 
 ``shift_weight`` (off by default) adds the band-shift term of ``byol_frames`` (SPICE, Gfeller et al., 2020)
 on the corrupted input: a copy shifted by a random whole number of mel bands is encoded once more, and a
-small head names the shift from the two pooled outputs.
+small head names the shift from the two pooled outputs (tried at weight 1: worse but for pitch, docs/findings.md).
 """
 
 from __future__ import annotations
