@@ -79,9 +79,13 @@ class BandShiftTerm:
         and a copy of it shifted by a random whole number of bands, and the share named right."""
         return shift_term(self.shift_head, self.embed, x, y, self.max_shift)
 
-    def add_shift_term(self, out: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> dict:
-        """``out`` with ``shift_weight`` times the term added to its loss and the term logged (detached)."""
+    def add_shift_term(self, out: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                       own: str | None = None) -> dict:
+        """``out`` with ``shift_weight`` times the term added to its loss and the term logged (detached); with
+        ``own``, the loss before the term is logged under that name too."""
         if self.shift_weight > 0:
+            if own:
+                out[own] = out["loss"].detach()
             terms = self.shift_loss(x, y)
             out.update(loss=out["loss"] + self.shift_weight * terms["shift_loss"],
                        shift_loss=terms["shift_loss"].detach(), shift_acc=terms["shift_acc"])

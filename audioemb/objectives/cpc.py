@@ -45,10 +45,7 @@ class CPC(BandShiftTerm, Objective):
         c = self.encoder.contextualize(z)[-1]
         loss = cpc_loss(c, z.float(), self.predictors, self.negatives)
         y = self.encoder.pool(c)
-        out = {"loss": loss, "embeddings": y.detach()}
-        if self.shift_weight > 0:
-            out["cpc_loss"] = loss.detach()
-        return self.add_shift_term(out, x, y)
+        return self.add_shift_term({"loss": loss, "embeddings": y.detach()}, x, y, own="cpc_loss")
 
 
 OBJECTIVE = CPC

@@ -57,10 +57,7 @@ class MPC(BandShiftTerm, Objective):
         target = frame_blocks(x, self.encoder.frame_hop)[:, : frames.shape[1]]
         loss = masked_l1_loss(*self.f32(self.head(frames), target), sel[:, : frames.shape[1]])
         y = self.encoder.pool(frames)
-        out = {"loss": loss, "embeddings": y.detach()}
-        if self.shift_weight > 0:
-            out["mpc_loss"] = loss.detach()
-        return self.add_shift_term(out, corrupted, y)
+        return self.add_shift_term({"loss": loss, "embeddings": y.detach()}, corrupted, y, own="mpc_loss")
 
 
 OBJECTIVE = MPC
