@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from audioemb import audio
 from audioemb.audio import AudioError, find_audio, info, load, resample, stream
 
 SR = 22050
@@ -150,3 +151,22 @@ def test_find_audio_recursive_sorted(tmp_path):
         (tmp_path / rel).write_bytes(b"")
     found = [p.relative_to(tmp_path).as_posix() for p in find_audio(tmp_path)]
     assert found == ["b/a.FLAC", "b/c/x.mp3", "b/c/ü ñ.ogg", "z.wav"]
+
+
+@pytest.mark.parametrize("fmt,subtype,ext", [("WAV", "PCM_16", "wav"), ("AIFF", "PCM_16", "aiff"),
+                                             ("W64", "PCM_16", "w64")])
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_int16_read_path_equals_libsndfile_float(tmp_path, monkeypatch, fmt, subtype, ext, channels):
+    """Uncompressed 16-bit files are read as int16 and scaled here; the samples equal libsndfile's own floats."""
+    rng = np.random.default_rng(channels)
+    x = np.clip(rng.standard_normal((70_000, channels)) * 0.4, -1, 1)  # more than one block
+    x[:3] = [[1.0] * channels, [-1.0] * channels, [0.0] * channels]  # full scale both ways
+    p = tmp_path / f"t.{ext}"
+    sf.write(p, x, 22050, subtype=subtype, format=fmt)
+    assert subtype in audio.INT16_SUBTYPES and sf.info(p).subtype == subtype
+    fast = [audio.load(p), audio.load(p, 16000)]
+    monkeypatch.setattr(audio, "INT16_SUBTYPES", frozenset())
+    slow = [audio.load(p), audio.load(p, 16000)]
+    for a, b in zip(fast, slow):
+        assert a.dtype == b.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
