@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -100,9 +102,18 @@ def _as_onnx(backend: _RandomInitBackend, dest: Path, name: str) -> EmbeddingMod
     if not (dest / "config.json").is_file():
         rng = np.random.default_rng(0)
         waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (16000, 40000)]
-        tmp = dest.with_name(dest.name + ".tmp")
-        save_model(backend.module, tmp, {"name": name, "objective": {"name": "none (random init)"}}, waves)
-        tmp.rename(dest)
+        # a folder of its own: two evaluations sharing the cache (two exports at once) may write the same model
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent))
+        try:
+            save_model(backend.module, tmp, {"name": name, "objective": {"name": "none (random init)"}}, waves)
+            try:
+                tmp.rename(dest)
+            except OSError:  # the other writer finished first: same seed and architecture, so the same weights
+                if not (dest / "config.json").is_file():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return load(dest)
 
 
