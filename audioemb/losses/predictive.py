@@ -73,8 +73,23 @@ def masked_contrastive_loss(context: torch.Tensor, targets: torch.Tensor, mask: 
     c = F.normalize(context[bi, ti], dim=-1)
     pos = F.normalize(targets[bi, ti], dim=-1)
     neg = F.normalize(targets[neg_b, neg_t], dim=-1)
-    logits = torch.cat([(c * pos).sum(-1, keepdim=True), torch.einsum("nd,nkd->nk", c, neg)], dim=1) / temperature
+    neg_logits = torch.einsum("nd,nkd->nk", c, neg)
+    # a distractor equal to the positive (quantised targets share codewords) is no distractor: left out, as
+    # in the authors' code
+    same = (targets[neg_b, neg_t] == targets[bi, ti][:, None]).all(-1)
+    neg_logits = neg_logits.masked_fill(same, float("-inf"))
+    logits = torch.cat([(c * pos).sum(-1, keepdim=True), neg_logits], dim=1) / temperature
     return F.cross_entropy(logits, torch.zeros(len(bi), dtype=torch.long, device=targets.device))
+
+
+def codebook_diversity_loss(probs: torch.Tensor) -> torch.Tensor:
+    """wav2vec 2.0's diversity loss (Baevski et al., 2020, eq. 4): (G·V − Σ_g exp H(p̄_g)) / (G·V), where
+    p̄_g is codebook g's softmax over its V entries averaged over every step of the batch (``probs``: (N, G,
+    V)). 0 when every entry of every codebook is used equally; near 1 when each codebook uses one entry."""
+    _, g, v = probs.shape
+    mean = probs.float().mean(dim=0)
+    perplexity = torch.exp(-(mean * torch.log(mean + 1e-7)).sum(-1)).sum()
+    return (g * v - perplexity) / (g * v)
 
 
 def span_mask(batch: int, length: int, ratio: float, span: int,

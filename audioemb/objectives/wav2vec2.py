@@ -1,10 +1,13 @@
 """wav2vec 2.0-style masked contrastive prediction (Baevski et al., 2020), on log-mel conv latents.
 
 Spans of the latents z are replaced by a learned mask embedding; a bidirectional transformer context must
-identify each masked step's true latent (plain, unquantised, through a linear projection) among
-distractors from other steps of the same sequence (cosine similarity, temperature 0.1).
-``distractors_from="batch"`` draws them from every clip of the batch instead, and ``"both"`` half from the
-same clip and half from other clips of the batch (neither is the paper's).
+identify each masked step's true latent (through a linear projection) among distractors from other steps of
+the same sequence (cosine similarity, temperature 0.1). The targets are the plain, unquantised latents by
+default; ``quantize=True`` makes them the paper's: a product quantiser of G codebooks × V entries picked by a
+straight-through Gumbel softmax (:class:`GumbelQuantizer`), its temperature annealed from 2 to 0.5 over the
+run, with the diversity loss (eq. 4) weighted by ``diversity_weight``. ``distractors_from="batch"`` draws
+the distractors from every clip of the batch instead, and ``"both"`` half from the same clip and half from
+other clips of the batch (neither is the paper's).
 """
 
 from __future__ import annotations
@@ -12,10 +15,41 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from ..losses.predictive import masked_contrastive_loss, span_mask
+from ..losses.predictive import codebook_diversity_loss, masked_contrastive_loss, span_mask
 from .base import Batch, Objective
+
+
+class GumbelQuantizer(nn.Module):
+    """wav2vec 2.0's product quantiser (Baevski et al., 2020, section 3.2): each of ``groups`` codebooks of
+    ``entries`` vectors (``dim // groups`` wide) gets one pick per step, by a Gumbel softmax that is hard
+    (one-hot) forwards and soft backwards while training and by argmax otherwise; the picks are concatenated.
+    The temperature ``tau`` is a buffer, so a resumed run continues its schedule."""
+
+    def __init__(self, in_dim: int, dim: int, groups: int = 2, entries: int = 320):
+        super().__init__()
+        if dim % groups:
+            raise ValueError(f"the quantised width {dim} must be a multiple of the {groups} codebooks")
+        self.groups, self.entries = groups, entries
+        self.logits = nn.Linear(in_dim, groups * entries)
+        nn.init.normal_(self.logits.weight, std=1.0)
+        nn.init.zeros_(self.logits.bias)
+        self.codebooks = nn.Parameter(torch.rand(groups, entries, dim // groups))
+        self.register_buffer("tau", torch.tensor(2.0))
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, in_dim) latents -> (B, T, dim) quantised vectors and (B·T, groups, entries) softmax probabilities."""
+        b, t, _ = z.shape
+        logits = self.logits(z).float().reshape(b * t, self.groups, self.entries)
+        probs = logits.softmax(-1)
+        if self.training:
+            pick = F.gumbel_softmax(logits, tau=float(self.tau), hard=True)
+        else:
+            pick = F.one_hot(logits.argmax(-1), self.entries).to(logits.dtype)
+        q = torch.einsum("ngv,gvd->ngd", pick, self.codebooks.float())
+        return q.reshape(b, t, -1), probs
 
 
 class Wav2Vec2(Objective):
@@ -25,7 +59,9 @@ class Wav2Vec2(Objective):
     n_crops = 1
 
     def __init__(self, encoder, frontend, views, ratio: float = 0.4, span: int = 3, distractors: int = 10,
-                 temperature: float = 0.1, proj_dim: int = 128, distractors_from: str = "clip"):
+                 temperature: float = 0.1, proj_dim: int = 128, distractors_from: str = "clip",
+                 quantize: bool = False, codebooks: int = 2, codewords: int = 320, diversity_weight: float = 0.1,
+                 tau: tuple[float, float] | list[float] = (2.0, 0.5)):
         super().__init__(encoder, frontend, views)
         if distractors_from not in ("clip", "batch", "both"):
             raise ValueError("distractors_from must be 'clip' (the paper's), 'batch' or 'both', "
@@ -34,7 +70,11 @@ class Wav2Vec2(Objective):
         self.from_other_clips = distractors // 2 if distractors_from == "both" else 0
         d = encoder.frame_dim
         self.mask_embedding = nn.Parameter(torch.randn(d) * 0.1)
-        self.project_q = nn.Linear(d, proj_dim)
+        self.quantizer = GumbelQuantizer(d, proj_dim, codebooks, codewords) if quantize else None
+        self.project_q = nn.Linear(proj_dim if quantize else d, proj_dim)
+        self.diversity_weight, self.tau_range = diversity_weight, (float(tau[0]), float(tau[1]))
+        if self.quantizer is not None:
+            self.quantizer.tau.fill_(self.tau_range[0])
         self.project_c = nn.Linear(d, proj_dim)
         self.ratio, self.span, self.distractors, self.temperature = ratio, span, distractors, temperature
 
@@ -44,10 +84,28 @@ class Wav2Vec2(Objective):
         mask = span_mask(z.shape[0], z.shape[1], self.ratio, self.span).to(z.device)
         zm = torch.where(mask[..., None], self.mask_embedding.to(z.dtype), z)
         c = self.encoder.contextualize(zm)[-1]
-        loss = masked_contrastive_loss(*self.f32(self.project_c(c), self.project_q(z)), mask, self.distractors,
+        out = {}
+        if self.quantizer is not None:
+            q, probs = self.quantizer(z)
+            targets = self.project_q(q)
+            diversity = codebook_diversity_loss(probs)
+        else:
+            targets = self.project_q(z)
+        loss = masked_contrastive_loss(*self.f32(self.project_c(c), targets), mask, self.distractors,
                                        self.temperature, across_batch=self.across_batch,
                                        from_other_clips=self.from_other_clips)
-        return {"loss": loss, "embeddings": self.encoder.pool(c).detach()}
+        if self.quantizer is not None:
+            out = {"contrastive_loss": loss.detach(), "diversity_loss": diversity.detach(),
+                   "tau": self.quantizer.tau.detach().clone()}
+            loss = loss + self.diversity_weight * diversity
+        return {"loss": loss, **out, "embeddings": self.encoder.pool(c).detach()}
+
+    def on_after_step(self, step: int, progress: float) -> None:
+        """The EMA hooks of the base class, and the quantiser's temperature: exponential from tau[0] to tau[1]."""
+        super().on_after_step(step, progress)
+        if self.quantizer is not None:
+            hi, lo = self.tau_range
+            self.quantizer.tau.fill_(hi * (lo / hi) ** min(max(progress, 0.0), 1.0))
 
 
 OBJECTIVE = Wav2Vec2

@@ -8,7 +8,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from audioemb.losses.predictive import cpc_loss, masked_contrastive_loss  # noqa: E402
+from audioemb.losses.predictive import (  # noqa: E402
+    codebook_diversity_loss,
+    cpc_loss,
+    masked_contrastive_loss,
+)
 
 
 def _cos(a, b) -> float:
@@ -46,6 +50,46 @@ def test_masked_contrastive_loss_is_eq3_of_wav2vec2(across_batch):
         want += _nce(_cos(c[i, j], q[i, j]) / tau, negs)
     assert got.item() == pytest.approx(want / len(bi), rel=1e-5)
     assert seen_other_clip == across_batch
+
+
+def test_distractors_equal_to_the_positive_are_left_out():
+    """Quantised targets share codewords: a distractor equal to the positive is dropped from the softmax."""
+    b, t, d, k, tau = 2, 6, 3, 4, 0.1
+    g = torch.Generator().manual_seed(0)
+    c = torch.randn(b, t, d, generator=g)
+    words = torch.randn(2, d, generator=g)
+    q = words[torch.tensor([[0, 1, 0, 1, 1, 0], [1, 1, 0, 0, 1, 0]])]  # every step is one of two codewords
+    mask = torch.zeros(b, t, dtype=torch.bool)
+    mask[:, 1:4] = True
+    got = masked_contrastive_loss(c, q, mask, k, tau, torch.Generator().manual_seed(1))
+    bi, ti = mask.nonzero(as_tuple=True)
+    off = torch.randint(1, t, (len(bi), k), generator=torch.Generator().manual_seed(1))
+    want, dropped = 0.0, 0
+    for n, (i, j) in enumerate(zip(bi.tolist(), ti.tolist())):
+        negs = []
+        for o in off[n].tolist():
+            nj = (j + o) % t
+            if torch.equal(q[i, nj], q[i, j]):
+                dropped += 1
+                continue
+            negs.append(_cos(c[i, j], q[i, nj]) / tau)
+        want += _nce(_cos(c[i, j], q[i, j]) / tau, negs)
+    assert dropped > 0 and math.isfinite(got.item())
+    assert got.item() == pytest.approx(want / len(bi), rel=1e-5)
+
+
+def test_codebook_diversity_loss_is_eq4_of_wav2vec2():
+    """(G·V − Σ_g exp(H(p̄_g))) / (G·V), with p̄_g averaged over the steps."""
+    g, v = 2, 5
+    uniform = torch.full((7, g, v), 1.0 / v)
+    assert codebook_diversity_loss(uniform).item() == pytest.approx(0.0, abs=1e-5)
+    one_word = torch.zeros(7, g, v)
+    one_word[..., 2] = 1.0
+    assert codebook_diversity_loss(one_word).item() == pytest.approx((g * v - g) / (g * v), abs=1e-4)
+    probs = torch.softmax(torch.randn(9, g, v, generator=torch.Generator().manual_seed(0)), -1)
+    mean = probs.mean(0)
+    perplexity = sum(math.exp(-sum(p * math.log(p) for p in mean[i].tolist())) for i in range(g))
+    assert codebook_diversity_loss(probs).item() == pytest.approx((g * v - perplexity) / (g * v), rel=1e-4)
 
 
 def test_masked_contrastive_loss_mixes_same_clip_and_other_clip_distractors():
