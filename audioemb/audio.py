@@ -26,7 +26,7 @@ AUDIO_EXTENSIONS = frozenset(
 )
 BLOCK_FRAMES = 1 << 16  # frames read per block at the file's own rate
 # Uncompressed 16-bit files (WAV, AIFF, ...; not FLAC) are read as int16 and scaled here: libsndfile's own
-# int-to-float conversion made decoding and resampling them 1.3-1.9x slower (benchmarks/decode_int16.py), and
+# int-to-float conversion made decoding and resampling them 1.2-2.2x slower (benchmarks/decode_int16.py), and
 # x / 32768 is exactly what it returns (tests/test_audio.py). 16-bit FLAC and 8-bit files gained nothing.
 INT16_SUBTYPES = frozenset({"PCM_16"})
 _INT16_SCALE = np.float32(1.0 / 32768)

@@ -49,7 +49,9 @@ def masked_contrastive_loss(context: torch.Tensor, targets: torch.Tensor, mask: 
     similarity / temperature. With ``across_batch`` the distractors are any other step of any sequence in
     the batch (as CPC's negatives), so what stays constant within a clip can tell the true latent apart.
     ``from_other_clips`` of the distractors (the last ones) come from a step of another sequence, the rest
-    as above: a mix that asks for both what changes within a clip and what stays constant over it."""
+    as above: a mix that asks for both what changes within a clip and what stays constant over it. A distractor
+    equal to the positive (a shared codeword of quantised targets, or two steps of digital silence) cannot be
+    told apart from it and is left out of the softmax, as in the authors' code."""
     b, t = targets.shape[:2]
     if not 0 <= from_other_clips <= distractors or (from_other_clips and b < 2):
         raise ValueError(f"from_other_clips must be in [0, {distractors}] and needs a batch of 2 or more "
@@ -74,8 +76,6 @@ def masked_contrastive_loss(context: torch.Tensor, targets: torch.Tensor, mask: 
     pos = F.normalize(targets[bi, ti], dim=-1)
     neg = F.normalize(targets[neg_b, neg_t], dim=-1)
     neg_logits = torch.einsum("nd,nkd->nk", c, neg)
-    # a distractor equal to the positive (quantised targets share codewords) is no distractor: left out, as
-    # in the authors' code
     same = (targets[neg_b, neg_t] == targets[bi, ti][:, None]).all(-1)
     neg_logits = neg_logits.masked_fill(same, float("-inf"))
     logits = torch.cat([(c * pos).sum(-1, keepdim=True), neg_logits], dim=1) / temperature
