@@ -190,7 +190,7 @@ def _blocks(f: sf.SoundFile, meta: AudioInfo, sample_rate: int | None, block_fra
             resampler = soxr.ResampleStream(meta.sample_rate, target, 1, dtype="float32", quality="HQ")
         n_read = n_bad = 0
         peak = 0.0
-        as_int16 = meta.subtype in INT16_SUBTYPES and meta.format != "FLAC"
+        as_int16 = reads_as_int16(meta)
         try:
             while True:
                 block = f.read(block_frames, dtype="int16" if as_int16 else "float32", always_2d=True)
@@ -220,6 +220,11 @@ def _blocks(f: sf.SoundFile, meta: AudioInfo, sample_rate: int | None, block_fra
     if report is not None:
         report["warnings"] = _warnings(meta, n_read, n_bad)
         report["peak"] = peak
+
+
+def reads_as_int16(meta: AudioInfo) -> bool:
+    """Whether the file's samples are read as int16 and scaled here (uncompressed 16-bit; see INT16_SUBTYPES)."""
+    return meta.subtype in INT16_SUBTYPES and meta.format != "FLAC"
 
 
 def _warnings(meta: AudioInfo, n_read: int, n_bad: int) -> list[str]:

@@ -72,12 +72,11 @@ def masked_contrastive_loss(context: torch.Tensor, targets: torch.Tensor, mask: 
         other_b = (bi[:, None] + torch.randint(1, b, shape, generator=generator, device=targets.device)) % b
         other_t = torch.randint(0, t, shape, generator=generator, device=targets.device)
         neg_b, neg_t = torch.cat([neg_b, other_b], 1), torch.cat([neg_t, other_t], 1)
+    pos_raw, neg_raw = targets[bi, ti], targets[neg_b, neg_t]
     c = F.normalize(context[bi, ti], dim=-1)
-    pos = F.normalize(targets[bi, ti], dim=-1)
-    neg = F.normalize(targets[neg_b, neg_t], dim=-1)
-    neg_logits = torch.einsum("nd,nkd->nk", c, neg)
-    same = (targets[neg_b, neg_t] == targets[bi, ti][:, None]).all(-1)
-    neg_logits = neg_logits.masked_fill(same, float("-inf"))
+    pos, neg = F.normalize(pos_raw, dim=-1), F.normalize(neg_raw, dim=-1)
+    same = (neg_raw == pos_raw[:, None]).all(-1)
+    neg_logits = torch.einsum("nd,nkd->nk", c, neg).masked_fill(same, float("-inf"))
     logits = torch.cat([(c * pos).sum(-1, keepdim=True), neg_logits], dim=1) / temperature
     return F.cross_entropy(logits, torch.zeros(len(bi), dtype=torch.long, device=targets.device))
 

@@ -28,7 +28,7 @@ class GumbelQuantizer(nn.Module):
     (one-hot) forwards and soft backwards while training and by argmax otherwise; the picks are concatenated.
     The temperature ``tau`` is a buffer, so a resumed run continues its schedule."""
 
-    def __init__(self, in_dim: int, dim: int, groups: int = 2, entries: int = 320):
+    def __init__(self, in_dim: int, dim: int, groups: int = 2, entries: int = 320, tau: float = 2.0):
         super().__init__()
         if dim % groups:
             raise ValueError(f"the quantised width {dim} must be a multiple of the {groups} codebooks")
@@ -37,7 +37,7 @@ class GumbelQuantizer(nn.Module):
         nn.init.normal_(self.logits.weight, std=1.0)
         nn.init.zeros_(self.logits.bias)
         self.codebooks = nn.Parameter(torch.rand(groups, entries, dim // groups))
-        self.register_buffer("tau", torch.tensor(2.0))
+        self.register_buffer("tau", torch.tensor(float(tau)))
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, in_dim) latents -> (B, T, dim) quantised vectors and (B·T, groups, entries) softmax probabilities."""
@@ -70,11 +70,9 @@ class Wav2Vec2(Objective):
         self.from_other_clips = distractors // 2 if distractors_from == "both" else 0
         d = encoder.frame_dim
         self.mask_embedding = nn.Parameter(torch.randn(d) * 0.1)
-        self.quantizer = GumbelQuantizer(d, proj_dim, codebooks, codewords) if quantize else None
-        self.project_q = nn.Linear(proj_dim if quantize else d, proj_dim)
         self.diversity_weight, self.tau_range = diversity_weight, (float(tau[0]), float(tau[1]))
-        if self.quantizer is not None:
-            self.quantizer.tau.fill_(self.tau_range[0])
+        self.quantizer = GumbelQuantizer(d, proj_dim, codebooks, codewords, tau[0]) if quantize else None
+        self.project_q = nn.Linear(proj_dim if quantize else d, proj_dim)
         self.project_c = nn.Linear(d, proj_dim)
         self.ratio, self.span, self.distractors, self.temperature = ratio, span, distractors, temperature
 
@@ -84,21 +82,20 @@ class Wav2Vec2(Objective):
         mask = span_mask(z.shape[0], z.shape[1], self.ratio, self.span).to(z.device)
         zm = torch.where(mask[..., None], self.mask_embedding.to(z.dtype), z)
         c = self.encoder.contextualize(zm)[-1]
-        out = {}
-        if self.quantizer is not None:
+        if self.quantizer is None:
+            targets = self.project_q(z)
+        else:
             q, probs = self.quantizer(z)
             targets = self.project_q(q)
-            diversity = codebook_diversity_loss(probs)
-        else:
-            targets = self.project_q(z)
         loss = masked_contrastive_loss(*self.f32(self.project_c(c), targets), mask, self.distractors,
                                        self.temperature, across_batch=self.across_batch,
                                        from_other_clips=self.from_other_clips)
+        out = {"loss": loss, "embeddings": self.encoder.pool(c).detach()}
         if self.quantizer is not None:
-            out = {"contrastive_loss": loss.detach(), "diversity_loss": diversity.detach(),
-                   "tau": self.quantizer.tau.detach().clone()}
-            loss = loss + self.diversity_weight * diversity
-        return {"loss": loss, **out, "embeddings": self.encoder.pool(c).detach()}
+            diversity = codebook_diversity_loss(probs)
+            out.update(loss=loss + self.diversity_weight * diversity, contrastive_loss=loss.detach(),
+                       diversity_loss=diversity.detach(), tau=self.quantizer.tau.detach().clone())
+        return out
 
     def on_after_step(self, step: int, progress: float) -> None:
         """The EMA hooks of the base class, and the quantiser's temperature: exponential from tau[0] to tau[1]."""
