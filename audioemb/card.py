@@ -64,7 +64,7 @@ frames = model.encode("long.wav", output="frames")  # {cfg.frame_rate_hz:g} fram
 | objective | `{obj.get('name')}` {json.dumps({k: v for k, v in obj.items() if k != 'name'})} |
 | encoder | `{enc['type']}` {json.dumps({k: v for k, v in enc.items() if k != 'type'})} |
 | encoder parameters | {cfg.parameters:,} |
-| embedding | {cfg.embedding_dim} dims (concat of mean and max of {cfg.frame_dim}-dim frames) |
+| embedding | {cfg.embedding_dim} dims (concat of mean and max of {cfg.frame_dim}-dim frames){_norm_text(cfg)} |
 | frames | {cfg.frame_rate_hz:g} per second, {cfg.n_layers} layers selectable with `layer=` |
 | frontend | log-mel, {fe.n_mels} bands, {fe.f_min:g}-{fe.f_max:g} Hz, n_fft {fe.n_fft}, \
 hop {fe.hop_length} at {sr} Hz |
@@ -81,6 +81,18 @@ hop {fe.hop_length} at {sr} Hz |
 
 {licence_text(t)}
 """
+
+
+def _batch_text(t: TrainingRecord) -> str:
+    ws = t.env.world_size
+    if ws > 1 and t.batch_size is not None:
+        return f"{t.batch_size} recordings per process on {ws} processes ({t.global_batch} per step)"
+    return f"{t.batch_size} recordings"
+
+
+def _norm_text(cfg: ModelConfig) -> str:
+    n = cfg.embedding_norm
+    return f", standardised per dimension with the mean and std of the {n['fitted_on']}" if n else ""
 
 
 def _where(t: TrainingRecord) -> str:
@@ -153,7 +165,7 @@ def training_section(t: TrainingRecord, sr: int) -> str:
         return "".join(lines) + common + tail
     return (head + f"Trained on {_where(t)}, with the exact command:\n\n```bash\n"
             f"{t.command or '(not recorded)'}\n```\n\n" + common
-            + f"- {t.steps} steps of {t.batch_size} recordings, crops of {t.crop_s} s; "
+            + f"- {t.steps} steps of {_batch_text(t)}, crops of {t.crop_s} s; "
             f"wall time {t.wall_time_s / 3600:.2f} h"
             + (f" ({t.wall_time_note})" if t.wall_time_note else "") + "\n" + tail)
 

@@ -165,6 +165,11 @@ class TrainingRecord:
     loss_curve: tuple[dict, ...] = ()
     heldout_curve: tuple[dict, ...] = ()  # held-out domain means of kept checkpoints (train/heldout.py)
 
+    @property
+    def global_batch(self) -> int | None:
+        """Clips per optimiser step: ``batch_size`` is per process, times the recorded world size (DDP)."""
+        return None if self.batch_size is None else self.batch_size * self.env.world_size
+
     @classmethod
     def from_dict(cls, t: dict) -> TrainingRecord:
         env = t.get("env") or {}
@@ -227,6 +232,11 @@ class ModelConfig:
     @property
     def objective_name(self) -> str | None:
         return self.objective.get("name")
+
+    @property
+    def embedding_norm(self) -> dict | None:
+        """How the clip embedding is standardised inside the model (``audioemb export --standardize``), if it is."""
+        return self.raw.get("embedding_norm") or None
 
     @property
     def encoder_type(self) -> str:

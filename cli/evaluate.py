@@ -18,6 +18,9 @@ def evaluate(
     baselines: Annotated[bool, typer.Option(help="Also score log-mel mean+std and each model's random-init "
                                             "encoder (needs torch).")] = True,
     seeds: Annotated[int, typer.Option(min=1, help="Random seeds of each random-init baseline (mean ± std).")] = 3,
+    corpus: Annotated[Path | None, typer.Option(help="The corpus a standardised model's embedding statistics were "
+                                                "fitted on, to fit its random-init baseline the same way "
+                                                "(default: DATA, when it is a corpus folder).")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the full results as JSON here.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     progress: Annotated[bool, typer.Option(help="Show a progress bar (on a terminal); each model's scores on each "
@@ -48,7 +51,8 @@ def evaluate(
             if len(set(ds.labels.tolist())) < 2:
                 fail(f"{data}: {ds.name} needs at least 2 classes of readable audio")
             checked.append(ds)
-        models = _models(model or [None], layer, baselines, seeds)
+        fit = tuple(c for c in (corpus, data if (data / "tasks").is_dir() else None) if c is not None)
+        models = _models(model or [None], layer, baselines, seeds, fit)
         lay = None if layer in (None, "all") else (layer if layer == "mean" else int(layer))
         with progress_bar(progress and sys.stderr.isatty()) as step:
             result = run(models, checked, batch_size=batch_size, log=lambda s: typer.echo(s, err=True), layer=lay,
@@ -64,7 +68,7 @@ def evaluate(
         typer.echo(f"\nwrote {json_out}")
 
 
-def _models(names: list[str | None], layer: str | None, baselines: bool, seeds: int) -> list:
+def _models(names: list[str | None], layer: str | None, baselines: bool, seeds: int, corpora: tuple = ()) -> list:
     from audioemb.eval.run import layer_views
     from audioemb.runtime import load
 
@@ -75,12 +79,15 @@ def _models(names: list[str | None], layer: str | None, baselines: bool, seeds: 
     for n in names:
         out.extend(views(load(n)))
     if baselines:
+        from audioemb.errors import AudioembError
         from audioemb.eval.baselines import LogMelStats, random_init_models
 
         try:
             for n in names:
-                for m in random_init_models(n, seeds):
-                    out.extend(views(m))
+                try:
+                    out.extend(v for m in random_init_models(n, seeds, corpora=corpora) for v in views(m))
+                except AudioembError as e:  # a standardised model whose fitting corpus was not given
+                    typer.echo(f"(random-init baseline of {n or 'the default model'} skipped: {e})", err=True)
         except ImportError:
             typer.echo("(random-init baseline skipped: it needs torch, the [train] extra)", err=True)
         out.append(LogMelStats(out[0].config["frontend"] if hasattr(out[0], "config") else None))

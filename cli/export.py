@@ -28,6 +28,9 @@ def export(
                                                    "re-export with another --readout, its weights unchanged.")] = None,
     readout: Annotated[str | None, typer.Option(help="With --from: the AudioNTT readout, mlp, concat or "
                                                 "concat_fine (conv features at 4x the frequency rows).")] = None,
+    standardize: Annotated[int | None, typer.Option(
+        help="With --from and --corpus (the corpus the model trained on): add an embedding standardiser fitted on "
+        "this many of its training clips (1024 is a good count), the weights unchanged.", min=2)] = None,
     quantize: Annotated[list[str] | None, typer.Option(
         "--quantize", help="Also write a smaller variant beside FOLDER (FOLDER-int8, FOLDER-fp16), with its parity, "
         "speed and quality cost against the float model in its card (repeatable).")] = None,
@@ -41,7 +44,14 @@ def export(
         from audioemb.train.package import package_concat, package_run
     except ImportError:
         fail("export needs torch, which is not installed: pip install 'audioemb[train]'")
-    if from_model is not None or readout is not None:
+    if standardize is not None:
+        if from_model is None or readout is not None or run is not None or concat or corpus is None:
+            fail("--standardize N goes with --from MODEL and --corpus CORPUS, without RUN, --readout or --concat")
+        from audioemb.train.standardize import package_standardized
+
+        cfg = package_standardized(from_model, out, corpus, standardize, evaluate=evaluate, name=name,
+                                   log=typer.echo, seeds=seeds)
+    elif from_model is not None or readout is not None:
         if from_model is None or readout is None or run is not None or concat:
             fail("--from MODEL and --readout NAME go together, without RUN or --concat")
         from audioemb.train.repackage import package_readout

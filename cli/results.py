@@ -36,7 +36,8 @@ def results(
         if rerun:
             do_rerun(corpus, pattern, log=log, cache=cache)
         if other_tasks is not None:  # one cache with the suite's: the random-init encoders are shared
-            rerun_other(other_tasks, pattern, log=log, cache=cache or (corpus or other_tasks) / "cache" / "eval")
+            rerun_other(other_tasks, pattern, log=log, cache=cache or (corpus or other_tasks) / "cache" / "eval",
+                        fit_corpora=(corpus,) if corpus is not None else ())
     except ImportError:
         fail("scoring random-init encoders needs torch: pip install 'audioemb[train]'")
     write_results(out, pattern)

@@ -60,3 +60,13 @@ def test_card_says_what_the_wall_time_included(tiny_model):
     card = render_card(_cfg(tiny_model, wall_time_s=7200, wall_time_note="cores shared with another training"))
     assert "wall time 2.00 h (cores shared with another training)" in card
     assert "wall time 2.00 h\n" in render_card(_cfg(tiny_model, wall_time_s=7200))
+
+
+def test_card_and_results_count_the_clips_of_every_ddp_process(tiny_model):
+    from audioemb.model_config import ModelConfig
+
+    env = {"device": "cpu", "device_name": "x", "machine": "x, 2 cores", "world_size": 2, "precision": "bf16"}
+    cfg = _cfg(tiny_model, steps=2000, batch_size=32, env=env)
+    assert "2000 steps of 32 recordings per process on 2 processes (64 per step)" in render_card(cfg)
+    assert ModelConfig.from_dict(cfg).training.global_batch == 64
+    assert "2000 steps of 32 recordings," in render_card(_cfg(tiny_model, steps=2000, batch_size=32))

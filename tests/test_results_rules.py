@@ -146,17 +146,20 @@ def test_rerun_other_scores_only_the_tasks_outside_each_models_suite(tmp_path, m
     names = ("speech-a", "sound-new")
     monkeypatch.setattr(run, "corpus_tasks", lambda c: [LabelledSet(n, [], [], None) for n in names])
     monkeypatch.setattr(baselines, "trained_model", lambda name: "model")
-    monkeypatch.setattr(baselines, "random_init_models", lambda name, onnx_dir: ["random"])
-    monkeypatch.setattr(baselines, "LogMelStats", lambda frontend: "logmel")
     seen = {}
+    monkeypatch.setattr(baselines, "random_init_models",
+                        lambda name, onnx_dir, corpora: seen.setdefault("corpora", corpora) and ["random"])
+    monkeypatch.setattr(baselines, "LogMelStats", lambda frontend: "logmel")
 
     def evaluate(models, tasks, log, cache):
         seen["models"], seen["tasks"] = models, [t.name for t in tasks]
         return {"tasks": {"sound-new": {"clips": 0}}, "results": {"a": {"sound-new": {"probe_acc": 0.9}}}}
 
     monkeypatch.setattr(run, "evaluate", evaluate)
-    results.rerun_other(corpus, log=lambda *_: None, cache=tmp_path / "cache")
-    assert seen == {"models": ["model", "random", "logmel"], "tasks": ["sound-new"]}
+    results.rerun_other(corpus, log=lambda *_: None, cache=tmp_path / "cache", fit_corpora=(tmp_path / "corpus",))
+    # a standardised model's random init may refit on the suite's corpus, where its statistics came from
+    assert seen == {"models": ["model", "random", "logmel"], "tasks": ["sound-new"],
+                    "corpora": (corpus, tmp_path / "corpus")}
     stored = json.loads((folder / "config.json").read_text())["metrics"]
     assert stored["other_tasks"] == {"corpus": "`corpus2` (debian2)", "tasks": {"sound-new": {"clips": 0}},
                                      "results": {"a": {"sound-new": {"probe_acc": 0.9}}}}

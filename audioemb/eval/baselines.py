@@ -48,11 +48,12 @@ def _sha(obj) -> str:
 
 
 class _RandomInitBackend:
-    """The model's architecture and frontend statistics with freshly initialised encoder weights."""
+    """The model's architecture and frontend statistics with freshly initialised encoder weights; a model
+    that standardises its embedding gets a standardiser refitted on the same clips (from ``corpora``)."""
 
     name = "torch-random-init"
 
-    def __init__(self, folder: ModelFolder, seed: int = 0):
+    def __init__(self, folder: ModelFolder, seed: int = 0, corpora: tuple = ()):
         import torch
 
         from ..nn.export import load_module
@@ -65,10 +66,28 @@ class _RandomInitBackend:
         self.torch = torch
         state = sorted(trained.frontend.state_dict().items())
         stats = hashlib.sha256(b"".join(v.numpy().tobytes() for _, v in state))
+        norm = self.norm = folder.config.get("embedding_norm")
+        self._corpora = corpora
+        if norm:  # fail now, not mid-evaluation, when the fitting clips' corpus is missing
+            from ..train.standardize import refit_waves
+
+            refit_waves(norm, corpora, self.module.sample_rate, check_only=True)
         # same architecture, frontend statistics and seed -> same weights: models that share them share one score
-        self.key = "random-init-" + _sha([folder.config["frontend"], folder.config["encoder"], stats.hexdigest(), seed])
+        self.key = "random-init-" + _sha([folder.config["frontend"], folder.config["encoder"], stats.hexdigest(), seed,
+                                          *([norm] if norm else [])])
+
+    def ready(self):
+        """The module, its standardiser fitted first (once) when the model standardises its embedding."""
+        if self.norm and self.module.embed_norm is None:
+            from ..nn.embed_norm import fit_standardizer
+            from ..train.standardize import refit_waves
+
+            waves = refit_waves(self.norm, self._corpora, self.module.sample_rate)
+            self.module.embed_norm = fit_standardizer(self.module, waves)
+        return self.module
 
     def run(self, wav: np.ndarray, layers: bool = False):
+        self.ready()
         with self.torch.inference_mode():
             e, f, h = self.module(self.torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)))
         return e.numpy(), f.numpy(), (h.numpy() if layers else None)
@@ -77,15 +96,17 @@ class _RandomInitBackend:
 RANDOM_SEEDS = 3
 
 
-def random_init_model(name_or_folder, seed: int = 0, tag: str = "", onnx_dir: Path | None = None) -> EmbeddingModel:
+def random_init_model(name_or_folder, seed: int = 0, tag: str = "", onnx_dir: Path | None = None,
+                      corpora: tuple = ()) -> EmbeddingModel:
     """An :class:`EmbeddingModel` with ``name_or_folder``'s architecture and frontend statistics but freshly
-    initialised encoder weights (``torch.manual_seed(seed)``), named ``<name>@random-init<tag>``.
+    initialised encoder weights (``torch.manual_seed(seed)``), named ``<name>@random-init<tag>``. A model with
+    an ``embedding_norm`` needs the corpus it was fitted on among ``corpora`` (its standardiser is refitted).
 
     With ``onnx_dir`` the untrained model is exported once to ``onnx_dir/<key>`` and run with onnxruntime
     (several times faster than torch on CPU, for scoring many clips)."""
     folder = open_folder(resolve(name_or_folder), verify=("model.safetensors",))
     name = f"{folder.model_config.name}@random-init{tag}"
-    backend = _RandomInitBackend(folder, seed)
+    backend = _RandomInitBackend(folder, seed, tuple(corpora))
     if onnx_dir is not None:
         m = _as_onnx(backend, Path(onnx_dir) / backend.key[:40], name)
     else:
@@ -106,7 +127,8 @@ def _as_onnx(backend: _RandomInitBackend, dest: Path, name: str) -> EmbeddingMod
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent))
         try:
-            save_model(backend.module, tmp, {"name": name, "objective": {"name": "none (random init)"}}, waves)
+            save_model(backend.ready(), tmp, {"name": name, "objective": {"name": "none (random init)"},
+                                              **({"embedding_norm": backend.norm} if backend.norm else {})}, waves)
             try:
                 tmp.rename(dest)
             except OSError:  # the other writer finished first: same seed and architecture, so the same weights
@@ -117,13 +139,14 @@ def _as_onnx(backend: _RandomInitBackend, dest: Path, name: str) -> EmbeddingMod
     return load(dest)
 
 
-def random_init_models(name_or_folder, seeds: int = RANDOM_SEEDS, onnx_dir: Path | None = None) -> list:
+def random_init_models(name_or_folder, seeds: int = RANDOM_SEEDS, onnx_dir: Path | None = None,
+                       corpora: tuple = ()) -> list:
     """The random-init baseline under ``seeds`` seeds (0, 1, ...): :func:`~audioemb.eval.run.evaluate` merges
     them into one ``<name>@random-init`` row, mean and std over seeds."""
     from .run import SEED_SEP
 
-    return [random_init_model(name_or_folder, s, tag=f"{SEED_SEP}{s}" if seeds > 1 else "", onnx_dir=onnx_dir)
-            for s in range(seeds)]
+    return [random_init_model(name_or_folder, s, tag=f"{SEED_SEP}{s}" if seeds > 1 else "", onnx_dir=onnx_dir,
+                              corpora=corpora) for s in range(seeds)]
 
 
 def trained_model(name_or_folder) -> EmbeddingModel:

@@ -118,7 +118,8 @@ def evaluate_export(folder: Path, name: str, corpus: Path | None, eval_set: Labe
     start = _start_model(init, name, log)
     corpus_cache = _cache(Path(corpus) / "cache" / "eval") if corpus_task_files(corpus) else None
     onnx_dir = corpus_cache.root / "random-init-onnx" if corpus_cache else None  # faster on many clips
-    models = [own, *([start] if start else []), *random_init_models(folder, seeds or RANDOM_SEEDS, onnx_dir),
+    models = [own, *([start] if start else []), *random_init_models(folder, seeds or RANDOM_SEEDS, onnx_dir,
+                                                                          corpora=(corpus,)),
               LogMelStats(own.config["frontend"])]
     metrics: dict = {"protocol": PROTOCOL}
     if corpus_task_files(corpus):

@@ -127,7 +127,7 @@ def render(tasks: list[str], rows: dict[str, dict], configs: dict[str, ModelConf
             "wall time (h) | where |", "|---|---|---|---|---|---|---|---|"]
     for name, cfg in configs.items():
         t = cfg.training
-        steps = f"{t.steps} × {t.batch_size}" if t.steps else "(parts)"
+        steps = f"{t.steps} × {t.global_batch}" if t.steps else "(parts)"  # clips per step, all processes
         where = (f"{t.env.device}, {t.env.machine}" if t.env.recorded else t.env.legacy) or "(parts)"
         out.append(f"| {name} | {cfg.objective_name} | {arch_name(cfg.encoder)} | "
                    f"{cfg.parameters / 1e6:.2f} M | {steps} | {t.crop_s if t.crop_s is not None else ''} | "
@@ -148,10 +148,12 @@ def rerun(corpus: Path, pattern: str = "*", log=print, cache: Path | None = None
     _rescore(corpus, pattern, log, cache, lambda cfg, tasks: tasks, store)
 
 
-def rerun_other(corpus: Path, pattern: str = "*", log=print, cache: Path | None = None) -> None:
+def rerun_other(corpus: Path, pattern: str = "*", log=print, cache: Path | None = None,
+                fit_corpora: tuple = ()) -> None:
     """Score every shipped model, its random-init encoder (3 seeds) and log-mel statistics on the tasks of
     ``corpus`` that are not in the model's held-out suite (corpus v2's own tasks), and store them in its
-    config as ``metrics.other_tasks``: shown in their own section, never in the suite's means or the rule."""
+    config as ``metrics.other_tasks``: shown in their own section, never in the suite's means or the rule.
+    ``fit_corpora``: other corpora a model's embedding standardiser may have been fitted on."""
     recipe = Path(corpus) / "recipe.json"
     tag = json.loads(recipe.read_text()).get("data_tag") if recipe.exists() else None
     label = f"`{Path(corpus).name}`" + (f" ({tag})" if tag else "")
@@ -160,10 +162,10 @@ def rerun_other(corpus: Path, pattern: str = "*", log=print, cache: Path | None 
         return {**metrics, "other_tasks": {"corpus": label, "tasks": result["tasks"], "results": result["results"]}}
 
     _rescore(corpus, pattern, log, cache,
-             lambda cfg, tasks: [t for t in tasks if t.name not in cfg.metrics.heldout_tasks], store)
+             lambda cfg, tasks: [t for t in tasks if t.name not in cfg.metrics.heldout_tasks], store, fit_corpora)
 
 
-def _rescore(corpus: Path, pattern: str, log, cache: Path | None, pick, store) -> None:
+def _rescore(corpus: Path, pattern: str, log, cache: Path | None, pick, store, fit_corpora: tuple = ()) -> None:
     """Score each model on ``pick(cfg, corpus tasks)`` beside its baselines; ``store(metrics, result)`` gives
     the config's new ``metrics``."""
     from ..modelfolder import read_config, write_config
@@ -185,7 +187,8 @@ def _rescore(corpus: Path, pattern: str, log, cache: Path | None, pick, store) -
             log(f"{name}: no task of {corpus} to score")
             continue
         log(f"{name}:")
-        models = [trained_model(name), *random_init_models(name, onnx_dir=cache_store.root / "random-init-onnx"),
+        models = [trained_model(name), *random_init_models(name, onnx_dir=cache_store.root / "random-init-onnx",
+                                                           corpora=(corpus, *fit_corpora)),
                   LogMelStats(cfg.raw["frontend"])]
         result = evaluate(models, tasks, log=log, cache=cache_store)
         now = read_config(pretrained_dir() / name)

@@ -27,7 +27,7 @@ def load_module(folder: ModelFolder | str | os.PathLike) -> AudioEmbedder:
     if not isinstance(folder, ModelFolder):
         folder = open_folder(folder, verify=("model.safetensors",))
     cfg = folder.config
-    model = AudioEmbedder.from_config(cfg["frontend"], cfg["encoder"])
+    model = AudioEmbedder.from_config(cfg["frontend"], cfg["encoder"], cfg.get("embedding_norm"))
     state = load_file(str(folder.file("model.safetensors")))
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith(("frontend.dft", "frontend.mel_fb"))]
@@ -73,17 +73,20 @@ def onnx_parity_report(model: AudioEmbedder, onnx_path: Path, waves: list[np.nda
     """torch against onnxruntime over ``waves``: ``abs`` (max abs difference, embedding and frames),
     ``embedding_abs`` and ``rel`` (each output's max abs difference over its own max magnitude, at least 1:
     frames are not normalised, and a transformer's reach magnitudes where float32 reordering alone moves
-    them by more than 1e-4)."""
+    them by more than 1e-4). A standardised embedding's difference is taken in its units before
+    standardisation (times each dimension's std): dividing by a small std would otherwise magnify float32
+    rounding, while the standardisation itself is one exact affine op in both."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     out = {"abs": 0.0, "embedding_abs": 0.0, "rel": 0.0}
+    unit = model.embed_norm.std.numpy() if model.embed_norm is not None else 1.0
     with torch.inference_mode():
         for w in waves:
             x = np.asarray(w, dtype=np.float32)[None]
             e, f, _ = model(torch.from_numpy(x))
             oe, of = sess.run(["embedding", "frames"], {"waveform": x})
-            for name, o, t in (("embedding", oe, e.numpy()), ("frames", of, f.numpy())):
+            for name, o, t in (("embedding", oe * unit, e.numpy() * unit), ("frames", of, f.numpy())):
                 d = float(np.abs(o - t).max())
                 out["abs"] = max(out["abs"], d)
                 out["rel"] = max(out["rel"], d / max(1.0, float(np.abs(t).max())))
@@ -106,9 +109,12 @@ def parity_ok(report: dict[str, float], tol: float = 1e-4) -> bool:
 def save_model(model: AudioEmbedder, folder: Path, meta: dict, parity_waves: list[np.ndarray]) -> dict:
     """Write ``folder``: model.safetensors, model.onnx (checked against torch), config.json.
 
-    ``meta`` adds name, objective, training provenance and inference settings to the config. Returns the
-    config written. Raises unless :func:`parity_ok`.
+    ``meta`` adds name, objective, training provenance and inference settings to the config, and
+    ``embedding_norm`` (how its statistics were fitted) when the model standardises its embedding. Returns
+    the config written. Raises unless :func:`parity_ok`.
     """
+    if (model.embed_norm is None) != (not meta.get("embedding_norm")):
+        raise ValueError("meta['embedding_norm'] must describe the model's embedding standardiser, and only then")
     folder.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
@@ -133,7 +139,10 @@ def save_model(model: AudioEmbedder, folder: Path, meta: dict, parity_waves: lis
         "frontend": model.frontend.cfg.to_dict(),
         "encoder": enc.config(),
         "inference": {"window_s": 10.0, "min_s": 0.25, **meta.get("inference", {}),
-                      "pooling": "window: concat(mean, max) over frames; clip: duration-weighted mean of windows"},
+                      "pooling": "window: concat(mean, max) over frames" + (
+                          ", standardised per dimension (embedding_norm)" if meta.get("embedding_norm") else "")
+                      + "; clip: duration-weighted mean of windows"},
+        **({"embedding_norm": meta["embedding_norm"]} if meta.get("embedding_norm") else {}),
         "objective": meta.get("objective", {}),
         "training": meta.get("training", {}),
         "metrics": meta.get("metrics", {}),

@@ -271,6 +271,9 @@ def package_concat(folders: list[Path], out: Path, name: str, corpus: Path, eval
     from ..nn.export import load_module
 
     parts = [open_folder(f) for f in folders]
+    for p in parts:
+        if p.config.get("embedding_norm"):
+            raise ExportError(f"{p.path} standardises its embedding; concatenate the folders it was made from")
     modules = [load_module(p) for p in parts]
     f0 = modules[0].frontend
     for p, m in zip(parts[1:], modules[1:]):

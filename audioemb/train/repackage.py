@@ -44,7 +44,6 @@ def package_readout(src: str | Path, out: Path, readout: str, corpus: Path | Non
     ``readout``, its weights unchanged; check and score it as :func:`~audioemb.train.package.package_run`
     does (without ``corpus``: parity on :func:`parity_signals`, no collapse check and no figures). ``out`` may be
     ``src`` itself: it is replaced only once the new folder is complete."""
-    from ..eval.export_eval import evaluate_export
     from ..registry import resolve
 
     folder = open_folder(resolve(src), verify=("model.safetensors",))
@@ -55,6 +54,9 @@ def package_readout(src: str | Path, out: Path, readout: str, corpus: Path | Non
                           f"not {enc_cfg.get('type')!r}")
     if readout not in READOUTS:
         raise ExportError(f"readout must be one of {READOUTS}, not {readout!r}")
+    if cfg.get("embedding_norm"):
+        raise ExportError(f"{folder.path} standardises its embedding with statistics of the current readout; "
+                          "change the readout on the folder it was made from, then standardise again")
     old = enc_cfg.get("readout", "mlp")
     if readout == old:
         raise ExportError(f"{folder.path} already reads out {readout!r}")
@@ -75,8 +77,18 @@ def package_readout(src: str | Path, out: Path, readout: str, corpus: Path | Non
             f"--readout {readout}`); the weights are unchanged (model.safetensors sha256 `{sha[:16]}…`), the "
             f"embedding is {cfg['embedding_dim']} → {model.encoder.embedding_dim} dims, and the figures below are "
             "the new readout's")
+    return write_reexport(model, out, cfg, training, note, name, corpus, waves, evaluate, log, seeds)
+
+
+def write_reexport(model: AudioEmbedder, out: Path, cfg: dict, training: dict, note: str, name: str,
+                   corpus: Path | None, waves: list[np.ndarray], evaluate: bool, log, seeds: int | None,
+                   extra: dict | None = None) -> dict:
+    """Write ``out`` for a folder changed without training: ``note`` appended to ``training.after_training``,
+    ``extra`` added to the config's meta, ONNX parity on ``waves``, scored on ``corpus`` when ``evaluate``."""
+    from ..eval.export_eval import evaluate_export
+
     training["after_training"] = [*training.get("after_training", []), note]
-    meta = {"name": name, "objective": cfg.get("objective", {}), "training": training,
+    meta = {"name": name, "objective": cfg.get("objective", {}), "training": training, **(extra or {}),
             "inference": {k: cfg["inference"][k] for k in ("window_s", "min_s") if k in cfg.get("inference", {})}}
     with atomic_folder(out) as tmp:
         config = save_model(model, tmp, meta, parity_waves(waves, model.min_samples))

@@ -1,0 +1,100 @@
+"""A trained model folder re-exported with an embedding standardiser fitted on its training corpus
+(``audioemb export --from MODEL --standardize --corpus CORPUS``), its encoder weights unchanged.
+
+The standardiser (:mod:`audioemb.nn.embed_norm`) is fitted on the pooled embeddings of ``clips`` training
+clips of the corpus the model trained on: a seed-0 permutation of the corpus's training split, the first
+readable clips in that order, the first 10 s of each. ``embedding_norm`` in config.json records the corpus's
+manifest hash and the count, so the random-init baseline refits its own standardiser on exactly those clips
+(:func:`refit_waves`): the comparison stays the same architecture, read out the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import AudioembError
+from ..eval.export_eval import ExportError
+from ..modelfolder import open_folder
+from ..nn.embed_norm import STANDARDIZE, fit_standardizer
+from ..nn.export import load_module
+from .data import read_manifest
+from .package import _check_collapse, _decode, check_waves
+from .repackage import write_reexport
+
+FIT_CLIPS = 1024
+
+
+def _manifest_sha(corpus: Path) -> str:
+    recipe = Path(corpus) / "recipe.json"
+    if not recipe.is_file() or not (Path(corpus) / "manifest.jsonl").is_file():
+        raise ExportError(f"{corpus}: not a corpus built by `audioemb corpus build` (no recipe.json or manifest.jsonl)")
+    return json.loads(recipe.read_text())["manifest_sha256"]
+
+
+def fit_waves(corpus: Path, clips: int, sample_rate: int) -> list[np.ndarray]:
+    """The clips a standardiser is fitted on: ``clips`` readable clips of ``corpus``'s training split, in a
+    seed-0 permutation, the first 10 s of each."""
+    rows = read_manifest(Path(corpus), "train")
+    return _decode([Path(corpus) / r["path"] for r in rows], sample_rate, clips)
+
+
+def norm_record(corpus: Path, clips: int) -> dict:
+    """config.json's ``embedding_norm`` for a standardiser fitted by :func:`fit_waves`."""
+    return {"type": STANDARDIZE, "corpus": Path(corpus).name, "manifest_sha256": _manifest_sha(corpus),
+            "split": "train", "clips": clips,
+            "fitted_on": f"pooled embeddings of {clips} training clips of `{Path(corpus).name}` (a seed-0 "
+                         "permutation of its training split, the first 10 s of each)"}
+
+
+def refit_waves(record: dict, corpora: Iterable[Path], sample_rate: int, check_only: bool = False) -> list[np.ndarray]:
+    """The clips ``record`` (a config's ``embedding_norm``) was fitted on, from whichever of ``corpora`` has the
+    recorded manifest; raises :class:`AudioembError` naming the corpus needed when none has. ``check_only``:
+    find the corpus, decode nothing."""
+    for c in corpora:
+        ok = c is not None and (Path(c) / "recipe.json").is_file()
+        if ok and _manifest_sha(Path(c)) == record["manifest_sha256"]:
+            return [] if check_only else fit_waves(Path(c), int(record["clips"]), sample_rate)
+    raise AudioembError(f"its embedding standardiser was fitted on the corpus `{record.get('corpus')}` (manifest "
+                        f"{record['manifest_sha256'][:12]}…), which was not given: pass that corpus (--corpus) so "
+                        "that the random-init baseline is standardised the same way")
+
+
+def package_standardized(src: str | Path, out: Path, corpus: Path, clips: int = FIT_CLIPS, evaluate: bool = True,
+                         name: str | None = None, log=print, seeds: int | None = None) -> dict:
+    """Re-export the model folder (or shipped name) ``src`` to ``out`` with an embedding standardiser fitted
+    on ``clips`` training clips of ``corpus``, the corpus it trained on; checked (collapse, ONNX parity) and
+    scored as :func:`~audioemb.train.package.package_run` does, beside random init standardised the same way."""
+    from ..registry import resolve
+
+    folder = open_folder(resolve(src), verify=("model.safetensors",))
+    cfg = folder.config
+    if cfg.get("embedding_norm"):
+        raise ExportError(f"{folder.path} already standardises its embedding")
+    corpus = Path(corpus)
+    trained_on = (cfg.get("training", {}).get("data") or {}).get("manifest_sha256")
+    if trained_on and trained_on != _manifest_sha(corpus):
+        raise ExportError(f"{folder.path} was trained on another corpus (manifest {trained_on[:12]}…) than {corpus}; "
+                          "fit the standardiser on the corpus it trained on")
+    model = load_module(folder)
+    record = norm_record(corpus, clips)
+    waves = fit_waves(corpus, clips, model.sample_rate)
+    if len(waves) < clips:
+        raise ExportError(f"{corpus}: only {len(waves)} readable training clips, {clips} asked for")
+    model.embed_norm = fit_standardizer(model, waves)
+    log(f"fitted the embedding standardiser on {len(waves)} training clips of {corpus}")
+    check = check_waves(corpus, [], None, model.sample_rate)
+    training = dict(cfg.get("training", {}))
+    training["final_collapse_std_heldout"] = round(_check_collapse(model, check), 4)
+    name = name or cfg["name"]
+    sha = cfg["files"]["model.safetensors"]
+    note = (f"{dt.date.today().isoformat()}: embedding standardised per dimension (`audioemb export --from "
+            f"{cfg['name']} --standardize {clips} --corpus {corpus.name}`), {record['fitted_on']}; the encoder "
+            f"weights are unchanged (model.safetensors sha256 `{sha[:16]}…` before), and the figures below are the "
+            "standardised embedding's, beside random init standardised the same way")
+    return write_reexport(model, out, cfg, training, note, name, corpus, check, evaluate, log, seeds,
+                          {"embedding_norm": record})
