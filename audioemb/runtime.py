@@ -76,7 +76,9 @@ class EmbeddingModel:
             normalize: L2-normalise each clip (or frame) embedding.
             output: ``"clip"`` gives one vector per input, ``"frames"`` a :class:`FrameEmbeddings` per input.
             layer: None for the last layer; an int picks a layer (0 = first, -1 = last); ``"mean"``
-                averages all layers. Clip embeddings of a chosen layer use the same pooling.
+                averages all layers. Clip embeddings of a chosen layer use the same pooling, without the
+                per-dimension standardisation of a model with ``embedding_norm`` (fitted on its default
+                embedding only).
             errors: ``"raise"``: an input that cannot be decoded or embedded raises :class:`audio.AudioError`
                 (or ValueError for arrays) naming it; ``"skip"``: its row is NaN (its frames None) and
                 the call returns ``(result, [EncodeError, ...])``.

@@ -1,0 +1,41 @@
+"""CPC with past-only augmentation (Kharitonov et al., 2021): the context reads the augmented crop, the latents
+it must pick out (and the negatives) are the clean crop's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from audioemb.nn.encoders import build_encoder  # noqa: E402
+from audioemb.nn.frontend import LogMel, LogMelConfig  # noqa: E402
+from audioemb.nn.views import Views  # noqa: E402
+from audioemb.objectives import base as objective_base  # noqa: E402
+from audioemb.objectives import cpc as cpc_module  # noqa: E402
+
+
+@pytest.mark.parametrize("augment_past", [False, True])
+def test_context_reads_the_views_and_targets_are_clean_only_when_asked(monkeypatch, augment_past):
+    torch.manual_seed(0)
+    enc = build_encoder({"type": "framenet", "dim": 32, "layers": 1, "heads": 2, "ff": 64, "channels": 16,
+                         "context": "gru", "causal": True})
+    obj = cpc_module.CPC(enc, LogMel(LogMelConfig()), Views({"mixup": 0.0, "gain_db": 0.0}), steps=2, negatives=4,
+                         augment_past=augment_past).eval()
+    obj.views = lambda x: x + 1.0  # a deterministic "augmentation", to tell the two inputs apart
+    seen = {}
+
+    def capture(context, latents, predictors, negatives):
+        seen["context"], seen["latents"] = context, latents
+        return context.sum() * 0
+
+    monkeypatch.setattr(cpc_module, "cpc_loss", capture)
+    wav = torch.randn(3, 1, 16000) * 0.1
+    obj.training_step(objective_base.Batch(wav, 0, np.arange(3)))
+    with torch.no_grad():
+        clean = obj.logmels(wav)[:, 0]
+        aug_z = enc.local_features(clean + 1.0)
+        want_latents = enc.local_features(clean) if augment_past else aug_z
+        torch.testing.assert_close(seen["context"], enc.contextualize(aug_z)[-1])
+        torch.testing.assert_close(seen["latents"], want_latents)
+        assert not torch.allclose(enc.local_features(clean), aug_z)  # the two inputs do differ
