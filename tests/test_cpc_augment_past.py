@@ -39,3 +39,27 @@ def test_context_reads_the_views_and_targets_are_clean_only_when_asked(monkeypat
         torch.testing.assert_close(seen["context"], enc.contextualize(aug_z)[-1])
         torch.testing.assert_close(seen["latents"], want_latents)
         assert not torch.allclose(enc.local_features(clean), aug_z)  # the two inputs do differ
+
+
+@pytest.mark.parametrize("augment_context", [False, True])
+def test_wav2vec2_targets_are_clean_only_when_asked(monkeypatch, augment_context):
+    from audioemb.objectives import wav2vec2 as w2v_module
+
+    torch.manual_seed(0)
+    enc = build_encoder({"type": "framenet", "dim": 32, "layers": 1, "heads": 2, "ff": 64, "channels": 16})
+    obj = w2v_module.Wav2Vec2(enc, LogMel(LogMelConfig()), Views({"mixup": 0.0, "gain_db": 0.0}), proj_dim=16,
+                              distractors=4, augment_context=augment_context).eval()
+    obj.views = lambda x: x + 1.0
+    seen = {}
+
+    def capture(context, targets, mask, *a, **k):
+        seen["targets"] = targets
+        return context.sum() * 0
+
+    monkeypatch.setattr(w2v_module, "masked_contrastive_loss", capture)
+    wav = torch.randn(3, 1, 16000) * 0.1
+    obj.training_step(objective_base.Batch(wav, 0, np.arange(3)))
+    with torch.no_grad():
+        clean = obj.logmels(wav)[:, 0]
+        src = clean if augment_context else clean + 1.0
+        torch.testing.assert_close(seen["targets"], obj.project_q(enc.local_features(src)).float())

@@ -90,6 +90,12 @@ class Objective(nn.Module):
         x = self.logmels(wav)
         return self.views(x[:, 0]), self.views(x[:, 1 % x.shape[1]])
 
+    def view_and_clean(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first crop's augmented log-mel view and the clean log-mel it was made from (past-only
+        augmentation: the context reads the view, the targets come from the clean crop)."""
+        clean = self.logmels(wav)[:, 0]
+        return self.views(clean), clean
+
     def embed(self, x: torch.Tensor, encoder: Encoder | None = None) -> torch.Tensor:
         """Pooled clip representation of log-mel ``x`` (B, n_mels, T) by ``encoder`` (default: online)."""
         enc = encoder or self.encoder

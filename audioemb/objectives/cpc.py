@@ -46,8 +46,7 @@ class CPC(BandShiftTerm, Objective):
         self.init_shift(encoder, frontend, shift_weight, max_shift, shift_hidden)
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        clean = self.logmels(batch.waveforms)[:, 0]
-        x = self.views(clean)
+        x, clean = self.view_and_clean(batch.waveforms)
         z = self.encoder.local_features(x)
         c = self.encoder.contextualize(z)[-1]
         targets = self.encoder.local_features(clean) if self.augment_past else z

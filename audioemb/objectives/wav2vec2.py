@@ -7,7 +7,9 @@ default; ``quantize=True`` makes them the paper's: a product quantiser of G code
 straight-through Gumbel softmax (:class:`GumbelQuantizer`), its temperature annealed from 2 to 0.5 over the
 run, with the diversity loss (eq. 4) weighted by ``diversity_weight``. ``distractors_from="batch"`` draws
 the distractors from every clip of the batch instead, and ``"both"`` half from the same clip and half from
-other clips of the batch (neither is the paper's).
+other clips of the batch (neither is the paper's). ``augment_context=True`` applies the recipe's views only to
+what the context reads; the targets and distractors are the clean crop's latents (past-only augmentation,
+Kharitonov et al., 2021, as ``cpc``'s ``augment_past``).
 """
 
 from __future__ import annotations
@@ -61,8 +63,9 @@ class Wav2Vec2(Objective):
     def __init__(self, encoder, frontend, views, ratio: float = 0.4, span: int = 3, distractors: int = 10,
                  temperature: float = 0.1, proj_dim: int = 128, distractors_from: str = "clip",
                  quantize: bool = False, codebooks: int = 2, codewords: int = 320, diversity_weight: float = 0.1,
-                 tau: tuple[float, float] | list[float] = (2.0, 0.5)):
+                 tau: tuple[float, float] | list[float] = (2.0, 0.5), augment_context: bool = False):
         super().__init__(encoder, frontend, views)
+        self.augment_context = bool(augment_context)
         if distractors_from not in ("clip", "batch", "both"):
             raise ValueError("distractors_from must be 'clip' (the paper's), 'batch' or 'both', "
                              f"not {distractors_from!r}")
@@ -77,15 +80,16 @@ class Wav2Vec2(Objective):
         self.ratio, self.span, self.distractors, self.temperature = ratio, span, distractors, temperature
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        x = self.views(self.logmels(batch.waveforms)[:, 0])
+        x, clean = self.view_and_clean(batch.waveforms)
         z = self.encoder.local_features(x)
         mask = span_mask(z.shape[0], z.shape[1], self.ratio, self.span).to(z.device)
         zm = torch.where(mask[..., None], self.mask_embedding.to(z.dtype), z)
         c = self.encoder.contextualize(zm)[-1]
+        zt = self.encoder.local_features(clean) if self.augment_context else z  # targets and distractors
         if self.quantizer is None:
-            targets = self.project_q(z)
+            targets = self.project_q(zt)
         else:
-            q, probs = self.quantizer(z)
+            q, probs = self.quantizer(zt)
             targets = self.project_q(q)
         loss = masked_contrastive_loss(*self.f32(self.project_c(c), targets), mask, self.distractors,
                                        self.temperature, across_batch=self.across_batch,
