@@ -108,3 +108,15 @@ def test_standardize_refusals_are_one_line(standardized, tmp_path):
                                  str(tmp_path / "o")])
     assert r.exit_code == 2 and "trained on another corpus" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_eval_cli_fits_the_random_init_on_the_corpus_or_says_why_it_skips_it(standardized):
+    corpus, _, out, _ = standardized
+    task = str(corpus / "tasks" / "toy.csv")
+    r = CliRunner().invoke(app, ["eval", task, "--model", str(out), "--seeds", "1", "--no-progress"])
+    assert r.exit_code == 0 and "Traceback" not in r.output
+    assert "random-init baseline of" in r.output and "fitted on the corpus" in r.output
+    assert "@random-init" not in r.output.split("skipped")[-1]  # no random-init row without its statistics
+    r = CliRunner().invoke(app, ["eval", task, "--model", str(out), "--seeds", "1", "--no-progress",
+                                 "--corpus", str(corpus)])
+    assert r.exit_code == 0 and "skipped" not in r.output and "byol-tiny.debian@random-init" in r.output
