@@ -38,15 +38,10 @@ class EmbeddingStandardizer(nn.Module):
 def pooled_embeddings(model: nn.Module, waves: Iterable[np.ndarray]) -> np.ndarray:
     """The model's pooled embedding of each wave (one window each; waves shorter than the model's shortest
     input are skipped), before any standardiser it may hold: (N, D) float64."""
-    norm, model.embed_norm = model.embed_norm, None
-    out = []
-    try:
-        with torch.inference_mode():
-            for w in waves:
-                if len(w) > model.min_samples:
-                    out.append(model(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)[None]))[0][0])
-    finally:
-        model.embed_norm = norm
+    enc = model.encoder
+    with torch.inference_mode():
+        out = [enc.pool(enc(model.frontend(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)[None]))))[0]
+               for w in waves if len(w) > model.min_samples]
     if len(out) < 2:
         raise ValueError(f"need at least 2 clips longer than {model.min_samples} samples to fit the embedding "
                          f"standardiser, got {len(out)}")

@@ -71,23 +71,24 @@ def package_readout(src: str | Path, out: Path, readout: str, corpus: Path | Non
         training["final_collapse_std_heldout"] = round(_check_collapse(model, waves), 4)
     else:  # the weights were checked when the folder was made; ONNX parity needs only some varied signals
         waves = parity_signals(model.sample_rate)
-    name = name or cfg["name"]
     sha = cfg["files"]["model.safetensors"]
-    note = (f"{dt.date.today().isoformat()}: readout `{old}` → `{readout}` (`audioemb export --from {cfg['name']} "
+    note = (f"readout `{old}` → `{readout}` (`audioemb export --from {cfg['name']} "
             f"--readout {readout}`); the weights are unchanged (model.safetensors sha256 `{sha[:16]}…`), the "
             f"embedding is {cfg['embedding_dim']} → {model.encoder.embedding_dim} dims, and the figures below are "
             "the new readout's")
     return write_reexport(model, out, cfg, training, note, name, corpus, waves, evaluate, log, seeds)
 
 
-def write_reexport(model: AudioEmbedder, out: Path, cfg: dict, training: dict, note: str, name: str,
+def write_reexport(model: AudioEmbedder, out: Path, cfg: dict, training: dict, note: str, name: str | None,
                    corpus: Path | None, waves: list[np.ndarray], evaluate: bool, log, seeds: int | None,
                    extra: dict | None = None) -> dict:
-    """Write ``out`` for a folder changed without training: ``note`` appended to ``training.after_training``,
-    ``extra`` added to the config's meta, ONNX parity on ``waves``, scored on ``corpus`` when ``evaluate``."""
+    """Write ``out`` for the folder of config ``cfg`` changed without training: today's date and ``note``
+    appended to ``training.after_training``, ``extra`` added to the config's meta, named ``name`` (default: the
+    source's), ONNX parity on ``waves``, scored on ``corpus`` when ``evaluate``."""
     from ..eval.export_eval import evaluate_export
 
-    training["after_training"] = [*training.get("after_training", []), note]
+    name = name or cfg["name"]
+    training["after_training"] = [*training.get("after_training", []), f"{dt.date.today().isoformat()}: {note}"]
     meta = {"name": name, "objective": cfg.get("objective", {}), "training": training, **(extra or {}),
             "inference": {k: cfg["inference"][k] for k in ("window_s", "min_s") if k in cfg.get("inference", {})}}
     with atomic_folder(out) as tmp:

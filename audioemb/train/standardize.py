@@ -10,7 +10,7 @@ manifest hash and the count, so the random-init baseline refits its own standard
 
 from __future__ import annotations
 
-import datetime as dt
+import functools
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -38,7 +38,13 @@ def _manifest_sha(corpus: Path) -> str:
 
 def fit_waves(corpus: Path, clips: int, sample_rate: int) -> list[np.ndarray]:
     """The clips a standardiser is fitted on: ``clips`` readable clips of ``corpus``'s training split, in a
-    seed-0 permutation, the first 10 s of each."""
+    seed-0 permutation, the first 10 s of each. The last set decoded is kept, so the random-init baseline's
+    seeds, each refitted on the same clips, decode them once (treat the list as read-only)."""
+    return _fit_waves(str(Path(corpus).resolve()), clips, sample_rate)
+
+
+@functools.lru_cache(maxsize=1)
+def _fit_waves(corpus: str, clips: int, sample_rate: int) -> list[np.ndarray]:
     rows = read_manifest(Path(corpus), "train")
     return _decode([Path(corpus) / r["path"] for r in rows], sample_rate, clips)
 
@@ -90,11 +96,10 @@ def package_standardized(src: str | Path, out: Path, corpus: Path, clips: int = 
     check = check_waves(corpus, [], None, model.sample_rate)
     training = dict(cfg.get("training", {}))
     training["final_collapse_std_heldout"] = round(_check_collapse(model, check), 4)
-    name = name or cfg["name"]
     sha = cfg["files"]["model.safetensors"]
-    note = (f"{dt.date.today().isoformat()}: embedding standardised per dimension (`audioemb export --from "
-            f"{cfg['name']} --standardize {clips} --corpus {corpus.name}`), {record['fitted_on']}; the encoder "
-            f"weights are unchanged (model.safetensors sha256 `{sha[:16]}…` before), and the figures below are the "
-            "standardised embedding's, beside random init standardised the same way")
+    note = (f"embedding standardised per dimension (`audioemb export --from {cfg['name']} --standardize {clips} "
+            f"--corpus {corpus.name}`), {record['fitted_on']}; the encoder weights are unchanged (model.safetensors "
+            f"sha256 `{sha[:16]}…` before), and the figures below are the standardised embedding's, beside random "
+            "init standardised the same way")
     return write_reexport(model, out, cfg, training, note, name, corpus, check, evaluate, log, seeds,
                           {"embedding_norm": record})
