@@ -39,7 +39,8 @@ def test_random_shifts_cover_the_range():
 
 
 # each objective that takes the term, and the figures its own loss terms are logged as
-TERMS = {"byol_frames": ("clip_loss", "frame_loss"), "cpc": ("cpc_loss",), "mpc": ("mpc_loss",)}
+TERMS = {"byol_frames": ("clip_loss", "frame_loss"), "cpc": ("cpc_loss",), "mpc": ("mpc_loss",),
+         "wav2vec2": ("wav2vec2_loss",)}
 
 
 @pytest.mark.parametrize("name", sorted(TERMS))

@@ -74,19 +74,23 @@ class BandShiftTerm:
         if shift_weight > 0:
             self.shift_head = shift_head(encoder.embedding_dim, shift_hidden, max_shift, frontend.cfg.n_mels)
 
-    def shift_loss(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    def shift_loss(self, x: torch.Tensor, y: torch.Tensor,
+                   embed: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """Cross-entropy of naming the band shift between log-mel ``x`` (B, n_mels, T), embedded as ``y``,
-        and a copy of it shifted by a random whole number of bands, and the share named right."""
-        return shift_term(self.shift_head, self.embed, x, y, self.max_shift)
+        and a copy of it shifted by a random whole number of bands and embedded by ``embed`` (default: the
+        objective's ``embed``), and the share named right."""
+        return shift_term(self.shift_head, embed or self.embed, x, y, self.max_shift)
 
     def add_shift_term(self, out: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-                       own: str | None = None) -> dict:
+                       own: str | None = None,
+                       embed: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict:
         """``out`` with ``shift_weight`` times the term added to its loss and the term logged (detached); with
-        ``own``, the loss before the term is logged under that name too."""
+        ``own``, the loss before the term is logged under that name too. ``embed`` embeds the shifted copy
+        the way ``y`` was embedded (default: the objective's ``embed``)."""
         if self.shift_weight > 0:
             if own:
                 out[own] = out["loss"].detach()
-            terms = self.shift_loss(x, y)
+            terms = self.shift_loss(x, y, embed)
             out.update(loss=out["loss"] + self.shift_weight * terms["shift_loss"],
                        shift_loss=terms["shift_loss"].detach(), shift_acc=terms["shift_acc"])
         return out

@@ -9,7 +9,10 @@ run, with the diversity loss (eq. 4) weighted by ``diversity_weight``. ``distrac
 the distractors from every clip of the batch instead, and ``"both"`` half from the same clip and half from
 other clips of the batch (neither is the paper's). ``augment_context=True`` applies the recipe's views only to
 what the context reads; the targets and distractors are the clean crop's latents (past-only augmentation,
-Kharitonov et al., 2021, as ``cpc``'s ``augment_past``).
+Kharitonov et al., 2021, as ``cpc``'s ``augment_past``). ``shift_weight`` > 0 adds the band-shift term of
+``byol_frames`` (SPICE, Gfeller et al., 2020): the context's input shifted by a random whole number of mel
+bands goes through the same mask and context once more, and a small head names the shift from the two pooled
+contexts, so that the encoder keeps the pitch that the contrastive task lets it discard.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..losses.predictive import codebook_diversity_loss, masked_contrastive_loss, span_mask
+from ._freqshift import BandShiftTerm
 from .base import Batch, Objective
 
 
@@ -54,7 +58,7 @@ class GumbelQuantizer(nn.Module):
         return q.reshape(b, t, -1), probs
 
 
-class Wav2Vec2(Objective):
+class Wav2Vec2(BandShiftTerm, Objective):
     name = "wav2vec2"
     tiny_params: ClassVar[dict] = {"span": 2, "distractors": 4, "proj_dim": 16}
     tiny_encoder: ClassVar[dict] = {"type": "framenet", "dim": 32, "layers": 1, "heads": 2, "ff": 64, "channels": 16}
@@ -63,7 +67,8 @@ class Wav2Vec2(Objective):
     def __init__(self, encoder, frontend, views, ratio: float = 0.4, span: int = 3, distractors: int = 10,
                  temperature: float = 0.1, proj_dim: int = 128, distractors_from: str = "clip",
                  quantize: bool = False, codebooks: int = 2, codewords: int = 320, diversity_weight: float = 0.1,
-                 tau: tuple[float, float] | list[float] = (2.0, 0.5), augment_context: bool = False):
+                 tau: tuple[float, float] | list[float] = (2.0, 0.5), augment_context: bool = False,
+                 shift_weight: float = 0.0, max_shift: int = 4, shift_hidden: int = 256):
         super().__init__(encoder, frontend, views)
         self.augment_context = bool(augment_context)
         if distractors_from not in ("clip", "batch", "both"):
@@ -78,13 +83,19 @@ class Wav2Vec2(Objective):
         self.project_q = nn.Linear(proj_dim if quantize else d, proj_dim)
         self.project_c = nn.Linear(d, proj_dim)
         self.ratio, self.span, self.distractors, self.temperature = ratio, span, distractors, temperature
+        self.init_shift(encoder, frontend, shift_weight, max_shift, shift_hidden)
+
+    def masked_context(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The context's last layer over conv latents ``z`` (B, T, D) with the ``mask``ed steps replaced by
+        the mask embedding."""
+        zm = torch.where(mask[..., None], self.mask_embedding.to(z.dtype), z)
+        return self.encoder.contextualize(zm)[-1]
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         x, clean = self.view_and_clean(batch.waveforms)
         z = self.encoder.local_features(x)
         mask = span_mask(z.shape[0], z.shape[1], self.ratio, self.span).to(z.device)
-        zm = torch.where(mask[..., None], self.mask_embedding.to(z.dtype), z)
-        c = self.encoder.contextualize(zm)[-1]
+        c = self.masked_context(z, mask)
         zt = self.encoder.local_features(clean) if self.augment_context else z  # targets and distractors
         if self.quantizer is None:
             targets = self.project_q(zt)
@@ -94,12 +105,17 @@ class Wav2Vec2(Objective):
         loss = masked_contrastive_loss(*self.f32(self.project_c(c), targets), mask, self.distractors,
                                        self.temperature, across_batch=self.across_batch,
                                        from_other_clips=self.from_other_clips)
-        out = {"loss": loss, "embeddings": self.encoder.pool(c).detach()}
+        y = self.encoder.pool(c)
+        out = {"loss": loss, "embeddings": y.detach()}
         if self.quantizer is not None:
             diversity = codebook_diversity_loss(probs)
             out.update(loss=loss + self.diversity_weight * diversity, contrastive_loss=loss.detach(),
                        diversity_loss=diversity.detach(), tau=self.quantizer.tau.detach().clone())
-        return out
+
+        def embed_shifted(xs: torch.Tensor) -> torch.Tensor:  # the same mask, so only the shift differs
+            return self.encoder.pool(self.masked_context(self.encoder.local_features(xs), mask))
+
+        return self.add_shift_term(out, x, y, own="wav2vec2_loss", embed=embed_shifted)
 
     def on_after_step(self, step: int, progress: float) -> None:
         """The EMA hooks of the base class, and the quantiser's temperature: exponential from tau[0] to tau[1]."""
