@@ -47,6 +47,7 @@ def test_fp16_variant_and_cli(tmp_path):
     q = json.loads((tmp_path / "h" / "config.json").read_text())["quantization"]
     assert q["size_ratio"] < 0.7 and q["parity"]["cosine_min"] > 0.9999  # was 0.9986 with the frontend in fp16
     graph = onnx.load(str(tmp_path / "h" / "model.onnx"))
+    onnx.checker.check_model(graph)  # valid ONNX: nodes in topological order (the converter appends its Casts)
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.graph.initializer)
     front = set(frontend_nodes(graph))  # the log-mel frontend stays float32 (regression: it was fp16)
     assert q["float_nodes"] > 0 and not any(n.op_type == "Cast" and n.attribute[0].i == onnx.TensorProto.FLOAT16
