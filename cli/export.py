@@ -27,7 +27,8 @@ def export(
     from_model: Annotated[str | None, typer.Option("--from", help="Instead of RUN: a model folder or name to "
                                                    "re-export with another --readout, its weights unchanged.")] = None,
     readout: Annotated[str | None, typer.Option(help="With --from: the AudioNTT readout, mlp, concat or "
-                                                "concat_fine (conv features at 4x the frequency rows).")] = None,
+                                                "concat_fine (conv features at 4x the frequency rows), or the "
+                                                "FrameNet readout, context or latents (the conv latents).")] = None,
     standardize: Annotated[int | None, typer.Option(
         help="With --from and --corpus (the corpus the model trained on): add an embedding standardiser fitted on "
         "this many of its training clips (1024 is a good count), the weights unchanged.", min=2)] = None,

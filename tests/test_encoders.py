@@ -128,3 +128,22 @@ def test_audiontt_concat_readouts_put_conv_features_beside_the_mlp(readout, rows
             torch.testing.assert_close(layers[-1][b, j, :8 * rows], fmap[b, :, :, j].reshape(-1))
     for own, ref in zip(layers, mlp.hidden_states(x)):
         torch.testing.assert_close(own[..., 8 * rows:], ref)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_framenet_latents_readout_is_the_conv_latents_of_the_same_weights(reverse):
+    """``readout="latents"``: the one layer is the context readout's layer 0 (``z``), in real time order; the
+    weights are the same module tree, so a state dict loads strictly either way."""
+    cfg = {"type": "framenet", "dim": 32, "layers": 2, "heads": 2, "ff": 64, "channels": 16, "reverse": reverse}
+    torch.manual_seed(0)
+    ctx = build_encoder(cfg).eval()
+    lat = build_encoder({**cfg, "readout": "latents"}).eval()
+    lat.load_state_dict(ctx.state_dict())  # strict
+    x = torch.randn(2, 64, 101)
+    layers = lat.hidden_states(x)
+    assert lat.n_layers == len(layers) == 1 and ctx.n_layers == 3
+    torch.testing.assert_close(layers[0], ctx.hidden_states(x)[0])
+    assert lat.config()["readout"] == "latents" and "readout" not in ctx.config()
+    assert build_encoder(lat.config()).config() == lat.config()
+    with pytest.raises(ValueError, match="readout must be one of"):
+        build_encoder({**cfg, "readout": "last"})

@@ -239,13 +239,32 @@ def test_readout_errors_are_one_line(trained, exported, tmp_path, tiny_frame_mod
         package_readout(src, tmp_path / "o", "mlp", corpus, evaluate=False, log=lambda *_: None)
     with pytest.raises(ExportError, match="must be one of"):
         package_readout(src, tmp_path / "o", "fine", corpus, evaluate=False, log=lambda *_: None)
-    with pytest.raises(ExportError, match="only the audiontt encoder"):
+    with pytest.raises(ExportError, match="the framenet readout must be one of"):
         package_readout(tiny_frame_model, tmp_path / "o", "concat", corpus, evaluate=False, log=lambda *_: None)
     r = CliRunner().invoke(app, ["export", "--from", str(src), "-o", str(tmp_path / "o")])
     assert r.exit_code == 2 and "--readout" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(app, ["export", "--from", str(src), "--readout", "mlp", "-o", str(tmp_path / "o")])
     assert r.exit_code == 2 and "already reads out" in r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_framenet_latents_readout_gives_layer_0_and_reads_back(tiny_frame_model, tmp_path, clip_paths):
+    """`--readout latents` on a FrameNet folder: the embedding is what `layer=0` gave, one layer, the same
+    weights; `--readout context` on the result gives the original model's embeddings back."""
+    lat = tmp_path / "lat"
+    cfg = package_readout(tiny_frame_model, lat, "latents", None, evaluate=False, log=lambda *_: None)
+    assert cfg["encoder"]["readout"] == "latents" and cfg["n_layers"] == 1
+    a, b = load_file(tiny_frame_model / "model.safetensors"), load_file(lat / "model.safetensors")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert "readout `context` → `latents`" in cfg["training"]["after_training"][-1]
+    src, new = load(tiny_frame_model), load(lat)
+    want = src.encode(clip_paths[:3], layer=0, normalize=False)
+    np.testing.assert_allclose(new.encode(clip_paths[:3], normalize=False), want, rtol=1e-4, atol=1e-4)
+
+    back = package_readout(lat, tmp_path / "back", "context", None, evaluate=False, log=lambda *_: None)
+    assert "readout" not in back["encoder"] and back["n_layers"] == src.n_layers
+    np.testing.assert_allclose(load(tmp_path / "back").encode(clip_paths[:3], normalize=False),
+                               src.encode(clip_paths[:3], normalize=False), rtol=1e-4, atol=1e-4)
 
 
 def test_without_a_corpus_parity_is_checked_on_synthetic_signals_and_the_card_has_no_figures(exported, tmp_path):

@@ -161,3 +161,14 @@ def test_objectives_never_import_the_trainer():
             if isinstance(node, ast.ImportFrom):
                 module = node.module or ""
                 assert not module.startswith(("train", "audioemb.train")), f"{f.name} imports {module}"
+
+
+def test_training_refuses_the_framenet_latents_readout():
+    """The latents readout leaves the context out of the forward pass, so an objective that calls the encoder
+    would train only the conv stack without saying so; it is an export-time readout and is refused here."""
+    from audioemb.objectives import build_objective
+    from audioemb.train.trainer import TrainConfig
+
+    enc = {"type": "framenet", "dim": 32, "layers": 1, "heads": 2, "ff": 64, "channels": 16, "readout": "latents"}
+    with pytest.raises(ValueError, match="--readout latents"):
+        build_objective(TrainConfig(name="wav2vec2-tiny.test", objective="wav2vec2", encoder=enc))

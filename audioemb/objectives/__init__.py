@@ -37,6 +37,9 @@ def build_objective(cfg, n_clips: int = 0, frontend: LogMel | None = None,
     with statistics fitted or weights loaded, before any head copies them)."""
     frontend = build_frontend(cfg.frontend) if frontend is None else frontend
     encoder = build_encoder(cfg.encoder) if encoder is None else encoder
+    if getattr(encoder, "readout", None) == "latents":  # FrameNet's: the objectives train the context too
+        raise ValueError("the framenet readout 'latents' is an inference readout and is not trained; train with "
+                         "the default readout, then `audioemb export --from MODEL --readout latents`")
     obj = get_objective(cfg.objective)(encoder, frontend, Views(cfg.views, std=frontend.std), **cfg.objective_params)
     obj.setup(n_clips)
     return obj

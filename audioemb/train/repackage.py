@@ -1,7 +1,8 @@
 """A trained model folder read out another way, without training: same weights, another embedding.
 
-The AudioNTT encoder's readout (which features form each frame, :class:`~audioemb.nn.encoders.AudioNTT`) has
-no parameters of its own, so a shipped folder can be re-exported with another one. The new folder keeps the
+The AudioNTT and FrameNet encoders' readouts (which features form each frame, :class:`~audioemb.nn.encoders.AudioNTT`,
+:class:`~audioemb.nn.encoders.FrameNet`) have no parameters of their own, so a shipped folder can be re-exported
+with another one. The new folder keeps the
 training record, says what changed in ``training.after_training``, is checked again (ONNX parity, collapse)
 and is scored again beside its random-init encoder read out the same way, so its card's figures are the new
 readout's.
@@ -17,10 +18,14 @@ import numpy as np
 from ..card import write_card
 from ..eval.export_eval import ExportError
 from ..modelfolder import open_folder, write_config
-from ..nn.encoders.audiontt import READOUTS
+from ..nn.encoders import audiontt, framenet
 from ..nn.export import load_module, save_model
 from ..nn.model import AudioEmbedder
 from .package import _check_collapse, atomic_folder, check_waves, parity_waves
+
+# encoder type -> (its readouts, the default one)
+READOUTS: dict[str, tuple[tuple[str, ...], str]] = {"audiontt": (audiontt.READOUTS, "mlp"),
+                                                    "framenet": (framenet.READOUTS, "context")}
 
 
 def parity_signals(sr: int, n: int = 6) -> list[np.ndarray]:
@@ -49,19 +54,22 @@ def package_readout(src: str | Path, out: Path, readout: str, corpus: Path | Non
     folder = open_folder(resolve(src), verify=("model.safetensors",))
     cfg = folder.config
     enc_cfg = cfg["encoder"]
-    if enc_cfg.get("type") != "audiontt":
-        raise ExportError(f"{folder.path}: only the audiontt encoder has a choice of readout, "
+    if enc_cfg.get("type") not in READOUTS:
+        raise ExportError(f"{folder.path}: only the {' and '.join(READOUTS)} encoders have a choice of readout, "
                           f"not {enc_cfg.get('type')!r}")
-    if readout not in READOUTS:
-        raise ExportError(f"readout must be one of {READOUTS}, not {readout!r}")
+    choices, default = READOUTS[enc_cfg["type"]]
+    if readout not in choices:
+        raise ExportError(f"the {enc_cfg['type']} readout must be one of {choices}, not {readout!r}")
     if cfg.get("embedding_norm"):
         raise ExportError(f"{folder.path} standardises its embedding with statistics of the current readout; "
                           "change the readout on the folder it was made from, then standardise again")
-    old = enc_cfg.get("readout", "mlp")
+    old = enc_cfg.get("readout", default)
     if readout == old:
         raise ExportError(f"{folder.path} already reads out {readout!r}")
     trained = load_module(folder)
-    model = AudioEmbedder.from_config(cfg["frontend"], {**enc_cfg, "readout": readout}).eval()
+    new_cfg = {k: v for k, v in enc_cfg.items() if k != "readout"}
+    model = AudioEmbedder.from_config(cfg["frontend"], {**new_cfg, **({"readout": readout} if readout != default
+                                                                      else {})}).eval()
     model.frontend.load_state_dict(trained.frontend.state_dict())
     model.encoder.load_state_dict(trained.encoder.state_dict())  # strict: the readout adds no parameters
     corpus = Path(corpus) if corpus is not None else None

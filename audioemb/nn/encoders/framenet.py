@@ -3,6 +3,8 @@
 The frame-level encoder that sequence objectives (APC, MPC, CPC, wav2vec 2.0-style) need. The conv stack
 turns log-mel into local latents ``z`` at 25 frames per second (hop 4); the context network turns them
 into contextual frames ``c``. ``causal=True`` makes the context look only at the past (APC, CPC).
+``readout="latents"`` makes the conv latents the model's frames and clip embedding (an inference readout,
+set by ``audioemb export --from MODEL --readout latents``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Encoder
+
+READOUTS = ("context", "latents")
 
 
 class ConvFeatures(nn.Module):
@@ -84,18 +88,29 @@ class ConvPosition(nn.Module):
 
 
 class FrameNet(Encoder):
-    """Conv latents ``z`` plus a context network; frames are the context output (or ``z`` with none)."""
+    """Conv latents ``z`` plus a context network; frames are the context output (or ``z`` with none).
+
+    ``readout="latents"`` reads the conv latents out instead: the context network keeps its weights (so the
+    folder can be read out either way) but is not run, and ``z`` is the only layer. wav2vec 2.0's context
+    is trained to pick out masked latents, and layer-wise analyses of wav2vec 2.0 find that the last layer is
+    often not the best for a downstream task (Pasad et al., 2021).
+    """
 
     frame_hop = 4
 
     def __init__(self, n_mels: int = 64, dim: int = 128, context: str = "transformer", layers: int = 2,
                  heads: int = 4, ff: int = 256, dropout: float = 0.1, causal: bool = False, channels: int = 64,
-                 reverse: bool = False):
+                 reverse: bool = False, readout: str = "context"):
         super().__init__()
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, not {readout!r}")
         if context not in ("transformer", "gru", "none"):
             raise ValueError(f"context must be transformer, gru or none, got {context!r}")
         self._cfg = {"n_mels": n_mels, "dim": dim, "context": context, "layers": layers, "heads": heads, "ff": ff,
                      "dropout": dropout, "causal": causal, "channels": channels, "reverse": reverse}
+        if readout != "context":  # recorded only when set, so older configs stay valid
+            self._cfg["readout"] = readout
+        self.readout = readout
         self.reverse = reverse
         self.features = ConvFeatures(n_mels, dim, channels)
         self.context_type, self.causal = context, causal
@@ -110,7 +125,7 @@ class FrameNet(Encoder):
         else:
             self.blocks = nn.ModuleList()
         self.frame_dim = dim
-        self.n_layers = 1 + len(self.blocks)
+        self.n_layers = 1 if readout == "latents" else 1 + len(self.blocks)
 
     def config(self) -> dict:
         return {"type": "framenet", **self._cfg}
@@ -136,10 +151,11 @@ class FrameNet(Encoder):
         return outs
 
     def hidden_states(self, logmel: torch.Tensor) -> list[torch.Tensor]:
-        """Layer outputs in real time order. With ``reverse`` the network reads the clip backwards (a
-        causal context then summarises the future: backward APC) and its outputs are flipped back."""
+        """Layer outputs in real time order (only ``z`` with ``readout="latents"``). With ``reverse`` the
+        network reads the clip backwards (a causal context then summarises the future: backward APC) and its
+        outputs are flipped back."""
         if self.reverse:
             logmel = logmel.flip(-1)
         z = self.local_features(logmel)
-        out = [z, *self.contextualize(z)]
+        out = [z] if self.readout == "latents" else [z, *self.contextualize(z)]
         return [h.flip(1) for h in out] if self.reverse else out
