@@ -4,6 +4,7 @@ inside the weights and the ONNX graph, the runtime's windows, and a random-init 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from audioemb.audio import load as load_audio  # noqa: E402
 from audioemb.errors import AudioembError  # noqa: E402
 from audioemb.eval.baselines import random_init_model  # noqa: E402
 from audioemb.eval.export_eval import ExportError  # noqa: E402
+from audioemb.modelfolder import write_config  # noqa: E402
 from audioemb.nn.embed_norm import REL_FLOOR, fit_standardizer, pooled_embeddings  # noqa: E402
 from audioemb.nn.export import load_module  # noqa: E402
 from audioemb.runtime import load  # noqa: E402
@@ -100,9 +102,11 @@ def test_standardize_refusals_are_one_line(standardized, tmp_path):
         package_readout(out, tmp_path / "o", "concat", corpus, evaluate=False, log=lambda *_: None)
     r = CliRunner().invoke(app, ["export", "--from", str(src), "--standardize", "8", "-o", str(tmp_path / "o")])
     assert r.exit_code == 2 and "--corpus" in r.output and "Traceback" not in r.output
-    other = tmp_path / "other"
+    other = tmp_path / "other"  # another corpus: one training clip fewer
     other.mkdir()
-    (other / "manifest.jsonl").write_text((corpus / "manifest.jsonl").read_text() + "\n")
+    rows = (corpus / "manifest.jsonl").read_text().splitlines(keepends=True)
+    first_train = next(i for i, r in enumerate(rows) if json.loads(r)["split"] == "train")
+    (other / "manifest.jsonl").write_text("".join(rows[:first_train] + rows[first_train + 1:]))
     (other / "recipe.json").write_text(json.dumps({"manifest_sha256": "0" * 64}))
     r = CliRunner().invoke(app, ["export", "--from", str(src), "--standardize", "8", "--corpus", str(other), "-o",
                                  str(tmp_path / "o")])
@@ -120,3 +124,37 @@ def test_eval_cli_fits_the_random_init_on_the_corpus_or_says_why_it_skips_it(sta
     r = CliRunner().invoke(app, ["eval", task, "--model", str(out), "--seeds", "1", "--no-progress",
                                  "--corpus", str(corpus)])
     assert r.exit_code == 0 and "skipped" not in r.output and "byol-tiny.debian@random-init" in r.output
+
+
+def _rebuild(corpus, dest):
+    """``corpus`` as another machine rebuilds it: the same training files and audio, a manifest that differs in
+    a held-out row's duration, so its sha256 differs (docs/corpus.md)."""
+    dest.mkdir()
+    (dest / "audio").symlink_to(corpus / "audio")
+    rows = [json.loads(r) for r in (corpus / "manifest.jsonl").read_text().splitlines()]
+    held = next(r for r in rows if r["split"] != "train")
+    held["duration_s"] = round(held["duration_s"] + 1e-4, 4)
+    (dest / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (dest / "recipe.json").write_text(json.dumps({"manifest_sha256": "1" * 64}))
+    return dest
+
+
+def test_a_rebuilt_corpus_with_the_same_training_files_is_the_same_corpus(standardized, tmp_path):
+    """Regression: a corpus rebuilt on another machine (same training file list, another manifest sha256) was
+    refused, both for standardising a model trained on it and for refitting the random-init baseline of one
+    standardised before, so a shipped standardised model could not be scored again on any rebuild."""
+    corpus, src, out, cfg = standardized
+    rebuilt = _rebuild(corpus, tmp_path / "rebuilt")
+    assert cfg["embedding_norm"]["file_list_sha256"] == cfg["training"]["data"]["file_list_sha256"]
+    rnd = random_init_model(out, 0, corpora=(rebuilt,))
+    z = np.concatenate([rnd.backend.run(w[None])[0] for w in fit_waves(rebuilt, 8, 16000)])
+    np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-3)
+    # a record from before the file list was kept: the model's own training file list stands in
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    c = json.loads((old / "config.json").read_text())
+    c["embedding_norm"].pop("file_list_sha256")
+    write_config(old, c)
+    assert random_init_model(old, 0, corpora=(rebuilt,)).cache_key
+    again = package_standardized(src, tmp_path / "again", rebuilt, clips=8, evaluate=False, log=lambda *_: None)
+    assert again["embedding_norm"]["manifest_sha256"] == "1" * 64

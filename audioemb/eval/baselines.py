@@ -68,10 +68,11 @@ class _RandomInitBackend:
         stats = hashlib.sha256(b"".join(v.numpy().tobytes() for _, v in state))
         norm = self.norm = folder.config.get("embedding_norm")
         self._corpora = corpora
+        self._trained_files = (folder.config.get("training", {}).get("data") or {}).get("file_list_sha256")
         if norm:  # fail now, not mid-evaluation, when the fitting clips' corpus is missing
             from ..train.standardize import refit_waves
 
-            refit_waves(norm, corpora, self.module.sample_rate, check_only=True)
+            refit_waves(norm, corpora, self.module.sample_rate, check_only=True, trained_files=self._trained_files)
         # same architecture, frontend statistics and seed -> same weights: models that share them share one score
         self.key = "random-init-" + _sha([folder.config["frontend"], folder.config["encoder"], stats.hexdigest(), seed,
                                           *([norm] if norm else [])])
@@ -82,7 +83,7 @@ class _RandomInitBackend:
             from ..nn.embed_norm import fit_standardizer
             from ..train.standardize import refit_waves
 
-            waves = refit_waves(self.norm, self._corpora, self.module.sample_rate)
+            waves = refit_waves(self.norm, self._corpora, self.module.sample_rate, trained_files=self._trained_files)
             self.module.embed_norm = fit_standardizer(self.module, waves)
         return self.module
 

@@ -4,8 +4,10 @@
 The standardiser (:mod:`audioemb.nn.embed_norm`) is fitted on the pooled embeddings of ``clips`` training
 clips of the corpus the model trained on: a seed-0 permutation of the corpus's training split, the first
 readable clips in that order, the first 10 s of each. ``embedding_norm`` in config.json records the corpus's
-manifest hash and the count, so the random-init baseline refits its own standardiser on exactly those clips
-(:func:`refit_waves`): the comparison stays the same architecture, read out the same way.
+manifest hash, the hash of its training file list and the count, so the random-init baseline refits its own
+standardiser on exactly those clips (:func:`refit_waves`): the comparison stays the same architecture, read out
+the same way. A corpus rebuilt on another machine has the same training files but not always a byte-identical
+manifest (docs/corpus.md), so the file list is what identifies it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ..modelfolder import open_folder
 from ..nn.embed_norm import STANDARDIZE, fit_standardizer
 from ..nn.export import load_module
 from .data import read_manifest
+from .folders import file_list_sha256
 from .package import _check_collapse, _decode, check_waves
 from .repackage import write_reexport
 
@@ -43,6 +46,12 @@ def fit_waves(corpus: Path, clips: int, sample_rate: int) -> list[np.ndarray]:
     return _fit_waves(str(Path(corpus).resolve()), clips, sample_rate)
 
 
+@functools.lru_cache(maxsize=4)
+def train_list_sha(corpus: Path) -> str:
+    """sha256 of ``corpus``'s training file list, as a training run's ``data.file_list_sha256`` records it."""
+    return file_list_sha256([r["path"] for r in read_manifest(Path(corpus), "train")])
+
+
 @functools.lru_cache(maxsize=1)
 def _fit_waves(corpus: str, clips: int, sample_rate: int) -> list[np.ndarray]:
     rows = read_manifest(Path(corpus), "train")
@@ -52,18 +61,30 @@ def _fit_waves(corpus: str, clips: int, sample_rate: int) -> list[np.ndarray]:
 def norm_record(corpus: Path, clips: int) -> dict:
     """config.json's ``embedding_norm`` for a standardiser fitted by :func:`fit_waves`."""
     return {"type": STANDARDIZE, "corpus": Path(corpus).name, "manifest_sha256": _manifest_sha(corpus),
-            "split": "train", "clips": clips,
+            "file_list_sha256": train_list_sha(corpus), "split": "train", "clips": clips,
             "fitted_on": f"pooled embeddings of {clips} training clips of `{Path(corpus).name}` (a seed-0 "
                          "permutation of its training split, the first 10 s of each)"}
 
 
-def refit_waves(record: dict, corpora: Iterable[Path], sample_rate: int, check_only: bool = False) -> list[np.ndarray]:
+def same_corpus(corpus: Path, manifest_sha: str | None, file_list: str | None) -> bool:
+    """Whether ``corpus`` is the corpus of that manifest hash, or of that training file list (a rebuild)."""
+    if corpus is None or not (Path(corpus) / "recipe.json").is_file():
+        return False
+    if _manifest_sha(Path(corpus)) == manifest_sha:
+        return True
+    return file_list is not None and train_list_sha(Path(corpus)) == file_list
+
+
+def refit_waves(record: dict, corpora: Iterable[Path], sample_rate: int, check_only: bool = False,
+                trained_files: str | None = None) -> list[np.ndarray]:
     """The clips ``record`` (a config's ``embedding_norm``) was fitted on, from whichever of ``corpora`` has the
-    recorded manifest; raises :class:`AudioembError` naming the corpus needed when none has. ``check_only``:
-    find the corpus, decode nothing."""
+    recorded manifest or training file list (``trained_files``, the model's own ``data.file_list_sha256``,
+    stands in for records that predate it: a standardiser is only ever fitted on the corpus the model trained
+    on); raises :class:`AudioembError` naming the corpus needed when none has. ``check_only``: find the
+    corpus, decode nothing."""
+    files = record.get("file_list_sha256") or trained_files
     for c in corpora:
-        ok = c is not None and (Path(c) / "recipe.json").is_file()
-        if ok and _manifest_sha(Path(c)) == record["manifest_sha256"]:
+        if same_corpus(c, record["manifest_sha256"], files):
             return [] if check_only else fit_waves(Path(c), int(record["clips"]), sample_rate)
     raise AudioembError(f"its embedding standardiser was fitted on the corpus `{record.get('corpus')}` (manifest "
                         f"{record['manifest_sha256'][:12]}…), which was not given: pass that corpus (--corpus) so "
@@ -82,8 +103,9 @@ def package_standardized(src: str | Path, out: Path, corpus: Path, clips: int = 
     if cfg.get("embedding_norm"):
         raise ExportError(f"{folder.path} already standardises its embedding")
     corpus = Path(corpus)
-    trained_on = (cfg.get("training", {}).get("data") or {}).get("manifest_sha256")
-    if trained_on and trained_on != _manifest_sha(corpus):
+    data = cfg.get("training", {}).get("data") or {}
+    trained_on = data.get("manifest_sha256")
+    if trained_on and not same_corpus(corpus, trained_on, data.get("file_list_sha256")):
         raise ExportError(f"{folder.path} was trained on another corpus (manifest {trained_on[:12]}…) than {corpus}; "
                           "fit the standardiser on the corpus it trained on")
     model = load_module(folder)
