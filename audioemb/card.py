@@ -26,6 +26,11 @@ def write_card(folder: Path, curve: list[dict] | None = None) -> None:
     atomic_write(folder / "README.md", render_card(cfg, curve))
 
 
+def _stored_text(cfg: ModelConfig) -> str:
+    stored = cfg.raw.get("stored_parameters")
+    return f" used by its readout, of {stored:,} stored (trained, not run)" if stored else ""
+
+
 def render_card(cfg: ModelConfig | dict, curve: list[dict] | None = None) -> str:
     """The markdown of a model card (a raw config dict is validated into a :class:`ModelConfig` first)."""
     if isinstance(cfg, dict):
@@ -63,7 +68,7 @@ frames = model.encode("long.wav", output="frames")  # {cfg.frame_rate_hz:g} fram
 |---|---|
 | objective | `{obj.get('name')}` {json.dumps({k: v for k, v in obj.items() if k != 'name'})} |
 | encoder | `{enc['type']}` {json.dumps({k: v for k, v in enc.items() if k != 'type'})} |
-| encoder parameters | {cfg.parameters:,} |
+| encoder parameters | {cfg.parameters:,}{_stored_text(cfg)} |
 | embedding | {cfg.embedding_dim} dims (concat of mean and max of {cfg.frame_dim}-dim frames){_norm_text(cfg)} |
 | frames | {cfg.frame_rate_hz:g} per second, {cfg.n_layers} layers selectable with `layer=` |
 | frontend | log-mel, {fe.n_mels} bands, {fe.f_min:g}-{fe.f_max:g} Hz, n_fft {fe.n_fft}, \

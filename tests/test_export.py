@@ -254,6 +254,11 @@ def test_framenet_latents_readout_gives_layer_0_and_reads_back(tiny_frame_model,
     lat = tmp_path / "lat"
     cfg = package_readout(tiny_frame_model, lat, "latents", None, evaluate=False, log=lambda *_: None)
     assert cfg["encoder"]["readout"] == "latents" and cfg["n_layers"] == 1
+    conv = sum(v.size for k, v in load_file(tiny_frame_model / "model.safetensors").items()
+               if k.startswith("encoder.features.") and "running_" not in k and "num_batches" not in k)
+    assert cfg["parameters"] == conv < cfg["stored_parameters"] == json.loads(
+        (tiny_frame_model / "config.json").read_text())["parameters"]
+    assert f"{conv:,} used by its readout, of {cfg['stored_parameters']:,} stored" in (lat / "README.md").read_text()
     a, b = load_file(tiny_frame_model / "model.safetensors"), load_file(lat / "model.safetensors")
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     assert "readout `context` → `latents`" in cfg["training"]["after_training"][-1]

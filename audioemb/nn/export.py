@@ -135,7 +135,9 @@ def save_model(model: AudioEmbedder, folder: Path, meta: dict, parity_waves: lis
         "frame_hop": enc.frame_hop,
         "frame_rate_hz": model.sample_rate / (model.frontend.cfg.hop_length * enc.frame_hop),
         "n_layers": enc.n_layers,
-        "parameters": sum(p.numel() for p in enc.parameters()),
+        "parameters": enc.inference_parameters(),
+        **({"stored_parameters": n} if (n := sum(p.numel() for p in enc.parameters())) != enc.inference_parameters()
+           else {}),
         "frontend": model.frontend.cfg.to_dict(),
         "encoder": enc.config(),
         "inference": {"window_s": 10.0, "min_s": 0.25, **meta.get("inference", {}),

@@ -21,6 +21,10 @@ class Encoder(nn.Module):
     def config(self) -> dict:  # the kwargs that rebuild this encoder
         raise NotImplementedError
 
+    def inference_parameters(self) -> int:
+        """Parameters the embedding is computed with (all of them unless a readout leaves some out)."""
+        return sum(p.numel() for p in self.parameters())
+
     def hidden_states(self, logmel: torch.Tensor) -> list[torch.Tensor]:
         """Every layer's output, each (batch, frames', frame_dim); the last one is the frame embedding."""
         raise NotImplementedError

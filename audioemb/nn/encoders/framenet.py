@@ -130,6 +130,11 @@ class FrameNet(Encoder):
     def config(self) -> dict:
         return {"type": "framenet", **self._cfg}
 
+    def inference_parameters(self) -> int:
+        """With ``readout="latents"`` only the conv stack's parameters; the context's are kept but not run."""
+        mods = self.features if self.readout == "latents" else self
+        return sum(p.numel() for p in mods.parameters())
+
     def local_features(self, logmel: torch.Tensor) -> torch.Tensor:
         """The conv latents ``z``, (B, T/4, dim), before any context."""
         return self.features(logmel)
