@@ -119,11 +119,13 @@ def write_variant_onnx(src: Path, dst: Path, kind: str, conv: bool = False) -> d
         import onnx
     except ImportError:
         raise QuantizeError("quantizing needs the onnx package: pip install 'audioemb[quantize]'") from None
+    if kind not in KINDS:
+        raise QuantizeError(f"--to must be one of {', '.join(KINDS)}; got {kind!r}")
+    graph = onnx.load(str(src))
+    keep = frontend_nodes(graph)
     if kind == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        graph = onnx.load(str(src))
-        keep = frontend_nodes(graph)
         inits = {t.name for t in graph.graph.initializer}
         # weights computed in the graph (weight norm, tied weights) cannot be quantized statically: keep those float
         keep += [n.name for n in graph.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")
@@ -142,17 +144,13 @@ def write_variant_onnx(src: Path, dst: Path, kind: str, conv: bool = False) -> d
         return {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8", "op_types": ops,
                 "float_nodes": len(keep), "note": "log-mel frontend kept in float32"
                 + ("" if conv else "; convolutions kept in float32 (--conv quantizes them too)")}
-    if kind == "fp16":
-        from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.float16 import convert_float_to_float16
 
-        graph = onnx.load(str(src))
-        keep = frontend_nodes(graph)
-        m = convert_float_to_float16(graph, keep_io_types=True, node_block_list=keep or None)
-        drop_round_trips(m, set(keep))
-        atomic_write(dst, lambda tmp: onnx.save(m, str(tmp)))
-        return {"method": "onnxruntime.transformers.float16.convert_float_to_float16", "keep_io_types": True,
-                "float_nodes": len(keep), "note": "log-mel frontend kept in float32 (weights and values)"}
-    raise QuantizeError(f"--to must be one of {', '.join(KINDS)}; got {kind!r}")
+    m = convert_float_to_float16(graph, keep_io_types=True, node_block_list=keep or None)
+    drop_round_trips(m, set(keep))
+    atomic_write(dst, lambda tmp: onnx.save(m, str(tmp)))
+    return {"method": "onnxruntime.transformers.float16.convert_float_to_float16", "keep_io_types": True,
+            "float_nodes": len(keep), "note": "log-mel frontend kept in float32 (weights and values)"}
 
 
 def _clips(clips: Path | None) -> list[Path]:
