@@ -26,6 +26,10 @@ def write_card(folder: Path, curve: list[dict] | None = None) -> None:
     atomic_write(folder / "README.md", render_card(cfg, curve))
 
 
+def _s(n: int) -> str:
+    return "" if n == 1 else "s"
+
+
 def _stored_text(cfg: ModelConfig) -> str:
     stored = cfg.raw.get("stored_parameters")
     return f" used by its readout, of {stored:,} stored (trained, not run)" if stored else ""
@@ -70,7 +74,7 @@ frames = model.encode("long.wav", output="frames")  # {cfg.frame_rate_hz:g} fram
 | encoder | `{enc['type']}` {json.dumps({k: v for k, v in enc.items() if k != 'type'})} |
 | encoder parameters | {cfg.parameters:,}{_stored_text(cfg)} |
 | embedding | {cfg.embedding_dim} dims (concat of mean and max of {cfg.frame_dim}-dim frames){_norm_text(cfg)} |
-| frames | {cfg.frame_rate_hz:g} per second, {cfg.n_layers} layers selectable with `layer=` |
+| frames | {cfg.frame_rate_hz:g} per second, {cfg.n_layers} layer{_s(cfg.n_layers)} selectable with `layer=` |
 | frontend | log-mel, {fe.n_mels} bands, {fe.f_min:g}-{fe.f_max:g} Hz, n_fft {fe.n_fft}, \
 hop {fe.hop_length} at {sr} Hz |
 | inference | {inf.window_s:g} s windows ({inf.pooling}); inputs shorter than \

@@ -123,14 +123,15 @@ def render(tasks: list[str], rows: dict[str, dict], configs: dict[str, ModelConf
             out.append(f"| {label} | " + " | ".join(cells) + f" | {_mean_cell(res, metric, tasks)} |")
         out.append("")
     out += other_tasks_section(configs)
-    out += ["## Training cost", "", "| model | objective | encoder | parameters | steps × batch | crop (s) | "
+    out += ["## Training cost", "", "| model | objective | encoder | parameters trained | steps × batch | crop (s) | "
             "wall time (h) | where |", "|---|---|---|---|---|---|---|---|"]
     for name, cfg in configs.items():
         t = cfg.training
         steps = f"{t.steps} × {t.global_batch}" if t.steps else "(parts)"  # clips per step, all processes
         where = (f"{t.env.device}, {t.env.machine}" if t.env.recorded else t.env.legacy) or "(parts)"
+        trained = cfg.raw.get("stored_parameters") or cfg.parameters  # a readout may run fewer than were trained
         out.append(f"| {name} | {cfg.objective_name} | {arch_name(cfg.encoder)} | "
-                   f"{cfg.parameters / 1e6:.2f} M | {steps} | {t.crop_s if t.crop_s is not None else ''} | "
+                   f"{trained / 1e6:.2f} M | {steps} | {t.crop_s if t.crop_s is not None else ''} | "
                    f"{t.wall_time_s / 3600:.2f} | {where} |")
     return "\n".join(out) + "\n"
 
