@@ -18,9 +18,10 @@ def evaluate(
     baselines: Annotated[bool, typer.Option(help="Also score log-mel mean+std and each model's random-init "
                                             "encoder (needs torch).")] = True,
     seeds: Annotated[int, typer.Option(min=1, help="Random seeds of each random-init baseline (mean ± std).")] = 3,
-    corpus: Annotated[Path | None, typer.Option(help="The corpus a standardised model's embedding statistics were "
-                                                "fitted on, to fit its random-init baseline the same way "
-                                                "(default: DATA, when it is a corpus folder).")] = None,
+    corpus: Annotated[Path | None, typer.Option(help="The corpus (or folder of audio) a standardised model's "
+                                                "embedding statistics were fitted on, to fit its random-init "
+                                                "baseline the same way (default: DATA, when it is a corpus "
+                                                "folder).")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the full results as JSON here.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     progress: Annotated[bool, typer.Option(help="Show a progress bar (on a terminal); each model's scores on each "

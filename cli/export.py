@@ -30,8 +30,9 @@ def export(
                                                 "concat_fine (conv features at 4x the frequency rows), or the "
                                                 "FrameNet readout, context or latents (the conv latents).")] = None,
     standardize: Annotated[int | None, typer.Option(
-        help="With --from and --corpus (the corpus the model trained on): add an embedding standardiser fitted on "
-        "this many of its training clips (1024 is a good count), the weights unchanged.", min=2)] = None,
+        help="With --from and --corpus (the corpus the model trained on, or any folder of audio): add an embedding "
+        "standardiser fitted on this many of its training clips or files (1024 is a good count), the weights "
+        "unchanged.", min=2)] = None,
     quantize: Annotated[list[str] | None, typer.Option(
         "--quantize", help="Also write a smaller variant beside FOLDER (FOLDER-int8, FOLDER-fp16), with its parity, "
         "speed and quality cost against the float model in its card (repeatable).")] = None,
@@ -47,7 +48,8 @@ def export(
         fail("export needs torch, which is not installed: pip install 'audioemb[train]'")
     if standardize is not None:
         if from_model is None or readout is not None or run is not None or concat or corpus is None:
-            fail("--standardize N goes with --from MODEL and --corpus CORPUS, without RUN, --readout or --concat")
+            fail("--standardize N goes with --from MODEL and --corpus CORPUS (or a folder of audio), without RUN, "
+                 "--readout or --concat")
         from audioemb.train.standardize import package_standardized
 
         cfg = package_standardized(from_model, out, corpus, standardize, evaluate=evaluate, name=name,

@@ -158,3 +158,41 @@ def test_a_rebuilt_corpus_with_the_same_training_files_is_the_same_corpus(standa
     assert random_init_model(old, 0, corpora=(rebuilt,)).cache_key
     again = package_standardized(src, tmp_path / "again", rebuilt, clips=8, evaluate=False, log=lambda *_: None)
     assert again["embedding_norm"]["manifest_sha256"] == "1" * 64
+
+
+def test_a_folder_of_audio_fits_the_standardiser_and_its_random_init(standardized, tmp_path, clip_paths):
+    """`--standardize N --corpus FOLDER` with a plain folder of audio (a model trained with --data, or the
+    collection to be searched): fitted on N of its files, recorded by the folder's file list, refitted for the
+    random-init baseline only from that folder as it was, and no corpus figures."""
+    src = standardized[1]
+    folder = tmp_path / "my_sounds"
+    (folder / "sub").mkdir(parents=True)
+    for i, p in enumerate(clip_paths):
+        shutil.copy(p, (folder / "sub" if i % 2 else folder) / p.name)
+    out = tmp_path / "std-folder"
+    cfg = package_standardized(src, out, folder, clips=6, log=lambda *_: None)
+    norm = cfg["embedding_norm"]
+    assert norm["folder"] == "my_sounds" and norm["clips"] == 6 and "manifest_sha256" not in norm
+    assert "results" not in cfg["metrics"]
+    assert "6 audio files of the folder `my_sounds`" in (out / "README.md").read_text()
+    raw = pooled_embeddings(load_module(src), fit_waves(folder, 6, 16000))
+    np.testing.assert_allclose(load_file(out / "model.safetensors")["embed_norm.mean"], raw.mean(axis=0),
+                               rtol=1e-4, atol=1e-5)
+
+    with pytest.raises(AudioembError, match="fitted on the folder `my_sounds`"):
+        random_init_model(out, 0, corpora=(tmp_path / "nothing",))
+    rnd = random_init_model(out, 0, corpora=(tmp_path / "nothing", folder))
+    z = np.concatenate([rnd.backend.run(w[None])[0] for w in fit_waves(folder, 6, 16000)])
+    np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-3)
+    task = str(standardized[0] / "tasks" / "toy.csv")
+    r = CliRunner().invoke(app, ["eval", task, "-m", str(out), "--seeds", "1", "--no-progress",
+                                 "--corpus", str(folder)])
+    assert r.exit_code == 0 and "skipped" not in r.output and "@random-init" in r.output, r.output
+    shutil.copy(clip_paths[0], folder / "added.wav")  # the folder changed: not the clips it was fitted on
+    with pytest.raises(AudioembError, match="not given as it was"):
+        random_init_model(out, 0, corpora=(folder,))
+
+    r = CliRunner().invoke(app, ["export", "--from", str(src), "--standardize", "4", "--corpus",
+                                 str(folder), "-o", str(tmp_path / "cli")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "cli" / "config.json").read_text())["embedding_norm"]["clips"] == 4
