@@ -98,6 +98,26 @@ def test_init_continues_from_a_model(user_folder, tmp_path, tiny_model):
     assert not torch.equal(tr2.frontend.mean, start.frontend.mean)
 
 
+def test_init_from_a_latents_readout_trains_the_whole_encoder(user_folder, tmp_path, tiny_frame_model):
+    """Regression: `--init` from a folder read out from its conv latents (as `wav2vec2-s.debian2` is) took its
+    inference readout into training, which refuses it; the run now trains every encoder weight with the context
+    readout and says so in init.json."""
+    from audioemb.nn.export import load_module
+    from audioemb.train.repackage import package_readout
+
+    lat = tmp_path / "lat"
+    package_readout(tiny_frame_model, lat, "latents", None, evaluate=False, log=lambda *_: None)
+    cfg = TrainConfig(name="wav2vec2-tiny.test", objective="wav2vec2", encoder={"type": "framenet"}, steps=1,
+                      batch_size=4, crop_s=0.5, log_every=1, ckpt_every=2, stats_clips=8, warmup_steps=1, threads=1)
+    run = tmp_path / "run"
+    tr = Trainer(cfg, None, run, log=lambda *_: None, data=[user_folder], init=str(lat))
+    assert "readout" not in tr.cfg.encoder and tr.encoder.readout == "context" and tr.encoder.n_layers == 3
+    for k, v in load_module(lat).encoder.state_dict().items():
+        assert torch.equal(tr.encoder.state_dict()[k].contiguous(), v), k
+    assert "trained with the context readout" in json.loads((run / "init.json").read_text())["readout"]
+    tr.fit()
+
+
 def test_init_needs_only_the_torch_weights(user_folder, tmp_path, tiny_model):
     """A folder with config.json and model.safetensors but no model.onnx (how a model travels to a lent GPU
     within its 64 MiB) is enough to continue from; a changed safetensors is still refused."""

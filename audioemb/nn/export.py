@@ -127,6 +127,7 @@ def save_model(model: AudioEmbedder, folder: Path, meta: dict, parity_waves: lis
         raise RuntimeError(f"ONNX and torch outputs differ: embedding by {report['embedding_abs']:.2e}, "
                            f"{report['rel']:.2e} of an output's scale (limit 1e-4 for each)")
     enc = model.encoder
+    used, stored = enc.inference_parameters(), sum(p.numel() for p in enc.parameters())
     cfg = {
         "name": meta["name"],
         "sample_rate": model.sample_rate,
@@ -135,9 +136,8 @@ def save_model(model: AudioEmbedder, folder: Path, meta: dict, parity_waves: lis
         "frame_hop": enc.frame_hop,
         "frame_rate_hz": model.sample_rate / (model.frontend.cfg.hop_length * enc.frame_hop),
         "n_layers": enc.n_layers,
-        "parameters": enc.inference_parameters(),
-        **({"stored_parameters": n} if (n := sum(p.numel() for p in enc.parameters())) != enc.inference_parameters()
-           else {}),
+        "parameters": used,
+        **({"stored_parameters": stored} if stored != used else {}),  # a readout that leaves weights unrun
         "frontend": model.frontend.cfg.to_dict(),
         "encoder": enc.config(),
         "inference": {"window_s": 10.0, "min_s": 0.25, **meta.get("inference", {}),

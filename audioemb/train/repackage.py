@@ -1,11 +1,10 @@
 """A trained model folder read out another way, without training: same weights, another embedding.
 
-The AudioNTT and FrameNet encoders' readouts (which features form each frame, :class:`~audioemb.nn.encoders.AudioNTT`,
-:class:`~audioemb.nn.encoders.FrameNet`) have no parameters of their own, so a shipped folder can be re-exported
-with another one. The new folder keeps the
-training record, says what changed in ``training.after_training``, is checked again (ONNX parity, collapse)
-and is scored again beside its random-init encoder read out the same way, so its card's figures are the new
-readout's.
+The readouts of the AudioNTT and FrameNet encoders (which features form each frame:
+:class:`~audioemb.nn.encoders.AudioNTT`, :class:`~audioemb.nn.encoders.FrameNet`) have no parameters of their
+own, so a shipped folder can be re-exported with another one. The new folder keeps the training record, says
+what changed in ``training.after_training``, is checked again (ONNX parity, collapse) and is scored again beside
+its random-init encoder read out the same way, so its card's figures are the new readout's.
 """
 
 from __future__ import annotations

@@ -74,7 +74,15 @@ def apply_init(cfg: TrainConfig, init: str) -> tuple[TrainConfig, torch.nn.Modul
     except Exception as e:  # unknown name, not a folder, corrupt folder, hub error
         raise DataError(f"--init {init}: {e}") from None
     module = load_module(folder)
-    cfg = replace(cfg, encoder=dict(folder.config["encoder"]), frontend=dict(folder.config["frontend"]))
+    encoder = dict(folder.config["encoder"])
     info = {"model": init, "name": folder.model_config.name, "resolved": str(folder.path),
             "sha256": folder.model_config.files, "renormalised": False}
+    if encoder.get("type") == "framenet" and encoder.pop("readout", "context") == "latents":
+        # an inference readout: train the whole encoder (its context weights are in the folder), read out as usual
+        from ..nn.model import AudioEmbedder
+
+        trained, module = module, AudioEmbedder.from_config(folder.config["frontend"], encoder)
+        module.load_state_dict(trained.state_dict())
+        info["readout"] = "the folder reads out its conv latents; trained with the context readout"
+    cfg = replace(cfg, encoder=encoder, frontend=dict(folder.config["frontend"]))
     return cfg, module, info
