@@ -29,7 +29,7 @@ def train(
 ) -> None:
     """Train (or resume) a run; checkpoints every few hundred steps, so a killed run loses little."""
     from audioemb.train.config import ConfigError
-    from audioemb.train.recipes import load_recipe
+    from audioemb.train.recipes import load_recipe, name_for_data
     from audioemb.train.trainer import Trainer
 
     from ._errors import fail
@@ -37,12 +37,8 @@ def train(
     overrides = list(set_ or []) + ([f"device={device}"] if device else [])
     try:
         cfg = load_recipe(recipe, overrides)
-        if data and not any(o.startswith("name=") for o in overrides):  # not the corpus's ".debian" tag
-            import re
-            from dataclasses import replace
-
-            tag = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(data[0]).expanduser().resolve().name).strip("-") or "data"
-            cfg = replace(cfg, name=f"{cfg.name.split('.')[0]}.{tag}")
+        if not any(o.startswith("name=") for o in overrides):  # <objective>-<size>.<data-tag>
+            cfg = name_for_data(cfg, corpus, data)
         if renormalise and not init:
             raise ConfigError("--renormalise needs --init MODEL")
         if corpus is not None and data:

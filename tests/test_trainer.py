@@ -142,6 +142,8 @@ def test_train_resume_export(corpus, tmp_path):
     assert [r["step"] for r in log] == [2, 3, 4, 6] and all(np.isfinite(r["loss"]) for r in log)
     with pytest.raises(ValueError, match="other settings"):
         Trainer(tiny_cfg(7), corpus, run, log=lambda *_: None)
+    renamed = Trainer(replace(tiny_cfg(6), name="byol-tiny.other"), corpus, run, log=lambda *_: None)
+    assert renamed.cfg.name == "byol-tiny.test" and renamed.step == 6  # the name is not learned: the run's is kept
 
     from audioemb.runtime import load
     from audioemb.train.package import package_run
@@ -260,3 +262,16 @@ def test_auto_precision_is_fp32_where_the_cpu_emulates_bfloat16(corpus, tmp_path
     assert any("no native bfloat16" in m for m in logs)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
     assert resolve_precision("auto", "cpu") == "bf16" and resolve_precision("fp32", "cpu") == "fp32"
+
+
+def test_a_corpus_run_is_named_by_the_corpus_data_tag(corpus, tmp_path):
+    """Regression: `audioemb train R --corpus corpus2` named its model `R.debian`, the v1 tag, unless `--set
+    name=` said otherwise; the corpus's recipe.json gives the tag (v1's predates it: `debian`), a folder its name."""
+    from audioemb.train.recipes import load_recipe, name_for_data
+
+    assert name_for_data(load_recipe("byol-s"), corpus, None).name == "byol-s.debian"
+    v2 = tmp_path / "corpus2"
+    v2.mkdir()
+    (v2 / "recipe.json").write_text(json.dumps({"data_tag": "debian2"}))
+    assert name_for_data(load_recipe("wav2vec2-s"), v2, None).name == "wav2vec2-s.debian2"
+    assert name_for_data(load_recipe("npc-s"), None, [tmp_path / "My Birds!"]).name == "npc-s.My-Birds"

@@ -37,3 +37,19 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> TrainC
             tgt = tgt.setdefault(k, {})
         tgt[last] = val
     return TrainConfig.from_dict(d)
+
+
+def name_for_data(cfg: TrainConfig, corpus: Path | None, data: list[Path] | None) -> TrainConfig:
+    """``cfg`` renamed ``<objective>-<size>.<data-tag>`` for what it trains on: the first ``--data`` folder's
+    name, or the corpus's data tag (``debian2`` for corpus v2; ``debian`` for v1, whose recipe.json predates
+    the tag). Call it only when the user set no ``name``."""
+    import re
+    from dataclasses import replace
+
+    if data:
+        tag = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(data[0]).expanduser().resolve().name).strip("-") or "data"
+    elif corpus is not None and (Path(corpus) / "recipe.json").is_file():
+        tag = json.loads((Path(corpus) / "recipe.json").read_text()).get("data_tag") or "debian"
+    else:
+        return cfg
+    return replace(cfg, name=f"{cfg.name.split('.')[0]}.{tag}")

@@ -78,6 +78,9 @@ class Trainer:
         self.ckpt = self.run_dir / "checkpoint.safetensors"
         if saved.exists() and self.ckpt.exists():
             old = TrainConfig.from_dict(json.loads(saved.read_text()))
+            if old.name != cfg.name:  # the name is not learned: a resumed run keeps the one it started with
+                self.log(f"resuming {old.name} (the run's name; {cfg.name} now)")
+                cfg = self.cfg = replace(cfg, name=old.name)
             if cfg.time_budget_s and {**old.learned(), "steps": cfg.steps} == cfg.learned():
                 cfg = self.cfg = replace(cfg, steps=old.steps)  # the budget already set this run's length
             if old.learned() != cfg.learned():
