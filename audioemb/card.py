@@ -31,8 +31,8 @@ def _s(n: int) -> str:
 
 
 def _stored_text(cfg: ModelConfig) -> str:
-    stored = cfg.raw.get("stored_parameters")
-    return f" used by its readout, of {stored:,} stored (trained, not run)" if stored else ""
+    stored = cfg.trained_parameters
+    return f" used by its readout, of {stored:,} stored (trained, not run)" if stored != cfg.parameters else ""
 
 
 def render_card(cfg: ModelConfig | dict, curve: list[dict] | None = None) -> str:

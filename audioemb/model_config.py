@@ -230,6 +230,11 @@ class ModelConfig:
     raw: dict = field(repr=False, compare=False)
 
     @property
+    def trained_parameters(self) -> int:
+        """Encoder parameters trained; more than :attr:`parameters` when a readout leaves some unrun."""
+        return int(self.raw.get("stored_parameters") or self.parameters)
+
+    @property
     def objective_name(self) -> str | None:
         return self.objective.get("name")
 

@@ -129,9 +129,8 @@ def render(tasks: list[str], rows: dict[str, dict], configs: dict[str, ModelConf
         t = cfg.training
         steps = f"{t.steps} × {t.global_batch}" if t.steps else "(parts)"  # clips per step, all processes
         where = (f"{t.env.device}, {t.env.machine}" if t.env.recorded else t.env.legacy) or "(parts)"
-        trained = cfg.raw.get("stored_parameters") or cfg.parameters  # a readout may run fewer than were trained
         out.append(f"| {name} | {cfg.objective_name} | {arch_name(cfg.encoder)} | "
-                   f"{trained / 1e6:.2f} M | {steps} | {t.crop_s if t.crop_s is not None else ''} | "
+                   f"{cfg.trained_parameters / 1e6:.2f} M | {steps} | {t.crop_s if t.crop_s is not None else ''} | "
                    f"{t.wall_time_s / 3600:.2f} | {where} |")
     return "\n".join(out) + "\n"
 

@@ -50,6 +50,11 @@ class Pack:
         return self.audio[o:o + n].astype(np.float32) / 32768.0
 
 
+def corpus_data_tag(recipe: dict) -> str:
+    """A corpus's data tag from its ``recipe.json``: ``debian2`` for v2; v1's recipe predates the tag (``debian``)."""
+    return recipe.get("data_tag") or "debian"
+
+
 def read_manifest(corpus: Path, split: str | None = None) -> list[dict]:
     rows = [json.loads(line) for line in open(corpus / "manifest.jsonl")]
     return [r for r in rows if split is None or r["split"] == split]

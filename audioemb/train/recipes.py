@@ -6,6 +6,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
+from .data import corpus_data_tag
 from .trainer import TrainConfig
 
 
@@ -49,7 +50,7 @@ def name_for_data(cfg: TrainConfig, corpus: Path | None, data: list[Path] | None
     if data:
         tag = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(data[0]).expanduser().resolve().name).strip("-") or "data"
     elif corpus is not None and (Path(corpus) / "recipe.json").is_file():
-        tag = json.loads((Path(corpus) / "recipe.json").read_text()).get("data_tag") or "debian"
+        tag = corpus_data_tag(json.loads((Path(corpus) / "recipe.json").read_text()))
     else:
         return cfg
     return replace(cfg, name=f"{cfg.name.split('.')[0]}.{tag}")

@@ -66,9 +66,8 @@ def package_readout(src: str | Path, out: Path, readout: str, corpus: Path | Non
     if readout == old:
         raise ExportError(f"{folder.path} already reads out {readout!r}")
     trained = load_module(folder)
-    new_cfg = {k: v for k, v in enc_cfg.items() if k != "readout"}
-    model = AudioEmbedder.from_config(cfg["frontend"], {**new_cfg, **({"readout": readout} if readout != default
-                                                                      else {})}).eval()
+    # the encoder's config() leaves a default readout out, so reading back to it restores the original config
+    model = AudioEmbedder.from_config(cfg["frontend"], {**enc_cfg, "readout": readout}).eval()
     model.frontend.load_state_dict(trained.frontend.state_dict())
     model.encoder.load_state_dict(trained.encoder.state_dict())  # strict: the readout adds no parameters
     corpus = Path(corpus) if corpus is not None else None

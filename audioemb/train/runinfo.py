@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .config import TrainConfig
-from .data import Pack, load_pack, read_manifest
+from .data import Pack, corpus_data_tag, load_pack, read_manifest
 from .folders import DataError, file_list_sha256, folder_pack
 
 
@@ -33,7 +33,7 @@ def open_data(corpus: Path | None, folders: list[Path] | None, run_dir: Path, sa
     rows = read_manifest(corpus, "train")
     pack = load_pack(corpus, "train", log=log, rows=rows)
     recipe = json.loads((corpus / "recipe.json").read_text())
-    summary = {"kind": "corpus", "corpus": str(corpus.resolve()), "data_tag": recipe.get("data_tag", "debian"),
+    summary = {"kind": "corpus", "corpus": str(corpus.resolve()), "data_tag": corpus_data_tag(recipe),
                "recipe_version": recipe.get("recipe_version"), "manifest_sha256": recipe.get("manifest_sha256"),
                "files": len({r.get("orig", r["path"]) for r in rows}), "skipped": 0, "clips": len(pack),
                "hours": round(float(pack.lengths.sum()) / pack.sample_rate / 3600, 4),

@@ -103,7 +103,7 @@ def norm_record(corpus: Path, clips: int) -> dict:
 
 def same_corpus(corpus: Path, manifest_sha: str | None, file_list: str | None) -> bool:
     """Whether ``corpus`` is the corpus of that manifest hash, or of that training file list (a rebuild)."""
-    if corpus is None or not (Path(corpus) / "recipe.json").is_file():
+    if corpus is None or not is_corpus(Path(corpus)):
         return False
     if _manifest_sha(Path(corpus)) == manifest_sha:
         return True
