@@ -12,7 +12,8 @@ def evaluate(
     data: Annotated[Path, typer.Argument(help="A CSV (path,label[,group]), a folder of class sub-folders, or a "
                                          "corpus folder (all of its tasks/*.csv).")],
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Model name or folder; repeatable "
-                                                    "(default: the default model).")] = None,
+                                                    "(default: the default model); a second model of the same "
+                                                    "name is shown as 'NAME (FOLDER)'.")] = None,
     layer: Annotated[str | None, typer.Option(help="Score this layer (an index or 'mean'); 'all' scores every "
                                               "layer of each model.")] = None,
     baselines: Annotated[bool, typer.Option(help="Also score log-mel mean+std and each model's random-init "
@@ -70,23 +71,29 @@ def evaluate(
 
 
 def _models(names: list[str | None], layer: str | None, baselines: bool, seeds: int, corpora: tuple = ()) -> list:
-    from audioemb.eval.run import layer_views
+    from audioemb.eval.run import distinct_name, layer_views
     from audioemb.runtime import load
 
     def views(m) -> list:  # with --layer all, each random-init seed is read out from the same layers
         return layer_views(m) if layer == "all" else [m]
 
-    out = []
+    out, labels = [], []
     for n in names:
-        out.extend(views(load(n)))
+        m = load(n)
+        m.name = distinct_name(m.name, n, labels)
+        labels.append(m.name)
+        out.extend(views(m))
     if baselines:
         from audioemb.errors import AudioembError
         from audioemb.eval.baselines import LogMelStats, random_init_models
 
         try:
-            for n in names:
+            for n, label in zip(names, labels):
                 try:
-                    out.extend(v for m in random_init_models(n, seeds, corpora=corpora) for v in views(m))
+                    rand = random_init_models(n, seeds, corpora=corpora)
+                    for m in rand:  # "<name>@random-init#seed<k>" under the model's distinct label
+                        m.name = label + m.name[m.name.index("@random-init"):]
+                    out.extend(v for m in rand for v in views(m))
                 except AudioembError as e:  # a standardised model whose fitting corpus was not given
                     typer.echo(f"(random-init baseline of {n or 'the default model'} skipped: {e})", err=True)
         except ImportError:

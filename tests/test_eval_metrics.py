@@ -157,6 +157,25 @@ def test_evaluate_reports_progress_and_chunks_change_nothing():
     assert steps == [16, 32, 40] and chunked == whole["results"]["table"]["toy"]
 
 
+def test_evaluate_refuses_two_models_of_one_name():
+    """Two models of one name would overwrite each other's row (and their random-init seeds would merge)."""
+    from audioemb.eval.data import LabelledSet
+    from audioemb.eval.run import distinct_name, evaluate
+
+    class Zeros:
+        name = "same"
+
+        def encode(self, paths, batch_size=32):
+            return np.zeros((len(paths), 4), np.float32)
+
+    ds = LabelledSet("toy", ["a", "b"], np.array([0, 1]), None)
+    with pytest.raises(ValueError, match="two models are named 'same'"):
+        evaluate([Zeros(), Zeros()], [ds], log=lambda *_: None)
+    assert distinct_name("m", "x", []) == "m"
+    assert distinct_name("m", "/e/m2", ["m"]) == "m (/e/m2)"
+    assert distinct_name("m", "/e/m2", ["m", "m (/e/m2)"]) == "m (/e/m2, 2)"
+
+
 def test_cache_keeps_each_layer_of_one_model_apart(tmp_path):
     """Regression: keys were cut to 24 characters, so "<key>@layer0" read the last layer's cached scores."""
     from audioemb.eval.data import LabelledSet

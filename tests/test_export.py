@@ -191,6 +191,23 @@ def test_eval_cli_prints_few_shot_and_seeded_random_init(tmp_path, tiny_model, l
     assert np.isfinite(res["logmel-stats"]["labelled"]["fewshot_std"])
 
 
+def test_eval_cli_keeps_two_models_of_one_name_apart(tmp_path, tiny_model, labelled):
+    """An export scored beside the shipped model it came from has the same name: both rows and both random-init
+    baselines are kept (before, the second overwrote the first and the two baselines merged into 4 seeds)."""
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model, copy)
+    out = tmp_path / "scores.json"
+    r = CliRunner().invoke(app, ["eval", str(labelled), "-m", str(tiny_model), "-m", str(copy), "--seeds", "2",
+                                 "--json", str(out), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(out.read_text())["results"]
+    other = f"tiny-ntt.test ({copy})"
+    assert set(res) == {"tiny-ntt.test", "tiny-ntt.test@random-init", other, f"{other}@random-init", "logmel-stats"}
+    assert res["tiny-ntt.test@random-init"]["labelled"]["seeds"] == 2
+    assert res[f"{other}@random-init"]["labelled"]["seeds"] == 2
+    assert res[other]["labelled"] == res["tiny-ntt.test"]["labelled"]  # the same weights score the same
+
+
 def test_export_quantize_writes_a_measured_variant_beside_the_model(trained, tmp_path):
     _, run = trained
     out = tmp_path / "m"

@@ -38,6 +38,18 @@ class LayerView:
         return self.model.encode(paths, batch_size=batch_size, layer=self.layer)
 
 
+def distinct_name(name: str, source: str | None, taken: list[str]) -> str:
+    """``name``, or ``"<name> (<source>)"`` when an earlier model of the same evaluation is already called
+    ``name`` (an export compared with the shipped model it was made from), so that no row overwrites another."""
+    if name not in taken:
+        return name
+    label = f"{name} ({source})"
+    k = 2
+    while label in taken:
+        label, k = f"{name} ({source}, {k})", k + 1
+    return label
+
+
 def layer_views(model) -> list[LayerView]:
     """``model`` read out from each of its layers and from their mean, one :class:`LayerView` each."""
     return [LayerView(model, i) for i in range(model.n_layers)] + [LayerView(model, "mean")]
@@ -152,6 +164,11 @@ def evaluate(models: list, datasets: list[LabelledSet], batch_size: int = 32, lo
     ``progress(what, files done, files)`` is called as each model embeds each set.
     Returns ``{"tasks": {task: info}, "results": {model: {task: metrics}}, "seconds": ...}``.
     """
+    names = [m.name for m in models]
+    if len(set(names)) < len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"two models are named {twice[0]!r}: their scores would overwrite each other; "
+                         "give each model a distinct name")
     t0 = time.time()
     out: dict = {"tasks": {ds.name: task_info(ds) for ds in datasets}, "results": {}}
     n, i = len(models) * len(datasets), 0
