@@ -3,6 +3,7 @@ records, --eval figures, atomic writes, and one-line errors with exit code 2 for
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -267,9 +268,27 @@ def test_readout_errors_are_one_line(trained, exported, tmp_path, tiny_frame_mod
 
 def test_framenet_latents_readout_gives_layer_0_and_reads_back(tiny_frame_model, tmp_path, clip_paths):
     """`--readout latents` on a FrameNet folder: the embedding is what `layer=0` gave, one layer, the same
-    weights; `--readout context` on the result gives the original model's embeddings back."""
+    weights (the very file, whose sha256 the note quotes); `--readout context` on the result gives the original
+    model's embeddings back."""
+    import shutil
+
+    from safetensors.numpy import save_file
+
+    from audioemb.modelfolder import write_config
+
+    src_dir = tmp_path / "src"  # as written by an earlier audioemb: the same tensors, other metadata bytes
+    shutil.copytree(tiny_frame_model, src_dir)
+    save_file(load_file(tiny_frame_model / "model.safetensors"), src_dir / "model.safetensors",
+              metadata={"audioemb": "0.0.9", "format": "pt"})
+    src_cfg = json.loads((src_dir / "config.json").read_text())
+    src_cfg["files"]["model.safetensors"] = hashlib.sha256((src_dir / "model.safetensors").read_bytes()).hexdigest()
+    write_config(src_dir, src_cfg)
+    tiny_frame_model = src_dir
     lat = tmp_path / "lat"
     cfg = package_readout(tiny_frame_model, lat, "latents", None, evaluate=False, log=lambda *_: None)
+    sha = src_cfg["files"]["model.safetensors"]
+    assert cfg["files"]["model.safetensors"] == sha and f"sha256 `{sha[:16]}" in cfg["training"]["after_training"][-1]
+    assert (lat / "model.safetensors").read_bytes() == (src_dir / "model.safetensors").read_bytes()
     assert cfg["encoder"]["readout"] == "latents" and cfg["n_layers"] == 1
     conv = sum(v.size for k, v in load_file(tiny_frame_model / "model.safetensors").items()
                if k.startswith("encoder.features.") and "running_" not in k and "num_batches" not in k)

@@ -106,20 +106,36 @@ def parity_ok(report: dict[str, float], tol: float = 1e-4) -> bool:
     return report["embedding_abs"] <= tol and report["rel"] <= tol
 
 
-def save_model(model: AudioEmbedder, folder: Path, meta: dict, parity_waves: list[np.ndarray]) -> dict:
+def _weights_file(state: dict, keep: Path | None) -> bytes:
+    """The safetensors bytes of ``state``: ``keep``'s own bytes when that file holds exactly these tensors.
+    safetensors writes its metadata from a hash map, so saving equal weights again can give other bytes (and
+    another sha256) from one process to the next; a re-export that keeps the weights keeps the file."""
+    if keep is not None:
+        import torch
+        from safetensors.torch import load_file
+
+        old = load_file(keep)
+        if old.keys() == state.keys() and all(old[k].dtype == v.dtype and torch.equal(old[k], v)
+                                              for k, v in state.items()):
+            return Path(keep).read_bytes()
+    return save(state, metadata={"format": "pt", "audioemb": __version__})
+
+
+def save_model(model: AudioEmbedder, folder: Path, meta: dict, parity_waves: list[np.ndarray],
+               keep_weights: Path | None = None) -> dict:
     """Write ``folder``: model.safetensors, model.onnx (checked against torch), config.json.
 
     ``meta`` adds name, objective, training provenance and inference settings to the config, and
-    ``embedding_norm`` (how its statistics were fitted) when the model standardises its embedding. Returns
-    the config written. Raises unless :func:`parity_ok`.
+    ``embedding_norm`` (how its statistics were fitted) when the model standardises its embedding. With
+    ``keep_weights`` (the source folder's model.safetensors, for a re-export) that file is copied unchanged
+    when it holds exactly the model's weights. Returns the config written. Raises unless :func:`parity_ok`.
     """
     if (model.embed_norm is None) != (not meta.get("embedding_norm")):
         raise ValueError("meta['embedding_norm'] must describe the model's embedding standardiser, and only then")
     folder.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(folder / "model.safetensors",
-                 save(state, metadata={"format": "pt", "audioemb": __version__}))
+    atomic_write(folder / "model.safetensors", _weights_file(state, keep_weights))
     exporter = export_onnx(model, folder / "model.onnx")
     report = onnx_parity_report(model, folder / "model.onnx", parity_waves)
     diff = report["abs"]

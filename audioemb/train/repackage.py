@@ -82,15 +82,17 @@ def package_readout(src: str | Path, out: Path, readout: str, corpus: Path | Non
             f"--readout {readout}`); the weights are unchanged (model.safetensors sha256 `{sha[:16]}…`), the "
             f"embedding is {cfg['embedding_dim']} → {model.encoder.embedding_dim} dims, and the figures below are "
             "the new readout's")
-    return write_reexport(model, out, cfg, training, note, name, corpus, waves, evaluate, log, seeds)
+    return write_reexport(model, out, cfg, training, note, name, corpus, waves, evaluate, log, seeds,
+                          keep_weights=folder.path / "model.safetensors")
 
 
 def write_reexport(model: AudioEmbedder, out: Path, cfg: dict, training: dict, note: str, name: str | None,
                    corpus: Path | None, waves: list[np.ndarray], evaluate: bool, log, seeds: int | None,
-                   extra: dict | None = None) -> dict:
+                   extra: dict | None = None, keep_weights: Path | None = None) -> dict:
     """Write ``out`` for the folder of config ``cfg`` changed without training: today's date and ``note``
     appended to ``training.after_training``, ``extra`` added to the config's meta, named ``name`` (default: the
-    source's), ONNX parity on ``waves``, scored on ``corpus`` when ``evaluate``."""
+    source's), ONNX parity on ``waves``, scored on ``corpus`` when ``evaluate``; ``keep_weights`` as for
+    :func:`~audioemb.nn.export.save_model`."""
     from ..eval.export_eval import evaluate_export
 
     name = name or cfg["name"]
@@ -98,7 +100,7 @@ def write_reexport(model: AudioEmbedder, out: Path, cfg: dict, training: dict, n
     meta = {"name": name, "objective": cfg.get("objective", {}), "training": training, **(extra or {}),
             "inference": {k: cfg["inference"][k] for k in ("window_s", "min_s") if k in cfg.get("inference", {})}}
     with atomic_folder(out) as tmp:
-        config = save_model(model, tmp, meta, parity_waves(waves, model.min_samples))
+        config = save_model(model, tmp, meta, parity_waves(waves, model.min_samples), keep_weights)
         log(f"saved {out} (ONNX max abs diff {config['onnx']['max_abs_diff_vs_torch']:.2e})")
         if evaluate:
             config["metrics"] = evaluate_export(tmp, name, corpus, None, None, None, log, seeds)
