@@ -194,7 +194,7 @@ def test_eval_cli_prints_few_shot_and_seeded_random_init(tmp_path, tiny_model, l
 
 def test_eval_cli_keeps_two_models_of_one_name_apart(tmp_path, tiny_model, labelled):
     """An export scored beside the shipped model it came from has the same name: both rows and both random-init
-    baselines are kept (before, the second overwrote the first and the two baselines merged into 4 seeds)."""
+    baselines are kept (before, the second's rows and random-init seeds overwrote the first's under the same names)."""
     copy = tmp_path / "copy"
     shutil.copytree(tiny_model, copy)
     out = tmp_path / "scores.json"
