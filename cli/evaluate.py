@@ -90,10 +90,8 @@ def _models(names: list[str | None], layer: str | None, baselines: bool, seeds: 
         try:
             for n, label in zip(names, labels):
                 try:
-                    rand = random_init_models(n, seeds, corpora=corpora)
-                    for m in rand:  # "<name>@random-init#seed<k>" under the model's distinct label
-                        m.name = label + m.name[m.name.index("@random-init"):]
-                    out.extend(v for m in rand for v in views(m))
+                    out.extend(v for m in random_init_models(n, seeds, corpora=corpora, label=label)
+                               for v in views(m))
                 except AudioembError as e:  # a standardised model whose fitting corpus was not given
                     typer.echo(f"(random-init baseline of {n or 'the default model'} skipped: {e})", err=True)
         except ImportError:

@@ -98,15 +98,16 @@ RANDOM_SEEDS = 3
 
 
 def random_init_model(name_or_folder, seed: int = 0, tag: str = "", onnx_dir: Path | None = None,
-                      corpora: tuple = ()) -> EmbeddingModel:
+                      corpora: tuple = (), label: str | None = None) -> EmbeddingModel:
     """An :class:`EmbeddingModel` with ``name_or_folder``'s architecture and frontend statistics but freshly
-    initialised encoder weights (``torch.manual_seed(seed)``), named ``<name>@random-init<tag>``. A model with
+    initialised encoder weights (``torch.manual_seed(seed)``), named ``<name>@random-init<tag>`` (``label`` in
+    place of the model's name, when two models of one name are scored together). A model with
     an ``embedding_norm`` needs the corpus it was fitted on among ``corpora`` (its standardiser is refitted).
 
     With ``onnx_dir`` the untrained model is exported once to ``onnx_dir/<key>`` and run with onnxruntime
     (several times faster than torch on CPU, for scoring many clips)."""
     folder = open_folder(resolve(name_or_folder), verify=("model.safetensors",))
-    name = f"{folder.model_config.name}@random-init{tag}"
+    name = f"{label or folder.model_config.name}@random-init{tag}"
     backend = _RandomInitBackend(folder, seed, tuple(corpora))
     if onnx_dir is not None:
         m = _as_onnx(backend, Path(onnx_dir) / backend.key[:40], name)
@@ -141,13 +142,13 @@ def _as_onnx(backend: _RandomInitBackend, dest: Path, name: str) -> EmbeddingMod
 
 
 def random_init_models(name_or_folder, seeds: int = RANDOM_SEEDS, onnx_dir: Path | None = None,
-                       corpora: tuple = ()) -> list:
+                       corpora: tuple = (), label: str | None = None) -> list:
     """The random-init baseline under ``seeds`` seeds (0, 1, ...): :func:`~audioemb.eval.run.evaluate` merges
     them into one ``<name>@random-init`` row, mean and std over seeds."""
     from .run import SEED_SEP
 
     return [random_init_model(name_or_folder, s, tag=f"{SEED_SEP}{s}" if seeds > 1 else "", onnx_dir=onnx_dir,
-                              corpora=corpora) for s in range(seeds)]
+                              corpora=corpora, label=label) for s in range(seeds)]
 
 
 def trained_model(name_or_folder) -> EmbeddingModel:

@@ -165,9 +165,8 @@ def evaluate(models: list, datasets: list[LabelledSet], batch_size: int = 32, lo
     Returns ``{"tasks": {task: info}, "results": {model: {task: metrics}}, "seconds": ...}``.
     """
     names = [m.name for m in models]
-    if len(set(names)) < len(names):
-        twice = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f"two models are named {twice[0]!r}: their scores would overwrite each other; "
+    if twice := next((n for n in names if names.count(n) > 1), None):
+        raise ValueError(f"two models are named {twice!r}: their scores would overwrite each other; "
                          "give each model a distinct name")
     t0 = time.time()
     out: dict = {"tasks": {ds.name: task_info(ds) for ds in datasets}, "results": {}}

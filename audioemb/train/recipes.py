@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -44,9 +46,6 @@ def name_for_data(cfg: TrainConfig, corpus: Path | None, data: list[Path] | None
     """``cfg`` renamed ``<objective>-<size>.<data-tag>`` for what it trains on: the first ``--data`` folder's
     name, or the corpus's data tag (``debian2`` for corpus v2; ``debian`` for v1, whose recipe.json predates
     the tag). Call it only when the user set no ``name``."""
-    import re
-    from dataclasses import replace
-
     if data:
         tag = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(data[0]).expanduser().resolve().name).strip("-") or "data"
     elif corpus is not None and (Path(corpus) / "recipe.json").is_file():
