@@ -25,7 +25,7 @@ def models(
         size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
         rows.append({"name": name, "default": name == DEFAULT_MODEL, "objective": cfg.objective_name,
                      "dim": cfg.embedding_dim, "frames_per_s": cfg.frame_rate_hz, "parameters": cfg.parameters,
-                     "size_mb": round(size / 1e6, 2),
+                     "stored_parameters": cfg.trained_parameters, "size_mb": round(size / 1e6, 2),
                      "probe_acc": {t: r["probe_acc"] for t, r in cfg.metrics.of(name).items()}})
     if json_out:
         typer.echo(json.dumps(rows, indent=1))
@@ -36,7 +36,7 @@ def models(
     tasks = sorted({t for r in rows for t in r["probe_acc"]})
     columns = {"name": [r["name"] + (" *" if r["default"] else "") for r in rows],
                "objective": [str(r["objective"]) for r in rows], "dim": [str(r["dim"]) for r in rows],
-               "params": [f"{(r['parameters'] or 0) / 1e6:.2f}M" for r in rows],
+               "params": [f"{(r['parameters'] or 0) / 1e6:.2f}M" + ("†" if _leaves_unrun(r) else "") for r in rows],
                "MB": [f"{r['size_mb']:.1f}" for r in rows],
                **{t: [f"{r['probe_acc'].get(t, float('nan')):.3f}" for r in rows] for t in tasks}}
     console = Console()
@@ -49,9 +49,16 @@ def models(
     for i in range(len(rows)):
         table.add_row(*[columns[c][i] for c in shown])
     console.print(table, crop=False)
+    if "params" in shown and any(map(_leaves_unrun, rows)):
+        typer.echo("† the parameters its readout runs; its folder stores more (trained, not run): "
+                   + ", ".join(f"{r['name']} {r['stored_parameters'] / 1e6:.2f}M" for r in rows if _leaves_unrun(r)))
     if hidden:
         typer.echo(f"({len(hidden)} columns left out to fit {console.width} columns: {', '.join(hidden)}; "
                    "widen the terminal or use --json)")
+
+
+def _leaves_unrun(row: dict) -> bool:
+    return bool(row["parameters"]) and row["stored_parameters"] > row["parameters"]
 
 
 def fit_columns(columns: dict[str, list[str]], width: int, droppable: list[str]) -> tuple[list[str], list[str]]:

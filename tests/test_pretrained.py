@@ -87,3 +87,17 @@ def test_models_command_lists_every_model_with_its_figures():
         cfg = open_folder(pretrained_dir() / name).config
         assert row["dim"] == cfg["embedding_dim"]
         assert row["probe_acc"] == {t: m["probe_acc"] for t, m in cfg["metrics"]["results"][name].items()}
+        assert row["stored_parameters"] == cfg.get("stored_parameters", cfg["parameters"]) >= row["parameters"]
+
+
+def test_models_table_marks_readouts_that_leave_weights_unrun():
+    from audioemb.cli import app
+    from typer.testing import CliRunner
+
+    unrun = {n for n in MODELS if "stored_parameters" in open_folder(pretrained_dir() / n).config}
+    assert unrun, "no shipped model leaves weights unrun: this test has nothing to check"
+    out = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"}).output
+    note = next(line for line in out.splitlines() if line.startswith("†"))
+    for n in MODELS:
+        row = next(line for line in out.splitlines() if f" {n} " in line)
+        assert ("M†" in row) == (n in unrun) == (n in note), row
