@@ -42,6 +42,14 @@ class EmbedError(AudioembError):
     """OUT cannot be used for this run (written by another model, from another folder, or not an output)."""
 
 
+def is_embed_output(folder: Path) -> bool:
+    """Whether ``folder`` looks like an ``audioemb embed`` output (its info.json names the model)."""
+    try:
+        return "model" in json.loads((folder / "info.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def write_jsonl(path: Path, records: Iterable[dict]) -> None:
     with open(path, "w") as f:
         for r in records:

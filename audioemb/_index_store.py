@@ -138,7 +138,11 @@ def read_current(folder: Path) -> dict:
     try:
         cur = json.loads((folder / CURRENT).read_text())
     except FileNotFoundError:
-        raise IndexStoreError(f"{folder}: not an audioemb index (no {CURRENT})") from None
+        from ._embed_store import is_embed_output
+
+        hint = (f"it is an `audioemb embed` output: build an index from it with `audioemb index build --from {folder} "
+                "-o INDEX`" if is_embed_output(folder) else "build one with `audioemb index build`")
+        raise IndexStoreError(f"{folder}: not an audioemb index (no {CURRENT}); {hint}") from None
     if cur.get("format") != FORMAT:
         raise IndexStoreError(f"{folder / CURRENT}: not an audioemb index manifest")
     return cur

@@ -49,6 +49,7 @@ import numpy as np
 
 from . import _faiss, _index_build, _index_from
 from . import audio as audio_io
+from ._embed_store import is_embed_output
 from ._index_build import model_info, model_sha
 from ._index_build import same_model as _same_model
 from ._index_embed import _Collected, _embed_files, _plan_add, _progress, _scan
@@ -157,6 +158,9 @@ class Index:
             m = model if isinstance(model, EmbeddingModel) else load(model, device=device)
             col = _Collected(m.embedding_dim)
             todo, unreadable = _scan(Path(root))
+            if not todo and is_embed_output(Path(root)):
+                raise IndexStoreError(f"{root} holds no audio files: it is an `audioemb embed` output folder; build "
+                                      f"the index from it with --from {root} (Python: from_embed=)")
             with _progress(len(todo), progress) as step:
                 for rec, spans, vecs in _embed_files(m, todo, segments, batch_size, step):
                     col.add(rec, spans, vecs)

@@ -33,6 +33,12 @@ def test_user_mistakes_are_one_line_with_exit_code_2(args, needle, tmp_path):
     (["train", "npc-s", "--data", "{tmp}/out", "--out", "{tmp}/afile"], "File exists: {tmp}/afile"),
     (["results", "-o", "{tmp}/out"], "Is a directory: {tmp}/out"),
     (["serve", "{tmp}/afile"], "Not a directory: {tmp}/afile/current.json"),
+    # the two folders swapped: audio where an embed output must be, and the other way round
+    (["cluster", "{tmp}/clips", "-o", "{tmp}/c"], "{tmp}/clips: a folder of audio files, not yet embedded; embed it"),
+    (["index", "build", "{tmp}/out", "-o", "{tmp}/i"], "it is an `audioemb embed` output folder; build the index from "
+                                                         "it with --from {tmp}/out"),
+    (["search", "{tmp}/out", "{tmp}/clips"], "it is an `audioemb embed` output: build an index from it with "
+                                             "`audioemb index build --from {tmp}/out"),
 ])
 def test_a_file_where_a_folder_must_be_is_one_line_with_exit_code_2(args, needle, tmp_path, clip_paths):
     import shutil

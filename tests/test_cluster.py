@@ -276,7 +276,7 @@ def test_cluster_index_with_segments(embedded, tmp_path, tiny_model):
     assert list(rows[0]) == ["path", "start", "end", "cluster", "distance"] and len(rows) == len(idx)
     assert (out / "map.png").stat().st_size > 1000 if HAS_MATPLOTLIB else not (out / "map.png").exists()
     r = runner.invoke(app, ["cluster", str(clips), "-o", str(out)])
-    assert r.exit_code == 2 and "neither" in r.output
+    assert r.exit_code == 2 and "a folder of audio files, not yet embedded" in r.output
 
 
 def test_cli_cluster_json_and_no_matplotlib(embedded, tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ import os
 import threading
 from pathlib import Path
 
+from .._index_store import read_current
 from ..index import Index, IndexStoreError
 
 log = logging.getLogger("audioemb.serve")
@@ -26,8 +27,8 @@ class Collection:
         try:
             self._stamp = self._current_stamp()
         except FileNotFoundError:
-            raise IndexStoreError(f"{self.path}: not an audioemb index (no current.json); build one with "
-                                  "`audioemb index build`") from None
+            read_current(self.path)  # raises the error that says what the folder is instead
+            raise
         self.version = self._read_version()
         self._index = Index.load(self.path, model=model, device=device)
         self.model = self._index.model  # loaded now: a model that cannot be loaded fails at start, not mid-search
