@@ -16,6 +16,7 @@ def models(
     Names are never cut: on a narrow terminal (or piped, 80 columns) the task columns that do not fit are left
     out, and a line says which; --json has everything."""
     import json
+    import textwrap
 
     from audioemb.registry import DEFAULT_MODEL, model_configs, pretrained_dir
 
@@ -50,8 +51,10 @@ def models(
         table.add_row(*[columns[c][i] for c in shown])
     console.print(table, crop=False)
     if "params" in shown and any(map(_leaves_unrun, rows)):
-        typer.echo("† the parameters its readout runs; its folder stores more (trained, not run): "
-                   + ", ".join(f"{r['name']} {r['stored_parameters'] / 1e6:.2f}M" for r in rows if _leaves_unrun(r)))
+        typer.echo(textwrap.fill("† the parameters its readout runs; its folder stores more (trained, not run): "
+                                 + ", ".join(f"{r['name']} {r['stored_parameters'] / 1e6:.2f}M"
+                                             for r in rows if _leaves_unrun(r)), console.width - 1,
+                                 break_on_hyphens=False, break_long_words=False))
     if hidden:
         typer.echo(f"({len(hidden)} columns left out to fit {console.width} columns: {', '.join(hidden)}; "
                    "widen the terminal or use --json)")
