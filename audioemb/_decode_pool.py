@@ -6,10 +6,10 @@ runs onnxruntime threads, and never a re-run of the caller's main module) with t
 the decoders and memory stays bounded. Until a worker is ready the main process decodes inline, so a
 short job never waits for the workers to start. A worker that dies (a crash in a codec, the OOM killer)
 is replaced: the source it was decoding gets an error naming the cause, the ones queued behind it go to
-its replacement. Workers exit when the main process goes away (their source pipe closes). As lanes
-(``DecodeSpec.model``) the workers also run the model, each on one onnxruntime thread, and send
-embeddings; a source's windows are run before its ``end`` is sent, so a dying worker still fails only the
-source it was on.
+its replacement. Workers exit when the main process goes away (their source pipe closes, or their result
+pipe breaks while they still have audio to send). As lanes (``DecodeSpec.model``) the workers also run the
+model, each on one onnxruntime thread, and send embeddings; a source's windows are run before its ``end``
+is sent, so a dying worker still fails only the source it was on.
 """
 
 from __future__ import annotations
@@ -53,7 +53,10 @@ def _serve(task_fd: int, result_fd: int) -> None:
 
     def send() -> None:
         while (msg := outbox.get()) is not None:
-            results.send(msg)
+            try:
+                results.send(msg)
+            except OSError:  # the main process is gone (killed): nobody reads what is left, so stop now
+                os._exit(0)  # rather than block for ever on the outbox that this thread no longer empties
 
     spec = tasks.recv()
     backend = _lane_backend(spec)
