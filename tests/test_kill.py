@@ -49,6 +49,41 @@ def _start(code: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (its decoder processes)."""
+    out = []
+    for d in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except OSError:
+        return False
+
+
+def _kill(p: subprocess.Popen) -> None:
+    """SIGKILL ``p``; its decoder processes must then exit on their own (regression: one with decoded audio
+    still to send blocked for ever, an orphan holding its memory)."""
+    kids = _children(p.pid)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    deadline = time.time() + 20
+    while (left := [k for k in kids if _alive(k)]) and time.time() < deadline:
+        time.sleep(0.05)
+    for k in left:
+        os.kill(k, signal.SIGKILL)
+    assert not left, f"{len(left)} decoder processes outlived the killed job"
+
+
 def _kill_run(code: str, at: float) -> bool:
     """Run ``code``, SIGKILL it ``at`` seconds in; True if it finished first."""
     p = _start(code)
@@ -56,8 +91,7 @@ def _kill_run(code: str, at: float) -> bool:
         p.wait(timeout=at)
         return True
     except subprocess.TimeoutExpired:
-        p.send_signal(signal.SIGKILL)
-        p.wait()
+        _kill(p)
         return False
 
 
@@ -70,8 +104,7 @@ def _kill_when(code: str, ready, delay: float) -> bool:
     if p.poll() is not None:
         return True
     time.sleep(delay)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
+    _kill(p)
     return False
 
 
