@@ -39,23 +39,17 @@ def read_collection(path: str | os.PathLike) -> Collection:
         vecs, recs = idx.items(lazy=True, rows=False)  # read as the clustering goes: it may exceed memory
         return Collection(vecs, recs, "index", idx.info["model"], idx.info.get("root"))
     from ._embed_store import SHARDS
+    from .scan import has_audio
 
     if (path / "manifest.jsonl").exists() or (path / "parts").is_dir() or (path / SHARDS).exists():
         info = json.loads((path / "info.json").read_text()) if (path / "info.json").exists() else {}
         vectors, items = _embed_rows(path)
         return Collection(vectors, items, "embed", info.get("model"), info.get("root") or info.get("folder"))
-    if _holds_audio(path):
+    if has_audio(path):
         raise FileNotFoundError(f"{path}: a folder of audio files, not yet embedded; embed it first (`audioemb embed "
                                 f"{path} -o OUT`, or `audioemb index build {path} -o OUT`) and cluster OUT")
     raise FileNotFoundError(f"{path}: neither an `audioemb embed` output (manifest.jsonl) nor an index "
                             "(current.json)")
-
-
-def _holds_audio(folder: Path) -> bool:
-    """Whether ``folder`` has an audio file anywhere below it (stops at the first)."""
-    from .audio import is_audio_path
-
-    return any(is_audio_path(f) for _, _, files in os.walk(folder) for f in files)
 
 
 COPY_CHUNK = 65536  # rows gathered before each write of the temporary copy

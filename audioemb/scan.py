@@ -124,6 +124,12 @@ def scan_folder(root: str | os.PathLike) -> Scan:
     return Scan(root, spool, sorted(unreadable))
 
 
+def has_audio(root: str | os.PathLike) -> bool:
+    """Whether the folder ``root`` holds an audio file anywhere below it, found as :func:`scan_folder` finds
+    them; stops at the first."""
+    return next(_walk(Path(root), "", []), None) is not None
+
+
 def _walk(folder: Path, prefix: str, unreadable: list) -> Iterator[tuple[str, Path]]:
     """(relative path, path) of audio files in string order of the relative path: a folder's entries are
     sorted by name, a sub-folder's name compared as ``name/`` (what its files' paths start with)."""

@@ -20,6 +20,8 @@ import pytest
 from audioemb.embed import embed_folder, read_embeddings
 from audioemb.index import Index
 
+from .procs import alive, child_pids
+
 pytestmark = pytest.mark.slow
 KILLS = int(os.environ.get("KILLS", "30"))
 JOURNAL = ("manifest.jsonl.next", "embeddings.npy.part", "merge.json")
@@ -49,35 +51,14 @@ def _start(code: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _children(pid: int) -> list[int]:
-    """Process ids whose parent is ``pid`` (its decoder processes)."""
-    out = []
-    for d in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(d))
-        except (OSError, ValueError, IndexError):
-            continue
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
-    except OSError:
-        return False
-
-
 def _kill(p: subprocess.Popen) -> None:
     """SIGKILL ``p``; its decoder processes must then exit on their own (regression: one with decoded audio
     still to send blocked for ever, an orphan holding its memory)."""
-    kids = _children(p.pid)
+    kids = child_pids(p.pid)
     p.send_signal(signal.SIGKILL)
     p.wait()
     deadline = time.time() + 20
-    while (left := [k for k in kids if _alive(k)]) and time.time() < deadline:
+    while (left := [k for k in kids if alive(k)]) and time.time() < deadline:
         time.sleep(0.05)
     for k in left:
         os.kill(k, signal.SIGKILL)

@@ -15,6 +15,8 @@ from audioemb.embed import embed_folder, read_embeddings
 from audioemb.runtime import load
 from audioemb.scan import scan_folder
 
+from .procs import child_pids
+
 
 @pytest.fixture()
 def mixed(tmp_path, clip_paths):
@@ -55,18 +57,7 @@ def test_segments_cover_the_file(clip_paths, tiny_model):
 
 def _decoders() -> list[int]:
     """Process ids of this process's decoder workers."""
-    found = []
-    for d in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                cmd = f.read()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == os.getpid() and b"_decode_pool" in cmd:
-            found.append(int(d))
-    return found
+    return child_pids(os.getpid(), b"_decode_pool")
 
 
 def test_decoder_processes_take_over_once_started(clip_paths, tiny_model, monkeypatch):
