@@ -21,6 +21,24 @@ from .modelfolder import ModelConfig, ModelFolderError, read_model_config
 
 DEFAULT_MODEL = "npc-s.debian"
 
+#: Names that were shipped once and replaced by a retrain: {old name: (its replacement, the date it went)}. The
+#: replacement embeds differently, so embeddings and indexes written with the old model need re-embedding; its
+#: card's ``training.tried`` gives the old model's figures and weights' sha256.
+RETIRED: dict[str, tuple[str, str]] = {
+    "apc_bidir-s.debian": ("apc_bidir-s.debian2", "2026-11-26"),
+    "apc_bwd-s.debian": ("apc_bwd-s.debian2", "2026-11-26"),
+    "apc_fwd-s.debian": ("apc_fwd-s.debian2", "2026-11-26"),
+    "mpc-s.debian": ("mpc-s.debian2", "2026-11-26"),
+    "local_aggregation-s.debian": ("local_aggregation-s.debian2", "2026-11-26"),
+    "moco_v2-s.debian": ("moco_v2-s.debian2", "2026-11-26"),
+    "moco_v3-s.debian": ("moco_v3-s.debian2", "2026-11-26"),
+    "cpc-s.debian": ("cpc-s.debian2", "2026-11-29"),
+    "wav2vec2-s.debian": ("wav2vec2-s.debian2", "2026-11-29"),
+    "barlow_twins-s.debian": ("barlow_twins-s.debian2", "2026-11-29"),
+    "deepcluster-s.debian": ("deepcluster-s.debian2", "2026-11-29"),
+    "simsiam-s.debian": ("simsiam-s.debian2", "2026-11-29"),
+}
+
 
 def pretrained_dir() -> Path:
     """The folder of shipped models (``audioemb.pretrained`` in site-packages, ``pretrained/`` in a checkout)."""
@@ -52,6 +70,11 @@ def resolve(name_or_folder: str | os.PathLike | None = None) -> Path:
         return pretrained_dir() / s
     if isinstance(name_or_folder, os.PathLike) or os.sep in s or s.startswith(".") or os.path.exists(s):
         return _existing_folder(s)
+    if s in RETIRED:
+        new, date = RETIRED[s]
+        raise ModelFolderError(f"model {s!r} was retired on {date}, replaced by {new!r} (a retrain, which embeds "
+                               f"differently): use --model {new} and re-embed; indexes and embeddings written with "
+                               f"{s!r} need rebuilding with it")
     known = ", ".join(list_models()) or "none"
     raise ModelFolderError(f"unknown model {s!r}; shipped models: {known}. "
                            "Give a folder path, local-dir:PATH or hf-hub:ORG/REPO for others.")

@@ -58,3 +58,17 @@ def test_name_resolution(tiny_model, tmp_path):
         resolve("nonexistent-model.tag")
     for name in list_models():
         assert resolve(name).name == name
+
+
+def test_retired_name_names_its_replacement():
+    """A name that was shipped once and replaced says what replaced it and that its embeddings need redoing,
+    instead of 'unknown model'; every replacement is shipped or itself retired."""
+    from audioemb.registry import RETIRED
+
+    shipped = set(list_models())
+    for old, (new, _) in RETIRED.items():
+        assert old not in shipped
+        assert new in shipped or new in RETIRED, new
+    with pytest.raises(ModelFolderError, match=r"'simsiam-s.debian' was retired on 2026-11-29, replaced by "
+                                               r"'simsiam-s.debian2'.*re-embed"):
+        resolve("simsiam-s.debian")
