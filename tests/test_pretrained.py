@@ -74,6 +74,16 @@ def test_cards_have_their_results_row():
         assert json.loads((pretrained_dir() / name / "config.json").read_text())["metrics"]
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_shipped_card_is_what_its_config_renders(name):
+    """A card says what its config records: one edited by hand, or left behind by a config change, fails."""
+    from audioemb.card import render_card
+
+    folder = pretrained_dir() / name
+    card = render_card(json.loads((folder / "config.json").read_text()))
+    assert (folder / "README.md").read_text() == card, f"regenerate it: audioemb.card.write_card({str(folder)!r})"
+
+
 def test_models_command_lists_every_model_with_its_figures():
     from audioemb.cli import app
     from typer.testing import CliRunner

@@ -75,7 +75,7 @@ def test_a_flagship_needs_its_bars_on_every_domain_and_music_pitch():
     assert best is None and all_misses["f-m.x"] == ["music-pitch probe 0.800 < logmel-stats 0.810"]
 
 
-def test_a_card_lists_what_was_tried_for_a_model_that_does_not_learn():
+def test_a_card_lists_what_was_tried_and_the_versions_before():
     from audioemb.eval.tables import verdict
 
     tried = ["the v1 recipe: -0.011 / -0.005", "4x longer on corpus v2: no better"]
@@ -84,7 +84,10 @@ def test_a_card_lists_what_was_tried_for_a_model_that_does_not_learn():
     assert "**It does not beat its random init**" in text
     assert "What was tried to make it learn" in text and "\n- the v1 recipe: -0.011 / -0.005\n- 4x" in text
     learns = _cfg("learns", 0.8, 0.7, 0.6).metrics.results
-    assert "What was tried" not in verdict("learns", learns, tried)  # only a model that does not learn
+    text = verdict("learns", learns, tried)
+    assert "What was tried" not in text  # a model that learns lists them as its history instead
+    assert "Earlier versions, and what else was tried" in text and "\n- the v1 recipe: -0.011 / -0.005\n- 4x" in text
+    assert "Earlier versions" not in verdict("learns", learns, ())
 
 
 def test_a_flagship_card_lists_what_was_tried_for_the_bars_it_misses():

@@ -88,7 +88,8 @@ def verdict(name: str, results: dict, tried: list[str] | tuple[str, ...] = ()) -
     """Whether the model learns (beats its random init) and where it stands against the default-model rule.
 
     ``tried`` (the config's ``training.tried``) lists what was done to make a model that does not learn learn,
-    or a flagship clear the bars it misses; the card shows it in either case.
+    or a flagship clear the bars it misses, and for a model that does learn, the earlier versions it replaced;
+    the card shows it in every case.
     """
     out = []
     gaps = rules.learning_gap(name, results)
@@ -107,6 +108,10 @@ def verdict(name: str, results: dict, tried: list[str] | tuple[str, ...] = ()) -
         if not learns and tried:
             out.append("What was tried to make it learn (overall means against its random init: probe / kNN "
                        "p@10 / few-shot; details in the project's " + FINDINGS + "):\n\n" + _bullets(tried))
+            tried_shown = True
+        elif tried and not rules.is_flagship(name):
+            out.append("Earlier versions, and what else was tried (overall means against the random init: probe / "
+                       "kNN p@10 / few-shot; details in the project's docs/findings.md):\n\n" + _bullets(tried))
             tried_shown = True
     if not {rules.domain(t) for t in results[name]} & set(rules.RULE_DOMAINS):
         return "\n\n".join(out)
