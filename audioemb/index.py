@@ -55,6 +55,7 @@ from ._index_build import same_model as _same_model
 from ._index_embed import _Collected, _embed_files, _plan_add, _progress, _scan
 from ._index_store import CURRENT, IndexStoreError, ModelMismatchError, Records, locked, open_version
 from ._vectors import l2_normalize, live_vectors, take
+from .registry import RETIRED
 from .runtime import EmbeddingModel, load
 
 __all__ = ["AddSummary", "Hit", "Index", "IndexStoreError", "ModelMismatchError", "parse_query"]
@@ -216,8 +217,9 @@ class Index:
             try:
                 m = load(ref, device=self._device)
             except Exception as e:
+                hint = "" if ref in RETIRED else "; pass model= to Index.load"  # a retired model's vectors are stale
                 raise IndexStoreError(f"{self.path} was built with model {self._meta.info['model']!r} from {ref}, "
-                                      f"which cannot be loaded ({e}); pass model= to Index.load") from None
+                                      f"which cannot be loaded ({e}){hint}") from None
             self._model = self._checked(m)
         return self._model
 

@@ -190,6 +190,18 @@ def test_other_model_is_refused(collection, tmp_path, tiny_model, tiny_frame_mod
         Index.build(collection, tmp_path / "idx2", model=str(tiny_model), from_embed=emb)
 
 
+def test_an_index_of_a_retired_model_says_to_rebuild(collection, tmp_path, tiny_model):
+    """An index whose shipped model was replaced by a retrain names the replacement, and does not suggest
+    passing another model, whose vectors would not match."""
+    out = tmp_path / "idx"
+    Index.build(collection, out, model=str(tiny_model))
+    idx = Index.load(out)
+    idx._meta.info["model_ref"] = "simsiam-s.debian"  # as an index built before 2026-11-29 records it
+    with pytest.raises(IndexStoreError, match=r"replaced by 'simsiam-s\.debian2'.*rebuilding") as e:
+        _ = idx.model
+    assert "pass model=" not in str(e.value)
+
+
 def test_build_from_embed_output(collection, tmp_path, tiny_model):
     emb = tmp_path / "emb"
     embed_folder(collection, emb, str(tiny_model), progress=False)
