@@ -37,6 +37,7 @@ RETIRED: dict[str, tuple[str, str]] = {
     "barlow_twins-s.debian": ("barlow_twins-s.debian2", "2026-11-29"),
     "deepcluster-s.debian": ("deepcluster-s.debian2", "2026-11-29"),
     "simsiam-s.debian": ("simsiam-s.debian2", "2026-11-29"),
+    "byol-s.debian": ("byol-s.debian2", "2026-11-29"),
 }
 
 

@@ -67,7 +67,7 @@ def tiny_model(tmp_path_factory, clips16k) -> Path:
     """A small AudioNTT with seeded random weights, exported as a model folder (torch needed; on the plain
     install a shipped model stands in, so that the inference tests run there too)."""
     if not _has_torch():
-        return _shipped(tmp_path_factory.mktemp("models"), "byol-s.debian", "tiny-ntt.test")
+        return _shipped(tmp_path_factory.mktemp("models"), "byol-s.debian2", "tiny-ntt.test")
     return _export(tmp_path_factory.mktemp("models"), {"type": "audiontt", "channels": 8, "hidden": 32}, clips16k,
                    "tiny-ntt.test")
 

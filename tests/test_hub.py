@@ -116,10 +116,10 @@ def test_cli_push_uses_hfapi(hub, monkeypatch):
     import huggingface_hub
 
     monkeypatch.setattr(huggingface_hub, "HfApi", lambda: hub)
-    r = runner.invoke(app, ["push", str(pretrained_dir() / "byol-s.debian"), "hf-hub:someorg/byol"])
+    r = runner.invoke(app, ["push", str(pretrained_dir() / "byol-s.debian2"), "hf-hub:someorg/byol"])
     assert r.exit_code == 0, r.output
     assert "someorg/byol@main" in r.output and 'audioemb.load("hf-hub:someorg/byol@' in r.output
-    assert load("hf-hub:someorg/byol").name == "byol-s.debian"
+    assert load("hf-hub:someorg/byol").name == "byol-s.debian2"
 
 
 def test_card_front_matter_is_replaced():

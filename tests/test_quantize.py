@@ -18,24 +18,24 @@ runner = CliRunner()
 
 
 def test_int8_variant_of_a_cnn(tmp_path, clip_paths):
-    cfg = quantize_model("byol-s.debian", tmp_path / "q", "int8", repeat=1, log=lambda _: None)
+    cfg = quantize_model("byol-s.debian2", tmp_path / "q", "int8", repeat=1, log=lambda _: None)
     q = cfg["quantization"]
-    assert cfg["name"] == "byol-s.debian-int8" and q["kind"] == "int8" and q["from"] == "byol-s.debian"
+    assert cfg["name"] == "byol-s.debian2-int8" and q["kind"] == "int8" and q["from"] == "byol-s.debian2"
     assert q["size_ratio"] < 0.8 and q["parity"]["clips"] == len(clip_paths) and "Conv" not in q["op_types"]
     assert 0.99 < q["parity"]["cosine_min"] < 1.0  # quantized: close to the float model, not identical
     assert q["speed"]["float_clips_per_s"] > 0 and q["speed"]["variant_clips_per_s"] > 0
-    m, f = load(tmp_path / "q"), load("byol-s.debian")
+    m, f = load(tmp_path / "q"), load("byol-s.debian2")
     a, b = m.encode([str(p) for p in clip_paths]), f.encode([str(p) for p in clip_paths])
     assert np.sum(a * b, axis=1).min() == pytest.approx(q["parity"]["cosine_min"], abs=1e-4)
     graph = onnx.load(str(tmp_path / "q" / "model.onnx"))
     ops = {n.op_type for n in graph.graph.node}
     assert "MatMulInteger" in ops and "ConvInteger" not in ops  # really quantized, convolutions left float
-    write_variant_onnx(pretrained_dir() / "byol-s.debian" / "model.onnx", tmp_path / "c.onnx", "int8", conv=True)
+    write_variant_onnx(pretrained_dir() / "byol-s.debian2" / "model.onnx", tmp_path / "c.onnx", "int8", conv=True)
     assert "ConvInteger" in {n.op_type for n in onnx.load(str(tmp_path / "c.onnx")).graph.node}
-    kept = set(frontend_nodes(onnx.load(str(pretrained_dir() / "byol-s.debian" / "model.onnx"))))
+    kept = set(frontend_nodes(onnx.load(str(pretrained_dir() / "byol-s.debian2" / "model.onnx"))))
     assert kept and kept <= {n.name for n in graph.graph.node}  # the log-mel frontend stays float
     card = (tmp_path / "q" / "README.md").read_text()
-    assert "## int8 variant of byol-s.debian" in card and "cosine to float" in card
+    assert "## int8 variant of byol-s.debian2" in card and "cosine to float" in card
     saved = json.loads((tmp_path / "q" / "config.json").read_text())
     assert saved["quantization"]["parity"] == q["parity"] and "metrics" not in saved
 

@@ -215,7 +215,7 @@ def test_an_index_rebuilt_with_another_model_keeps_the_loaded_version(tmp_path, 
         shutil.copy(p, root / p.name)
     idx = Index.build(root, tmp_path / "idx", model="npc-s.debian")
     c = TestClient(create_app(tmp_path / "idx", model=idx.model))
-    Index.build(root, tmp_path / "idx", model="byol-s.debian", overwrite=True)
+    Index.build(root, tmp_path / "idx", model="byol-s.debian2", overwrite=True)
     r = c.get("/api/search", params={"path": clip_paths[0].name, "k": 2})
     assert r.status_code == 200 and r.json()["index_version"] == 1 and r.json()["hits"][0]["score"] > 0.999
     assert c.get("/api/info").json()["model"] == "npc-s.debian"

@@ -15,7 +15,7 @@ from .data import LabelledSet, drop_unreadable, load_labelled
 PROTOCOL = ("audioemb eval: 5-fold linear probe (grouped), few-shot prototype probe (5 per class, 20 draws, grouped), "
             "kNN precision@10 and mAP on cosine similarity, same-group neighbours excluded; random init: mean over "
             "seeds")
-REFERENCE_MODEL = "byol-s.debian"  # corpus cards also show BYOL's and the default model's stored figures
+REFERENCE_MODEL = "byol-s.debian2"  # corpus cards also show BYOL's and the default model's stored figures
 
 
 class ExportError(AudioembError, ValueError):
