@@ -180,3 +180,11 @@ def test_a_card_shows_the_other_tasks_apart_from_the_suite():
     assert other and "sound-new" not in head  # the suite's tables and means never show it
     assert "- `sound-new`: 9 clips, 3 classes, 5 groups" in other
     assert "| sound-new | 9 / 3 | **0.900** |" in other  # the model's probe, best of its row
+
+
+def test_a_retired_reference_column_is_marked():
+    from audioemb.eval.tables import metric_table
+
+    res = {"m.x": _res(0.8), "simsiam-s.debian": _res(0.7)}
+    tasks = {t: {"clips": 10, "classes": 2} for t in res["m.x"]}
+    assert metric_table(tasks, res, "probe_acc").splitlines()[0].endswith("| m.x | simsiam-s.debian (retired) |")

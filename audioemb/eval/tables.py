@@ -39,10 +39,17 @@ def cell(r: dict, metric: str, best: float | None = None) -> str:
     return v + (f" ± {sd:.3f}" if sd is not None else "")
 
 
+def _header(names: list[str]) -> str:
+    """Column names; a reference model replaced by a retrain since (its stored figures) is marked retired."""
+    from ..registry import RETIRED
+
+    return " | ".join(f"{n} (retired)" if n in RETIRED else n for n in names)
+
+
 def metric_table(tasks: dict, results: dict, metric: str) -> str:
     """Rows: tasks (with clips / classes); columns: the models and baselines; cells: ``metric``."""
     names = list(results)
-    lines = ["| task | clips / classes | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    lines = ["| task | clips / classes | " + _header(names) + " |", "|---|---|" + "---|" * len(names)]
     for task, info in tasks.items():
         vals = [results[n][task][metric] for n in names if task in results[n] and metric in results[n][task]]
         best = max(vals) if vals else None
@@ -55,7 +62,7 @@ def domain_table(results: dict, tasks: dict) -> str:
     """Mean of each rule metric by domain, one column per model or baseline."""
     names = list(results)
     doms = sorted({rules.domain(t) for t in tasks})
-    lines = ["| domain | metric | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    lines = ["| domain | metric | " + _header(names) + " |", "|---|---|" + "---|" * len(names)]
     for d in doms:
         for metric in rules.RULE_METRICS:
             cells = []
