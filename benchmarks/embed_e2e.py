@@ -1,6 +1,6 @@
 """End-to-end ``audioemb embed`` on a folder of about 1,000 mixed-format files, and where the time goes.
 
-    python benchmarks/embed_e2e.py [--files 1000] [--model byol-s.debian] [--repeat 2]
+    python benchmarks/embed_e2e.py [--files 1000] [--model byol-s.debian2] [--repeat 2]
 
 The folder is generated from the repository's example clips: each file is a clip (or a concatenation of
 clips) re-encoded as wav/flac/ogg/mp3 at 8-48 kHz, mono or stereo. Reports files per second, hours of

@@ -1,6 +1,6 @@
 """Embedding speed of shipped models on 2 CPU threads: onnxruntime against torch eager, in one run.
 
-    python benchmarks/speed.py [--models byol-s.debian ...] [--threads 2]
+    python benchmarks/speed.py [--models byol-s.debian2 ...] [--threads 2]
 
 Prints clips per second and times real time for 1 s clips (batch 32) and 10 s windows (batch 8).
 """

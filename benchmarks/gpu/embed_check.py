@@ -1,7 +1,7 @@
 """GPU inference on a lent machine: onnxruntime's providers there, the torch backend on CUDA against onnxruntime
 on the CPU (parity and clips/s), and the CUDA provider too where onnxruntime-gpu is installed.
 
-    python benchmarks/gpu/embed_check.py pretrained/byol-s.debian OUT.json
+    python benchmarks/gpu/embed_check.py pretrained/byol-s.debian2 OUT.json
 """
 
 from __future__ import annotations

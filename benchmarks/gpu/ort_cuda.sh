@@ -9,7 +9,7 @@
 #   (/.ortgpu/ in .git/info/exclude; untrack pretrained/*.debian* for the calls, as docs/gpu.md says)
 # Device calls, each within 30 s of the last (a carried path does not stay for the next call; /tmp does):
 #   `mkdir -p /tmp/ort && cp .ortgpu/partN /tmp/ort/` carrying .ortgpu/partN, for N = 0 to 3; then
-#   bash benchmarks/gpu/ort_cuda.sh      carrying .ortgpu/part4, .whl, pretrained/byol-s.debian, pretrained/npc-s.debian
+#   bash benchmarks/gpu/ort_cuda.sh      carrying .ortgpu/part4, .whl, pretrained/byol-s.debian2, pretrained/npc-s.debian
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -26,7 +26,7 @@ python3 -c "import onnxruntime as o; o.preload_dlls(); print(o.__version__, o.ge
 python3 -m pytest -q -rfs -p no:cacheprovider tests/test_backends.py > "$OUT/test_backends.txt" 2>&1
 tail -n 8 "$OUT/test_backends.txt"
 while pgrep -f "audioemb.train" > /dev/null; do sleep 5; done  # trainings of continue.sh, if any, end first
-python3 benchmarks/gpu/embed_check.py pretrained/byol-s.debian "$OUT/embed_check_ort.json" > "$OUT/embed_check.log" 2>&1
+python3 benchmarks/gpu/embed_check.py pretrained/byol-s.debian2 "$OUT/embed_check_ort.json" > "$OUT/embed_check.log" 2>&1
 tail -n 30 "$OUT/embed_check.log"
 # issue 13's 25 % target on more cores than the model uses: the end-to-end embed job on the 16 CPU cores
 # (the CPU onnxruntime of the image; the default model, pretrained/npc-s.debian, carried too)

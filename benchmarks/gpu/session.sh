@@ -31,7 +31,7 @@ for r in $RETRAINS; do
   train $r ${r}.debian2 20000 "$b" 1 0 &
 done
 sleep 20
-python3 benchmarks/gpu/embed_check.py "${MODEL:-pretrained/byol-s.debian}" "$OUT/embed_check.json" > /tmp/logs/embed_check.log 2>&1
+python3 benchmarks/gpu/embed_check.py "${MODEL:-pretrained/byol-s.debian2}" "$OUT/embed_check.json" > /tmp/logs/embed_check.log 2>&1
 nvidia-smi > /tmp/logs/nvidia-smi-busy.txt 2>&1
 wait
 for f in /tmp/runs/*.log; do n=$(basename "$f" .log); cp "$f" "/tmp/runs/$n/train.log" 2>/dev/null; done
