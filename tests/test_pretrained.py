@@ -66,6 +66,15 @@ def test_onnx_matches_torch_on_real_clips(name):
         assert np.abs(onnx[key] - torch_out[key]).max() <= 1e-4 * scale, key
 
 
+def test_results_rows_are_shipped_models_and_baselines_only():
+    """A retired model's figures, stored beside older models' own as a reference column, get no results row."""
+    from audioemb.eval.results import collect
+    from audioemb.registry import RETIRED
+
+    _, rows, _ = collect()
+    assert "byol-s.debian2" in rows and not set(rows) & set(RETIRED)
+
+
 def test_cards_have_their_results_row():
     results = Path(__file__).resolve().parents[1] / "docs" / "results.md"
     text = results.read_text()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..fsio import atomic_write
 from ..model_config import ModelConfig
-from ..registry import DEFAULT_MODEL, model_configs, pretrained_dir
+from ..registry import DEFAULT_MODEL, RETIRED, model_configs, pretrained_dir
 from . import rules
 from .tables import cell
 
@@ -35,8 +35,8 @@ def collect(pattern: str = "*") -> tuple[list[str], dict[str, dict], dict[str, M
         for other, r in res.items():
             if other.endswith("@random-init"):
                 baselines.setdefault(f"random-init {arch_name(cfg.encoder)}", r)
-            elif other != name and other not in configs:  # shipped models are rows of their own
-                baselines.setdefault(other, r)
+            elif other != name and other not in configs and other not in RETIRED:  # shipped models have rows
+                baselines.setdefault(other, r)  # a retired reference model (stored beside older cards) has none
     return tasks, {**rows, **dict(sorted(baselines.items()))}, configs
 
 
