@@ -1,6 +1,6 @@
 """Model names and where their folders are.
 
-Names read ``<objective>-<size>.<data-tag>`` (``byol-s.debian``). A model is given as one of:
+Names read ``<objective>-<size>.<data-tag>`` (``byol-s.debian2``). A model is given as one of:
 
 - a shipped name, from :func:`list_models`;
 - ``local-dir:PATH`` or a path to an existing model folder;
