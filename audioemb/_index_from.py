@@ -14,6 +14,7 @@ import numpy as np
 from ._index_build import create, model_sha, new_info, same_model
 from ._index_store import FILE_COLS, IndexStoreError, Meta, ModelMismatchError, open_version
 from ._vectors import RowView, live_vectors
+from .registry import RETIRED
 
 
 def embed_output(out: Path, model, device: str = "auto"):
@@ -31,8 +32,9 @@ def embed_output(out: Path, model, device: str = "auto"):
         try:
             model = load(have["model"], device=device)
         except Exception as e:
+            hint = "" if have["model"] in RETIRED else "; pass its folder as model"  # a retired model's are stale
             raise IndexStoreError(f"{out} was embedded with model {have['model']!r}, which cannot be loaded by name "
-                                  f"({e}); pass its folder as model") from None
+                                  f"({e}){hint}") from None
     m = model if isinstance(model, EmbeddingModel) else load(model, device=device)
     if have.get("model") != m.name or not same_model(m, have):
         raise ModelMismatchError(f"{out} was embedded with model {have.get('model')!r} (sha256 "

@@ -200,6 +200,13 @@ def test_an_index_of_a_retired_model_says_to_rebuild(collection, tmp_path, tiny_
     with pytest.raises(IndexStoreError, match=r"replaced by 'simsiam-s\.debian2'.*rebuilding") as e:
         _ = idx.model
     assert "pass model=" not in str(e.value)
+    emb = tmp_path / "emb"  # an embed output written with it says the same when an index is built from it
+    embed_folder(collection, emb, str(tiny_model), progress=False)
+    info = json.loads((emb / "info.json").read_text())
+    (emb / "info.json").write_text(json.dumps({**info, "model": "simsiam-s.debian"}))
+    with pytest.raises(IndexStoreError, match=r"replaced by 'simsiam-s\.debian2'.*rebuilding") as e:
+        Index.build(None, tmp_path / "idx2", from_embed=emb)
+    assert "pass its folder" not in str(e.value)
 
 
 def test_build_from_embed_output(collection, tmp_path, tiny_model):
