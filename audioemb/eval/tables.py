@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..registry import RETIRED
 from . import rules
 
 if TYPE_CHECKING:
@@ -41,8 +42,6 @@ def cell(r: dict, metric: str, best: float | None = None) -> str:
 
 def _header(names: list[str]) -> str:
     """Column names; a reference model replaced by a retrain since (its stored figures) is marked retired."""
-    from ..registry import RETIRED
-
     return " | ".join(f"{n} (retired)" if n in RETIRED else n for n in names)
 
 
