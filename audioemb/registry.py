@@ -38,6 +38,7 @@ RETIRED: dict[str, tuple[str, str]] = {
     "deepcluster-s.debian": ("deepcluster-s.debian2", "2026-11-29"),
     "simsiam-s.debian": ("simsiam-s.debian2", "2026-11-29"),
     "byol-s.debian": ("byol-s.debian2", "2026-11-29"),
+    "swav-s.debian": ("swav-s.debian2", "2026-11-29"),
 }
 
 
