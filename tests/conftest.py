@@ -79,3 +79,20 @@ def tiny_frame_model(tmp_path_factory, clips16k) -> Path:
         return _shipped(tmp_path_factory.mktemp("models"), "mpc-s.debian2", "tiny-framenet.test")
     enc = {"type": "framenet", "dim": 32, "layers": 2, "heads": 2, "ff": 64, "channels": 16}
     return _export(tmp_path_factory.mktemp("models"), enc, clips16k, "tiny-framenet.test")
+
+
+def fit_fixed_batch(obj, batch, steps: int, key: str, lr: float = 3e-3) -> list[float]:
+    """Train an objective on one batch with the same random draws (views, masks, shifts) every step; the logged
+    ``key`` at each step, for tests that a term trains."""
+    import torch
+
+    opt = torch.optim.Adam([p for p in obj.parameters() if p.requires_grad], lr=lr)
+    seen = []
+    for _ in range(steps):
+        torch.manual_seed(0)
+        out = obj.training_step(batch)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        seen.append(out[key].item())
+    return seen

@@ -15,6 +15,8 @@ from audioemb.objectives._freqshift import random_shifts, shift_bands  # noqa: E
 from audioemb.objectives.base import Batch  # noqa: E402
 from audioemb.train.data import random_crop  # noqa: E402
 
+from .conftest import fit_fixed_batch  # noqa: E402
+
 
 def test_shift_moves_content_and_blanks_the_same_edges_whatever_the_shift():
     x = torch.randn(3, 16, 5)
@@ -70,16 +72,8 @@ def test_objective_without_the_term_is_unchanged_and_with_it_trains(clips16k, na
         assert torch.allclose(out[key], base[key] if key in base else base["loss"]), key
     assert torch.allclose(out["loss"], base["loss"] + out["shift_loss"])
     assert not out["shift_loss"].requires_grad  # logged figures hold no graph
-    opt = torch.optim.Adam([p for p in obj.parameters() if p.requires_grad], lr=3e-3)
-    first = None
-    for _ in range(40):
-        torch.manual_seed(0)  # the same masks and shifts every step: the loss on a fixed batch
-        out = obj.training_step(batch)
-        opt.zero_grad()
-        out["loss"].backward()
-        opt.step()
-        first = first if first is not None else out["shift_loss"].item()
-    assert out["shift_loss"].item() < 0.5 * first  # from chance (ln 7 = 1.95) towards naming the shift
+    seen = fit_fixed_batch(obj, batch, 40, "shift_loss")  # the same masks and shifts every step
+    assert seen[-1] < 0.5 * seen[0]  # from chance (ln 7 = 1.95) towards naming the shift
     obj.zero_grad()
     v = obj.views(obj.logmels(wav)[:, -1])
     obj.shift_loss(v, obj.embed(v))["shift_loss"].backward()  # the term alone reaches every encoder weight

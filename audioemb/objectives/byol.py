@@ -32,14 +32,20 @@ class BYOL(Objective):
     def momentum_pairs(self):
         return [(self.encoder, self.target_encoder), (self.projector, self.target_projector)]
 
-    def symmetric_loss(self, v1: torch.Tensor, v2: torch.Tensor, y1: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
-        """Each view's online prediction (from its clip embedding ``y``) against the target's projection of
-        the other view, in float32 (BYOL, eq. 2 symmetrised)."""
+    def predictions(self, v1: torch.Tensor, v2: torch.Tensor, y1: torch.Tensor, y2: torch.Tensor
+                    ) -> tuple[torch.Tensor, ...]:
+        """``(p1, p2, z1, z2)`` in float32: each view's online prediction (from its clip embedding ``y``) and the
+        target's projection of each view."""
         p1, p2 = self.predictor(self.projector(y1)), self.predictor(self.projector(y2))
         with torch.no_grad():
             z1 = self.target_projector(self.embed(v1, self.target_encoder))
             z2 = self.target_projector(self.embed(v2, self.target_encoder))
-        p1, p2, z1, z2 = self.f32(p1, p2, z1, z2)
+        return self.f32(p1, p2, z1, z2)
+
+    def symmetric_loss(self, v1: torch.Tensor, v2: torch.Tensor, y1: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
+        """Each view's online prediction against the target's projection of the other view, in float32
+        (BYOL, eq. 2 symmetrised)."""
+        p1, p2, z1, z2 = self.predictions(v1, v2, y1, y2)
         return byol_loss(p1, z2) + byol_loss(p2, z1)
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
