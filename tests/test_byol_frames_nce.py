@@ -49,6 +49,9 @@ def test_off_by_default_and_added_with_its_weight(setup):
     assert torch.allclose(out["clip_loss"], base["clip_loss"]) and torch.allclose(out["frame_loss"], base["frame_loss"])
     assert torch.allclose(out["loss"], base["loss"] + 0.5 * out["nce_loss"])
     assert not out["nce_loss"].requires_grad
+    for bad in ({"nce_weight": -1.0}, {"nce_weight": 1.0, "nce_tau": 0.0}):
+        with pytest.raises(ValueError, match="nce_weight must be"):
+            build(**bad)
 
 
 def test_is_the_symmetric_infonce_of_each_prediction_against_the_other_views_target(setup, monkeypatch):

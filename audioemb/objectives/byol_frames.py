@@ -47,6 +47,8 @@ class BYOLFrames(BandShiftTerm, BYOL):
         super().__init__(encoder, frontend, views, proj_dim, hidden, base_momentum)
         self.frame_head = nn.Linear(encoder.frame_dim, encoder.frame_hop * frontend.cfg.n_mels)
         self.frame_weight, self.mask_ratio, self.span = frame_weight, mask_ratio, span
+        if nce_weight < 0 or nce_tau <= 0:
+            raise ValueError(f"nce_weight must be >= 0 and nce_tau > 0, not {nce_weight} and {nce_tau}")
         self.nce_weight, self.nce_tau = nce_weight, nce_tau
         self.init_shift(encoder, frontend, shift_weight, max_shift, shift_hidden)
 
