@@ -81,6 +81,32 @@ def tiny_frame_model(tmp_path_factory, clips16k) -> Path:
     return _export(tmp_path_factory.mktemp("models"), enc, clips16k, "tiny-framenet.test")
 
 
+def tiny_objective(name: str, clips16k: list[np.ndarray]):
+    """``(build, batch)`` for objective ``name``: ``build(**params)`` makes it with a tiny encoder, a log-mel
+    frontend fitted on the clips and no augmentation (its tiny params updated by ``params``, torch seeded 0);
+    ``batch`` holds each clip's 0.5-s crops."""
+    import torch
+
+    from audioemb.nn.encoders import build_encoder
+    from audioemb.nn.frontend import LogMel
+    from audioemb.nn.views import Views
+    from audioemb.objectives import get_objective
+    from audioemb.objectives.base import Batch
+    from audioemb.train.data import random_crop
+
+    cls = get_objective(name)
+    fe = LogMel()
+    fe.fit_stats([torch.from_numpy(w) for w in clips16k])
+    rng = np.random.default_rng(0)
+    wav = torch.from_numpy(np.stack([[random_crop(w, 8000, rng) for _ in range(cls.n_crops)] for w in clips16k]))
+
+    def build(**kw):
+        torch.manual_seed(0)
+        return cls(build_encoder(cls.tiny_encoder), fe, Views({}, std=fe.std), **{**cls.tiny_params, **kw})
+
+    return build, Batch(wav, 0, np.arange(len(wav)))
+
+
 def fit_fixed_batch(obj, batch, steps: int, key: str, lr: float = 3e-3) -> list[float]:
     """Train an objective on one batch with the same random draws (views, masks, shifts) every step; the logged
     ``key`` at each step, for tests that a term trains."""

@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from audioemb.nn.encoders import build_encoder  # noqa: E402
-from audioemb.nn.frontend import LogMel  # noqa: E402
-from audioemb.nn.views import Views  # noqa: E402
-from audioemb.objectives import get_objective  # noqa: E402
-from audioemb.objectives.base import Batch  # noqa: E402
-from audioemb.train.data import random_crop  # noqa: E402
-
-from .conftest import fit_fixed_batch  # noqa: E402
+from .conftest import fit_fixed_batch, tiny_objective  # noqa: E402
 
 
 @pytest.fixture
 def setup(clips16k):
-    cls = get_objective("byol_frames")
-    fe = LogMel()
-    fe.fit_stats([torch.from_numpy(w) for w in clips16k])
-    rng = np.random.default_rng(0)
-    wav = torch.from_numpy(np.stack([[random_crop(w, 8000, rng) for _ in range(cls.n_crops)] for w in clips16k]))
-
-    def build(**kw):
-        torch.manual_seed(0)
-        return cls(build_encoder(cls.tiny_encoder), fe, Views({}, std=fe.std), **{**cls.tiny_params, **kw})
-
-    return build, Batch(wav, 0, np.arange(len(wav)))
+    return tiny_objective("byol_frames", clips16k)
 
 
 def _nce(q: torch.Tensor, k: torch.Tensor, tau: float) -> torch.Tensor:

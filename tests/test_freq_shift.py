@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from audioemb.nn.encoders import build_encoder  # noqa: E402
-from audioemb.nn.frontend import LogMel  # noqa: E402
-from audioemb.nn.views import Views  # noqa: E402
-from audioemb.objectives import get_objective  # noqa: E402
 from audioemb.objectives._freqshift import random_shifts, shift_bands  # noqa: E402
-from audioemb.objectives.base import Batch  # noqa: E402
-from audioemb.train.data import random_crop  # noqa: E402
 
-from .conftest import fit_fixed_batch  # noqa: E402
+from .conftest import fit_fixed_batch, tiny_objective  # noqa: E402
 
 
 def test_shift_moves_content_and_blanks_the_same_edges_whatever_the_shift():
@@ -47,17 +40,7 @@ TERMS = {"byol_frames": ("clip_loss", "frame_loss"), "cpc": ("cpc_loss",), "mpc"
 
 @pytest.mark.parametrize("name", sorted(TERMS))
 def test_objective_without_the_term_is_unchanged_and_with_it_trains(clips16k, name):
-    cls = get_objective(name)
-    fe = LogMel()
-    fe.fit_stats([torch.from_numpy(w) for w in clips16k])
-    rng = np.random.default_rng(0)
-    wav = torch.from_numpy(np.stack([[random_crop(w, 8000, rng) for _ in range(cls.n_crops)] for w in clips16k]))
-    batch = Batch(wav, 0, np.arange(len(wav)))
-
-    def build(**kw):
-        torch.manual_seed(0)
-        return cls(build_encoder(cls.tiny_encoder), fe, Views({}, std=fe.std), **{**cls.tiny_params, **kw})
-
+    build, batch = tiny_objective(name, clips16k)
     plain = build()
     assert not hasattr(plain, "shift_head")
     torch.manual_seed(1)
@@ -75,6 +58,6 @@ def test_objective_without_the_term_is_unchanged_and_with_it_trains(clips16k, na
     seen = fit_fixed_batch(obj, batch, 40, "shift_loss")  # the same masks and shifts every step
     assert seen[-1] < 0.5 * seen[0]  # from chance (ln 7 = 1.95) towards naming the shift
     obj.zero_grad()
-    v = obj.views(obj.logmels(wav)[:, -1])
+    v = obj.views(obj.logmels(batch.waveforms)[:, -1])
     obj.shift_loss(v, obj.embed(v))["shift_loss"].backward()  # the term alone reaches every encoder weight
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in obj.encoder.parameters() if p.requires_grad)

@@ -88,11 +88,12 @@ def onnx_parity_report(model: AudioEmbedder, onnx_path: Path, waves: list[np.nda
             e, f, _ = model(torch.from_numpy(x))
             oe, of = sess.run(["embedding", "frames"], {"waveform": x})
             for name, o, t in (("embedding", oe * unit, e.numpy() * unit), ("frames", of, f.numpy())):
-                d = float(np.abs(o - t).max())
+                row_d = np.abs(o - t).max(axis=-1)
+                d = float(row_d.max())
                 out["abs"] = max(out["abs"], d)
                 out["rel"] = max(out["rel"], d / max(1.0, float(np.abs(t).max())))
                 if name == "embedding":  # as encode() returns it: L2-normalised
-                    unit_d = np.abs(o - t).max(axis=-1) / np.maximum(np.linalg.norm(t, axis=-1), 1e-12)
+                    unit_d = row_d / np.maximum(np.linalg.norm(t, axis=-1), 1e-12)
                     out["embedding_abs"] = max(out["embedding_abs"], float(unit_d.max()))
     return out
 

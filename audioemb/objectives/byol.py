@@ -42,11 +42,15 @@ class BYOL(Objective):
             z2 = self.target_projector(self.embed(v2, self.target_encoder))
         return self.f32(p1, p2, z1, z2)
 
-    def symmetric_loss(self, v1: torch.Tensor, v2: torch.Tensor, y1: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
-        """Each view's online prediction against the target's projection of the other view, in float32
-        (BYOL, eq. 2 symmetrised)."""
-        p1, p2, z1, z2 = self.predictions(v1, v2, y1, y2)
+    @staticmethod
+    def pair_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        """Each view's online prediction against the target's projection of the other view (BYOL, eq. 2
+        symmetrised)."""
         return byol_loss(p1, z2) + byol_loss(p2, z1)
+
+    def symmetric_loss(self, v1: torch.Tensor, v2: torch.Tensor, y1: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
+        """:meth:`pair_loss` of :meth:`predictions`, in float32."""
+        return self.pair_loss(*self.predictions(v1, v2, y1, y2))
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         v1, v2 = self.two_views(batch.waveforms)

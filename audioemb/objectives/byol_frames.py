@@ -27,7 +27,6 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..losses.byol import byol_loss
 from ..losses.contrastive import info_nce_loss
 from ..losses.predictive import frame_blocks, masked_l1_loss
 from ._freqshift import BandShiftTerm
@@ -58,7 +57,7 @@ class BYOLFrames(BandShiftTerm, BYOL):
         f1, f2 = self.encoder(v1.masked_fill(frame_sel[:, None, :], 0.0)), self.encoder(v2)
         y1, y2 = self.encoder.pool(f1), self.encoder.pool(f2)
         p1, p2, z1, z2 = self.predictions(v1, v2, y1, y2)
-        clip_loss = byol_loss(p1, z2) + byol_loss(p2, z1)
+        clip_loss = self.pair_loss(p1, p2, z1, z2)
         target = frame_blocks(v1, self.encoder.frame_hop)[:, : f1.shape[1]]
         frame_loss = masked_l1_loss(*self.f32(self.frame_head(f1), target), sel[:, : f1.shape[1]])
         out = {"loss": clip_loss + self.frame_weight * frame_loss, "embeddings": y2.detach(),

@@ -9,12 +9,7 @@ set -u
 export PYTHONUNBUFFERED=1
 B=${BUDGET:-280}
 INIT=${INIT:-.init/byol_frames-m.debian2}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-  .whl/*.whl || exit 1
-ln -sfn ../cli audioemb/cli; ln -sfn ../pretrained audioemb/pretrained  # what pyproject's package-dir maps
-export PYTHONPATH=$PWD:/tmp/site
-mkdir -p /tmp/runs /tmp/logs
-[ -d /tmp/corpus ] || python3 benchmarks/gpu/unpack.py .gpu/corpus /tmp/corpus || exit 1
+. benchmarks/gpu/prelude.sh
 rm -rf /tmp/init && cp -r "$INIT" /tmp/init && INIT=/tmp/init  # the carried copy does not stay for later calls
 name=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['name'])" "$INIT/config.json")
 for spec in "$@"; do

@@ -10,15 +10,11 @@ DEVICE=${DEVICE:-cuda}
 FLAG_BATCH=${FLAG_BATCH:-256}
 RETRAINS=${RETRAINS:-apc_fwd-s apc_bwd-s mpc-s wav2vec2-s temporal_order-s cpc-s npc-s}
 OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT" /tmp/runs /tmp/logs
+mkdir -p "$OUT"
 T0=$(date +%s)
-[ -n "${NO_WHEELS:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl || exit 1
-ln -sfn ../cli audioemb/cli; ln -sfn ../pretrained audioemb/pretrained  # what pyproject's package-dir maps
-export PYTHONPATH=$PWD:/tmp/site
+. benchmarks/gpu/prelude.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > /tmp/logs/nvidia-smi.txt 2>&1
-python3 benchmarks/gpu/unpack.py .gpu/corpus /tmp/corpus > /tmp/logs/unpack.log 2>&1 || { cat /tmp/logs/unpack.log; exit 1; }
-cat /tmp/logs/unpack.log
+cat /tmp/logs/unpack.log 2>/dev/null
 train() {  # recipe name steps batch threads keep_every
   timeout $((B + 120)) python3 -m audioemb.train "$1" --corpus /tmp/corpus --out "/tmp/runs/$2" --device "$DEVICE" \
     --set name="$2" --set steps="$3" --set batch_size="$4" --set threads="$5" --set keep_every="$6" \

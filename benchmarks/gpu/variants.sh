@@ -13,20 +13,16 @@ NAME=${NAME:-$RECIPE}
 THREADS=${THREADS:-5}
 OUT=${OUT:-/tmp/out}
 T0=$(date +%s)
-mkdir -p "$OUT" /tmp/runs /tmp/logs
-[ -n "${NO_WHEELS:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl || exit 1
-ln -sfn ../cli audioemb/cli; ln -sfn ../pretrained audioemb/pretrained  # what pyproject's package-dir maps
-export PYTHONPATH=$PWD:/tmp/site
+mkdir -p "$OUT"
+. benchmarks/gpu/prelude.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > /tmp/logs/nvidia-smi.txt 2>&1
-[ -d /tmp/corpus ] || python3 benchmarks/gpu/unpack.py .gpu/corpus /tmp/corpus > /tmp/logs/unpack.log 2>&1 \
-  || { cat /tmp/logs/unpack.log; exit 1; }
 for spec in "$@"; do
   tag=${spec%% *}; extra=${spec#"$tag"}
   # shellcheck disable=SC2086  # the extra settings are split into arguments on purpose
   timeout $((B + 150)) python3 -m audioemb.train "$RECIPE" --corpus /tmp/corpus --out "/tmp/runs/$NAME-$tag" \
     --device "${DEVICE:-cuda}" --set name="$NAME-$tag" --set steps=40000 --set batch_size="${BATCH:-256}" \
-    --set threads="$THREADS"     --set keep_every=1000 --set time_budget_s="$B" --set ckpt_every=1000 --set log_every=100 $extra \
+    --set threads="$THREADS" --set keep_every=1000 --set time_budget_s="$B" --set ckpt_every=1000 \
+    --set log_every=100 $extra \
     > "/tmp/runs/$NAME-$tag.log" 2>&1 < /dev/null &
 done
 sleep 60
