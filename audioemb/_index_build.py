@@ -21,6 +21,7 @@ from . import __version__, _faiss
 from ._index_store import CURRENT, IndexStoreError, Meta, Version, locked
 from ._vectors import RowView, live_vectors
 from .fsio import pid_alive
+from .registry import model_ref
 
 
 def now_utc() -> str:
@@ -39,14 +40,6 @@ def same_model(m, info: dict) -> bool:
     if info.get("model_id"):
         return m.folder.identity == info["model_id"]
     return model_sha(m) == info.get("model_sha256")
-
-
-def model_ref(m) -> str:
-    """How to load ``m`` again: its name for a shipped model, else its folder's absolute path."""
-    from .registry import pretrained_dir
-
-    p = Path(m.folder.path).resolve()
-    return m.name if p.parent == pretrained_dir().resolve() else str(p)
 
 
 def model_info(m) -> dict:

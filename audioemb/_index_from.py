@@ -28,12 +28,14 @@ def embed_output(out: Path, model, device: str = "auto"):
         have = json.loads((out / "info.json").read_text())
     except FileNotFoundError:
         raise IndexStoreError(f"{out}: no info.json; not an `audioemb embed` output folder") from None
-    if model is None:
+    if model is None:  # the recorded folder or shipped name; older outputs record the name only
+        ref = have.get("model_ref") or have["model"]
         try:
-            model = load(have["model"], device=device)
+            model = load(ref, device=device)
         except Exception as e:
-            hint = "" if have["model"] in RETIRED else "; pass its folder as model"  # a retired model's are stale
-            raise IndexStoreError(f"{out} was embedded with model {have['model']!r}, which cannot be loaded by name "
+            hint = "" if ref in RETIRED else "; pass its folder as model"  # a retired model's vectors are stale
+            where = "" if ref == have["model"] else f" from {ref}"
+            raise IndexStoreError(f"{out} was embedded with model {have['model']!r}{where}, which cannot be loaded "
                                   f"({e}){hint}") from None
     m = model if isinstance(model, EmbeddingModel) else load(model, device=device)
     if have.get("model") != m.name or not same_model(m, have):

@@ -7,7 +7,8 @@ OUT holds::
                          duration_s, sample_rate, channels, error (null or a message), size, mtime_ns
                          [, warning: what was wrong but still embedded (zeroed NaN samples, truncation)]
                          [, frames: "frames/<id>.npz" with embeddings (T, F) and timestamps (T,)]
-    info.json            the model (name, identity), settings and folder (root) OUT was written with
+    info.json            the model (name, identity, how to load it: model_ref), settings and folder (root)
+                         OUT was written with
     parts/               work not yet merged into embeddings.npy (only after an interrupted run)
 
 Progress is written to ``parts/`` atomically every few hundred files; ``embeddings.npy`` and
@@ -34,6 +35,7 @@ import numpy as np
 from . import __version__
 from ._embed_store import SHARDS, EmbedError, iter_records, merge, read_embeddings, recover, write_jsonl
 from .fsio import atomic_write, save_npy
+from .registry import model_ref
 from .runtime import EmbeddingModel, Layer, load
 from .scan import FileEntry, Spool, plan, scan_folder
 from .stream import lanes_possible
@@ -166,7 +168,7 @@ def _check_info(out: Path, model: EmbeddingModel, normalize: bool, layer: Layer,
     if not p.exists() and out.is_dir() and any(x.name != "parts" for x in out.iterdir()):
         raise EmbedError(f"{out} is a folder with other files and no info.json: not an `audioemb embed` output; "
                          "choose an empty or new output folder")
-    root_s = str(root.resolve())
+    root_s, ref = str(root.resolve()), model_ref(model)  # ref: how `index --from` loads the model again
     if p.exists():
         try:
             have = json.loads(p.read_text())
@@ -181,11 +183,12 @@ def _check_info(out: Path, model: EmbeddingModel, normalize: bool, layer: Layer,
             raise EmbedError(f"{out} holds the embeddings of {have['root']}, not {root_s}; files of the other folder "
                              "would be removed. Use another output folder, or --new-root (new_root=True) to make "
                              f"{root_s} its folder.")
-        if have.get("root") != root_s or "model_id" not in have:
-            atomic_write(p, json.dumps({**have, **want, "root": root_s}, indent=1))
+        if have.get("root") != root_s or "model_id" not in have or have.get("model_ref") != ref:
+            atomic_write(p, json.dumps({**have, **want, "model_ref": ref, "root": root_s}, indent=1))
     else:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write(p, json.dumps({**want, "root": root_s, "audioemb_version": __version__}, indent=1))
+        atomic_write(p, json.dumps({**want, "model_ref": ref, "root": root_s, "audioemb_version": __version__},
+                                   indent=1))
 
 
 def embed_folder(root: str | os.PathLike, out: str | os.PathLike, model: str | EmbeddingModel | None = None,

@@ -59,6 +59,13 @@ def model_configs(pattern: str = "*") -> dict[str, ModelConfig]:
     return {n: read_model_config(pretrained_dir() / n) for n in list_models(pattern)}
 
 
+def model_ref(model) -> str:
+    """How to load an :class:`~audioemb.runtime.EmbeddingModel` again: its name for a shipped model, else its
+    folder's absolute path (a user's model may share a shipped or retired model's name)."""
+    p = Path(model.folder.path).resolve()
+    return model.name if p.parent == pretrained_dir().resolve() else str(p)
+
+
 def resolve(name_or_folder: str | os.PathLike | None = None) -> Path:
     """The folder of a model given by name, ``local-dir:``/``hf-hub:`` prefix, or folder path."""
     if name_or_folder is None:

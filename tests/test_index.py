@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -20,6 +21,7 @@ import audioemb._index_store as store
 from audioemb import _faiss
 from audioemb.embed import embed_folder
 from audioemb.index import Index, IndexStoreError, ModelMismatchError, parse_query
+from audioemb.modelfolder import write_config
 from audioemb.runtime import load
 
 runner = CliRunner()
@@ -203,10 +205,31 @@ def test_an_index_of_a_retired_model_says_to_rebuild(collection, tmp_path, tiny_
     emb = tmp_path / "emb"  # an embed output written with it says the same when an index is built from it
     embed_folder(collection, emb, str(tiny_model), progress=False)
     info = json.loads((emb / "info.json").read_text())
+    info.pop("model_ref")  # as an output written before model_ref was recorded: the name only
     (emb / "info.json").write_text(json.dumps({**info, "model": "simsiam-s.debian"}))
     with pytest.raises(IndexStoreError, match=r"replaced by 'simsiam-s\.debian2'.*rebuilding") as e:
         Index.build(None, tmp_path / "idx2", from_embed=emb)
     assert "pass its folder" not in str(e.value)
+
+
+def test_an_own_model_named_like_a_shipped_or_retired_one_is_loaded_from_its_folder(collection, tmp_path,
+                                                                                    tiny_model):
+    """A user's retrain of a v1 recipe on corpus v1 is named like a retired model (``swav-s.debian``), and one of
+    the default's recipe like the default: an index built from its embed output loads the recorded folder, not
+    the name (regression: the name gave the retirement message, or the shipped default and a sha mismatch)."""
+    for name in ("swav-s.debian", "npc-s.debian"):
+        own = tmp_path / name
+        shutil.copytree(tiny_model, own)
+        write_config(own, {**json.loads((own / "config.json").read_text()), "name": name})
+        emb = tmp_path / f"emb-{name}"
+        embed_folder(collection, emb, str(own), progress=False)
+        assert json.loads((emb / "info.json").read_text())["model_ref"] == str(own.resolve())
+        idx = Index.build(None, tmp_path / f"idx-{name}", from_embed=emb)
+        rows = [json.loads(x) for x in (emb / "manifest.jsonl").read_text().splitlines()]
+        assert idx.model.name == name and len(idx) == sum(r["row"] is not None for r in rows) > 0
+        shutil.rmtree(own)  # the folder gone: the message names it and says to pass one
+        with pytest.raises(IndexStoreError, match=rf"from {re.escape(str(own.resolve()))}.*pass its folder"):
+            Index.build(None, tmp_path / f"idx2-{name}", from_embed=emb)
 
 
 def test_build_from_embed_output(collection, tmp_path, tiny_model):
