@@ -24,6 +24,14 @@ AUDIO_EXTENSIONS = frozenset(
     {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd",
      ".caf", ".w64", ".rf64", ".wv"}
 )
+#: Audio formats libsndfile cannot decode, by extension. Folder scans (embed, index, train --data, search
+#: queries) list these files too, so that a collection's AAC or WMA files fail with a way out instead of
+#: being passed over in silence; a file whose contents libsndfile does read (a renamed MP3) is decoded.
+UNDECODED_EXTENSIONS = {
+    ".m4a": "AAC or ALAC in MP4", ".m4b": "AAC in MP4 (audiobook)", ".mp4": "MP4", ".aac": "AAC", ".alac": "ALAC",
+    ".wma": "Windows Media Audio", ".ape": "Monkey's Audio", ".webm": "WebM", ".mka": "Matroska audio",
+    ".amr": "AMR", ".3gp": "3GP", ".ac3": "AC-3", ".dsf": "DSD",
+}
 BLOCK_FRAMES = 1 << 16  # frames read per block at the file's own rate
 # Uncompressed 16-bit files (WAV, AIFF, ...; not FLAC) are read as int16 and scaled here: libsndfile's own
 # int-to-float conversion made decoding and resampling them 1.2-2.2x slower (benchmarks/decode_int16.py), and
@@ -79,6 +87,10 @@ def _open(path: str | os.PathLike) -> tuple[sf.SoundFile, AudioInfo]:
     try:
         f = sf.SoundFile(_sf_path(p))
     except Exception as e:  # libsndfile raises LibsndfileError/RuntimeError with its own message
+        kind = UNDECODED_EXTENSIONS.get(p.suffix.lower())
+        if kind:
+            raise AudioError(path, f"{kind} ({p.suffix}) is a format libsndfile cannot decode; convert it to FLAC, "
+                                   f"WAV, Ogg or MP3 first, e.g. ffmpeg -i '{p.name}' '{p.stem}.flac'") from None
         raise AudioError(path, f"not a readable audio file ({_sf_reason(e, p)})") from None
     if f.samplerate <= 0 or f.channels <= 0:
         f.close()
@@ -303,6 +315,13 @@ def is_audio_path(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in AUDIO_EXTENSIONS
 
 
+def is_listed_audio(path: str | os.PathLike) -> bool:
+    """True for the files a scan of a user's folder lists: :func:`is_audio_path`, or an audio format that
+    libsndfile cannot decode (:data:`UNDECODED_EXTENSIONS`), which then fails with its reason."""
+    suffix = Path(path).suffix.lower()
+    return suffix in AUDIO_EXTENSIONS or suffix in UNDECODED_EXTENSIONS
+
+
 def find_audio(root: str | os.PathLike) -> list[Path]:
     """All files under ``root`` (recursively, following no symlinked folders) with an audio extension.
 
@@ -312,9 +331,11 @@ def find_audio(root: str | os.PathLike) -> list[Path]:
     return scan_audio(root)[0]
 
 
-def scan_audio(root: str | os.PathLike) -> tuple[list[Path], list[tuple[str, str]]]:
-    """:func:`find_audio`'s files, and (folder relative to ``root``, reason) for each folder that could not be
-    listed, so a caller can report them and never treat their files as gone."""
+def scan_audio(root: str | os.PathLike, undecoded: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
+    """:func:`find_audio`'s files (with ``undecoded``, :func:`is_listed_audio`'s), and (folder relative to
+    ``root``, reason) for each folder that could not be listed, so a caller can report them and never treat
+    their files as gone."""
+    wanted = is_listed_audio if undecoded else is_audio_path
     root = Path(root)
     if root.is_file():
         return [root], []
@@ -329,7 +350,7 @@ def scan_audio(root: str | os.PathLike) -> tuple[list[Path], list[tuple[str, str
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
         dirnames.sort()
         for fn in filenames:
-            if is_audio_path(fn):
+            if wanted(fn):
                 out.append(Path(dirpath) / fn)
     return sorted(out, key=lambda p: p.relative_to(root).as_posix()), sorted(unreadable)
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .audio import is_audio_path, under
+from .audio import is_listed_audio, under
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,8 @@ class Scan:
 
 
 def scan_folder(root: str | os.PathLike) -> Scan:
-    """Every file with an audio extension under ``root`` (recursively, following no symlinked folders), or
+    """Every file with an audio extension under ``root`` (recursively, following no symlinked folders;
+    :func:`~audioemb.audio.is_listed_audio`, so formats that cannot be decoded fail with their reason), or
     ``root`` itself when it is a file; FileNotFoundError when it does not exist."""
     root = Path(root)
     unreadable: list[tuple[str, str]] = []
@@ -143,7 +144,7 @@ def _walk(folder: Path, prefix: str, unreadable: list) -> Iterator[tuple[str, Pa
                     is_dir = False
                 if is_dir and not e.is_symlink():
                     entries.append((e.name + "/", e))
-                elif not is_dir and is_audio_path(e.name):
+                elif not is_dir and is_listed_audio(e.name):
                     entries.append((e.name, e))
     except OSError as err:
         unreadable.append((prefix.rstrip("/") or ".", err.strerror or str(err)))

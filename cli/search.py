@@ -33,7 +33,7 @@ def search(
     path = Path(query)
     with input_errors(FileNotFoundError):  # the library's own errors reach the one handler
         if path.is_dir():
-            found, unreadable = scan_audio(path)
+            found, unreadable = scan_audio(path, undecoded=True)
             if not found:
                 why = "".join(f"; {printable(d)}/ cannot be listed ({r})" for d, r in unreadable)
                 raise FileNotFoundError(f"{query}: a folder with no audio files to use as queries{why}")

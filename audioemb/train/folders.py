@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import AudioError, is_audio_path, load
+from ..audio import AudioError, is_listed_audio, load
 from ..fsio import atomic_write
 from .data import PACK_VERSION, DataError, Pack
 
@@ -33,7 +33,7 @@ def scan(folders: list[Path]) -> list[tuple[Path, str]]:
         folder = Path(folder).expanduser()
         if not folder.is_dir():
             raise DataError(f"{folder}: not a folder")
-        found = [p for p in folder.rglob("*") if p.is_file() and is_audio_path(p)]
+        found = [p for p in folder.rglob("*") if p.is_file() and is_listed_audio(p)]
         if not found:
             raise DataError(f"{folder}: no audio files in this folder (recursively)")
         out += sorted((p.resolve(), f"{folder.name}/{p.relative_to(folder).as_posix()}") for p in found)
