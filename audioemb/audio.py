@@ -25,8 +25,9 @@ AUDIO_EXTENSIONS = frozenset(
      ".caf", ".w64", ".rf64", ".wv"}
 )
 #: Audio formats libsndfile cannot decode, by extension. Folder scans (embed, index, train --data, search
-#: queries) list these files too, so that a collection's AAC or WMA files fail with a way out instead of
-#: being passed over in silence; a file whose contents libsndfile does read (a renamed MP3) is decoded.
+#: queries) list these files too: PyAV decodes them when the ``[av]`` extra is installed, and otherwise each
+#: fails with a way out instead of being passed over in silence. A file whose contents libsndfile reads (a
+#: renamed MP3) is decoded by libsndfile.
 UNDECODED_EXTENSIONS = {
     ".m4a": "AAC or ALAC in MP4", ".m4b": "AAC in MP4 (audiobook)", ".mp4": "MP4", ".aac": "AAC", ".alac": "ALAC",
     ".wma": "Windows Media Audio", ".ape": "Monkey's Audio", ".webm": "WebM", ".mka": "Matroska audio",
@@ -88,16 +89,35 @@ def _open(path: str | os.PathLike) -> tuple[sf.SoundFile, AudioInfo]:
         f = sf.SoundFile(_sf_path(p))
     except Exception as e:  # libsndfile raises LibsndfileError/RuntimeError with its own message
         kind = UNDECODED_EXTENSIONS.get(p.suffix.lower())
-        if kind:
-            raise AudioError(path, f"{kind} ({p.suffix}) is a format libsndfile cannot decode; convert it to FLAC, "
-                                   f"WAV, Ogg or MP3 first, e.g. ffmpeg -i '{p.name}' '{p.stem}.flac'") from None
-        raise AudioError(path, f"not a readable audio file ({_sf_reason(e, p)})") from None
+        if kind is None:
+            raise AudioError(path, f"not a readable audio file ({_sf_reason(e, p)})") from None
+        f = _open_av(path, p, kind)
     if f.samplerate <= 0 or f.channels <= 0:
         f.close()
         what = f"sample rate {f.samplerate}" if f.samplerate <= 0 else f"channel count {f.channels}"
         raise AudioError(path, f"invalid {what}")
     return f, AudioInfo(str(p), int(f.samplerate), int(f.channels), int(f.frames), f.format, f.subtype,
                         _promised_frames(f.extra_info, int(f.frames)))
+
+
+def open_reader(path: str | os.PathLike):
+    """The open file, read like ``soundfile.SoundFile`` (``samplerate``, ``channels``, ``frames``, ``read``,
+    ``seek``): libsndfile's, or PyAV's for the formats only FFmpeg decodes; :class:`AudioError` as :func:`info`."""
+    return _open(path)[0]
+
+
+def _open_av(path: str | os.PathLike, p: Path, kind: str):
+    """A format libsndfile cannot decode, through PyAV (the ``[av]`` extra) when it is installed."""
+    from . import _av
+
+    if not _av.available():
+        raise AudioError(path, f"{kind} ({p.suffix}) is a format libsndfile cannot decode: pip install "
+                               f"'audioemb[av]' to decode it with FFmpeg, or convert it to FLAC, WAV, Ogg or MP3 "
+                               f"first, e.g. ffmpeg -i '{p.name}' '{p.stem}.flac'")
+    try:
+        return _av.AVReader(p)
+    except Exception as e:  # FFmpeg's errors, a container without audio
+        raise AudioError(path, f"not a readable {kind} file (FFmpeg: {e})") from None
 
 
 def _sf_path(p: str | os.PathLike) -> bytes:
@@ -249,9 +269,15 @@ def _warnings(meta: AudioInfo, n_read: int, n_bad: int) -> list[str]:
     promised = meta.promised_frames if meta.promised_frames is not None else meta.frames
     if promised == -1:
         out.append(f"truncated: the stream ends without its end marker after {n_read / sr:.2f} s")
-    elif n_read < promised - (max(2304, promised // 100) if meta.format == "MP3" else 1):  # MP3: an estimate
+    elif n_read < promised - (max(2304, promised // 100) if _estimated(meta) else 1):
         out.append(f"truncated: decoded {n_read / sr:.2f} s of the {promised / sr:.2f} s the header promises")
     return out
+
+
+def _estimated(meta: AudioInfo) -> bool:
+    """Whether the promised length is an estimate: MP3's, and a container's duration (PyAV), which counts an
+    encoder's priming and padding."""
+    return meta.format == "MP3" or meta.format.startswith("AV:")
 
 
 def load(path: str | os.PathLike, sample_rate: int | None = None) -> np.ndarray:

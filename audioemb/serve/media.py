@@ -3,7 +3,8 @@
 Only paths the index records are served, and only when they resolve (symlinks followed) inside the
 collection's root. Formats a browser plays natively (WAV PCM, FLAC, Ogg Vorbis/Opus, MP3) are sent as they
 are, with HTTP range requests; anything else libsndfile reads (AIFF, AU, CAF, W64, WavPack, ADPCM WAV, ...)
-is transcoded once to FLAC in a cache folder and that file is served with ranges.
+and the formats only FFmpeg decodes (the ``[av]`` extra: AAC in MP4, WMA, ...) are transcoded once to FLAC in
+a cache folder and that file is served with ranges.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ..audio import AudioError
+from ..audio import AudioError, open_reader
 from ..audio import info as audio_info
 from ..fsio import atomic_write, pid_alive
 
@@ -97,7 +98,7 @@ class Transcoder:
         with lock:
             if not out.exists():
                 def transcode(tmp: Path) -> None:
-                    with sf.SoundFile(str(path)) as src, sf.SoundFile(str(tmp), "w", src.samplerate, src.channels,
+                    with open_reader(path) as src, sf.SoundFile(str(tmp), "w", src.samplerate, src.channels,
                                                                       "PCM_16", format=fmt) as dst:
                         while len(block := src.read(1 << 16, dtype="float32", always_2d=True)):
                             dst.write(np.clip(block, -1.0, 1.0))
@@ -111,7 +112,7 @@ class Transcoder:
 
 @lru_cache(maxsize=4096)
 def _peaks_cached(path: str, size: int, mtime_ns: int, start: float, end: float, buckets: int) -> tuple:
-    with sf.SoundFile(path) as f:
+    with open_reader(path) as f:
         sr, total = f.samplerate, f.frames
         a = min(max(int(start * sr), 0), total)
         b = total if end <= 0 else min(max(int(end * sr), a), total)
