@@ -105,7 +105,8 @@ class AVReader:
         return out if always_2d else out[:, 0] if self.channels == 1 else out
 
     def seek(self, frame: int) -> int:
-        """Go to ``frame`` (decoding from the start: exact whatever the codec's seeking does)."""
+        """Go to ``frame`` by decoding up to it (from the start when going back): exact, where a codec's own
+        seeking lands on a packet boundary."""
         if frame < self._pos:
             self._start()
         while self._pos < frame:
