@@ -343,9 +343,11 @@ def is_audio_path(path: str | os.PathLike) -> bool:
 
 def is_listed_audio(path: str | os.PathLike) -> bool:
     """True for the files a scan of a user's folder lists: :func:`is_audio_path`, or an audio format that
-    libsndfile cannot decode (:data:`UNDECODED_EXTENSIONS`), which then fails with its reason."""
-    suffix = Path(path).suffix.lower()
-    return suffix in AUDIO_EXTENSIONS or suffix in UNDECODED_EXTENSIONS
+    libsndfile cannot decode (:data:`UNDECODED_EXTENSIONS`), which then fails with its reason. macOS's
+    AppleDouble files (``._song.wav``: a copied file's metadata, never audio) are not listed."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    return (suffix in AUDIO_EXTENSIONS or suffix in UNDECODED_EXTENSIONS) and not p.name.startswith("._")
 
 
 def find_audio(root: str | os.PathLike) -> list[Path]:

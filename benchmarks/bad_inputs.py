@@ -35,6 +35,8 @@ def _cases(d: Path) -> dict[str, Path]:
 
     c["empty file (0 bytes)"] = put("empty.wav")
     c["text file named .mp3"] = put("text.mp3", b"hello, this is text\n")
+    c["a macOS AppleDouble file ._good.wav"] = put("._good.wav", b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "
+                                                  + bytes(64))
     c["AAC in MP4 (.m4a; its first box only)"] = put("song.m4a", b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00M4A isomiso2"
                                                      + bytes(64))
     c["WAV header only"] = put("header.wav", GOOD.read_bytes()[:44])

@@ -140,3 +140,13 @@ def test_pyav_reader_rewinds_exactly(clip_paths, tmp_path):
         assert r.read(10).shape == (0, r.channels) and abs(len(full) - r.frames) <= 2048
         assert r.seek(100) == 100 and np.array_equal(r.read(1000), full[100:1100])
         assert r.seek(3000) == 3000 and np.array_equal(r.read(10), full[3000:3010])
+
+
+def test_appledouble_files_are_not_listed(songs, tmp_path, tiny_model):
+    """macOS writes ``._name`` beside each file copied to a foreign disk (its metadata, magic 0x00051607): they
+    are not audio, and a Mac-made archive would otherwise report one failure per recording."""
+    (songs / "._a.wav").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(64))
+    assert not is_listed_audio("._a.wav") and is_audio_path("._a.wav")  # the corpus recipe is unchanged
+    s = embed_folder(songs, tmp_path / "out", str(tiny_model), progress=False)
+    assert s.total == 4 and "._a.wav" not in (tmp_path / "out" / "manifest.jsonl").read_text()
+    assert "songs/._a.wav" not in [rel for _, rel in scan([songs])]
