@@ -28,7 +28,7 @@ AUDIO_EXTENSIONS = frozenset(
 #: queries) list these files too: PyAV decodes them when the ``[av]`` extra is installed, and otherwise each
 #: fails with a way out instead of being passed over in silence. A file whose contents libsndfile reads (a
 #: renamed MP3) is decoded by libsndfile.
-UNDECODED_EXTENSIONS = {
+FFMPEG_ONLY_EXTENSIONS = {
     ".m4a": "AAC or ALAC in MP4", ".m4b": "AAC in MP4 (audiobook)", ".mp4": "MP4", ".aac": "AAC", ".alac": "ALAC",
     ".wma": "Windows Media Audio", ".ape": "Monkey's Audio", ".webm": "WebM", ".mka": "Matroska audio",
     ".amr": "AMR", ".3gp": "3GP", ".ac3": "AC-3", ".dsf": "DSD",
@@ -88,7 +88,7 @@ def _open(path: str | os.PathLike) -> tuple[sf.SoundFile, AudioInfo]:
     try:
         f = sf.SoundFile(_sf_path(p))
     except Exception as e:  # libsndfile raises LibsndfileError/RuntimeError with its own message
-        kind = UNDECODED_EXTENSIONS.get(p.suffix.lower())
+        kind = FFMPEG_ONLY_EXTENSIONS.get(p.suffix.lower())
         if kind is None:
             raise AudioError(path, f"not a readable audio file ({_sf_reason(e, p)})") from None
         f = _open_av(path, p, kind)
@@ -343,11 +343,11 @@ def is_audio_path(path: str | os.PathLike) -> bool:
 
 def is_listed_audio(path: str | os.PathLike) -> bool:
     """True for the files a scan of a user's folder lists: :func:`is_audio_path`, or an audio format that
-    libsndfile cannot decode (:data:`UNDECODED_EXTENSIONS`), which then fails with its reason. macOS's
+    only FFmpeg decodes (:data:`FFMPEG_ONLY_EXTENSIONS`: through PyAV, or failing with the way out). macOS's
     AppleDouble files (``._song.wav``: a copied file's metadata, never audio) are not listed."""
     p = Path(path)
     suffix = p.suffix.lower()
-    return (suffix in AUDIO_EXTENSIONS or suffix in UNDECODED_EXTENSIONS) and not p.name.startswith("._")
+    return (suffix in AUDIO_EXTENSIONS or suffix in FFMPEG_ONLY_EXTENSIONS) and not p.name.startswith("._")
 
 
 def find_audio(root: str | os.PathLike) -> list[Path]:
