@@ -107,7 +107,8 @@ class Scan:
 
 def scan_folder(root: str | os.PathLike) -> Scan:
     """Every file with an audio extension under ``root`` (recursively, following no symlinked folders;
-    :func:`~audioemb.audio.is_listed_audio`, so formats that cannot be decoded fail with their reason), or
+    :func:`~audioemb.audio.is_listed_audio`: also the formats only FFmpeg decodes, which fail with the way out
+    when PyAV is missing), or
     ``root`` itself when it is a file; FileNotFoundError when it does not exist."""
     root = Path(root)
     unreadable: list[tuple[str, str]] = []
