@@ -13,12 +13,16 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 from .errors import AudioembError
+
+if TYPE_CHECKING:
+    from ._av import AVReader
 
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd",
@@ -74,7 +78,7 @@ def info(path: str | os.PathLike) -> AudioInfo:
     return meta
 
 
-def _open(path: str | os.PathLike) -> tuple[sf.SoundFile, AudioInfo]:
+def _open(path: str | os.PathLike) -> tuple[sf.SoundFile | AVReader, AudioInfo]:
     """The open file and its header, read once; :class:`AudioError` for empty, unreadable or non-audio files."""
     p = Path(path)
     try:
@@ -100,13 +104,13 @@ def _open(path: str | os.PathLike) -> tuple[sf.SoundFile, AudioInfo]:
                         _promised_frames(f.extra_info, int(f.frames)))
 
 
-def open_reader(path: str | os.PathLike):
+def open_reader(path: str | os.PathLike) -> sf.SoundFile | AVReader:
     """The open file, read like ``soundfile.SoundFile`` (``samplerate``, ``channels``, ``frames``, ``read``,
     ``seek``): libsndfile's, or PyAV's for the formats only FFmpeg decodes; :class:`AudioError` as :func:`info`."""
     return _open(path)[0]
 
 
-def _open_av(path: str | os.PathLike, p: Path, kind: str):
+def _open_av(path: str | os.PathLike, p: Path, kind: str) -> AVReader:
     """A format libsndfile cannot decode, through PyAV (the ``[av]`` extra) when it is installed."""
     from . import _av
 
@@ -210,7 +214,7 @@ def open_stream(
     return meta, _blocks(f, meta, sample_rate, block_frames, report)
 
 
-def _blocks(f: sf.SoundFile, meta: AudioInfo, sample_rate: int | None, block_frames: int,
+def _blocks(f: sf.SoundFile | AVReader, meta: AudioInfo, sample_rate: int | None, block_frames: int,
             report: dict | None) -> Iterator[np.ndarray]:
     path = meta.path
     with f:
