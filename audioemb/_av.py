@@ -102,7 +102,7 @@ class AVReader:
         out, rest = data[:frames], data[frames:]
         self._buf, self._have = ([rest] if len(rest) else []), len(rest)
         self._pos += len(out)
-        return out if always_2d else out[:, 0] if self.channels == 1 else out
+        return out[:, 0] if not always_2d and self.channels == 1 else out
 
     def seek(self, frame: int) -> int:
         """Go to ``frame`` by decoding up to it (from the start when going back): exact, where a codec's own
