@@ -91,7 +91,9 @@ def kmeans(x: np.ndarray, k: int | None = None, seed: int = 0, k_range: tuple[in
     info: dict = {}
     if k is None:
         floor, ceiling = k_range or default_k_range(n)
-        ks = list(range(2, min(ceiling, len(pick) - 1) + 1))
+        top = min(ceiling, len(pick) - 1, distinct_rows(xs))  # more groups than distinct vectors leaves some empty
+        floor = min(floor, max(top, 2))
+        ks = list(range(2, top + 1))
         for i, kk in enumerate(ks):
             lab = _kmeans_once(xs, kk, seed, niter, nredo)[0]
             tried[kk] = {"silhouette": silhouette(xs, lab), "calinski-harabasz": calinski_harabasz(xs, lab),
@@ -109,6 +111,12 @@ def kmeans(x: np.ndarray, k: int | None = None, seed: int = 0, k_range: tuple[in
     labels, distances = assign(x, cents, normalize=lazy)
     s = silhouette(xs, labels[pick])
     return ClusterResult(labels, cents, distances, int(k), s, None if lazy else x, info)
+
+
+def distinct_rows(x: np.ndarray, decimals: int = 6) -> int:
+    """How many different vectors ``x`` holds (rows equal to ``decimals`` places count once): copies of one
+    file embed identically."""
+    return len(np.unique(np.round(np.asarray(x, np.float64), decimals), axis=0)) if len(x) else 0
 
 
 def assign(x, centroids: np.ndarray, chunk: int = ASSIGN_CHUNK, normalize: bool = True

@@ -14,24 +14,32 @@ def silhouette(x: np.ndarray, labels: np.ndarray) -> float | None:
     """Mean silhouette (Rousseeuw, 1987) with cosine distance of unit vectors ``x``; None if undefined.
 
     Same value as ``sklearn.metrics.silhouette_score(x, labels, metric="cosine")``, but computed from
-    per-cluster sums in O(N·k·D) instead of the O(N²) distance matrix.
+    per-cluster sums in O(N·k·D) instead of the O(N²) distance matrix. A point whose distances to its own
+    and the nearest other cluster are both zero (duplicates split between clusters) scores 0, as in sklearn.
     """
     _, lab = np.unique(labels, return_inverse=True)
     n, k = len(lab), lab.max() + 1 if len(lab) else 0
     if not 2 <= k <= n - 1:
         return None
     x = np.asarray(x, np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)  # exactly unit: the self term is 0
     sums = np.zeros((k, x.shape[1]))
     np.add.at(sums, lab, x)
     counts = np.bincount(lab, minlength=k).astype(np.float64)
-    dist_sum = counts[None, :] - x @ sums.T  # (N, k): sum over each cluster of 1 - x_i·x_j (self term is 0)
+    # (N, k): sum over each cluster of 1 - x_i·x_j; each term is >= 0, so rounding below 0 is clipped
+    dist_sum = np.maximum(counts[None, :] - x @ sums.T, 0.0)
     own = counts[lab]
     a = dist_sum[np.arange(n), lab] / np.maximum(own - 1, 1)
     other = dist_sum / counts[None, :]
     other[np.arange(n), lab] = np.inf
     b = other.min(axis=1)
-    s = np.where(own > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-12), 0.0)
+    scale = np.maximum(a, b)
+    defined = (own > 1) & (scale > _ZERO_DISTANCE)
+    s = np.where(defined, (b - a) / np.where(defined, scale, 1.0), 0.0)
     return float(s.mean())
+
+
+_ZERO_DISTANCE = 1e-9  # mean cosine distances below this are rounding: the points coincide
 
 
 CRITERIA = ("silhouette", "calinski-harabasz", "davies-bouldin")

@@ -20,7 +20,8 @@ def one_line_errors(command):
     the process exits with its ``exit_code`` (2: usage or input error). A disk that is full, read-only or
     not writable (:data:`DISK_ERRORS`) is one line too, naming the file, with exit code 1. Every writer is
     atomic, so what was written before stays whole, and a re-run goes on from it. A file given where a
-    folder must be, or the other way round (:data:`PATH_ERRORS`), is one line with exit code 2."""
+    folder must be, or the other way round (:data:`PATH_ERRORS`), is one line with exit code 2. Ctrl-C is
+    one line, ``interrupted``, with exit code 130."""
 
     @functools.wraps(command)  # typer reads the wrapped signature
     def run(*args, **kwargs):
@@ -31,6 +32,9 @@ def one_line_errors(command):
         except AudioembError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:  # Ctrl-C: every writer is atomic, so what was written stays whole
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
         except OSError as e:
             if e.errno not in DISK_ERRORS + PATH_ERRORS:
                 raise

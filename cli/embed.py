@@ -58,8 +58,15 @@ def embed(
                                        frames=frames, layer=lay, prune=prune, new_root=new_root)
         else:
             m = model if backend == "onnx" and device == "auto" else load(model, backend=backend, device=device)
-            summary = embed_folder(folder, out, m, batch_size=batch_size, workers=workers, frames=frames, layer=lay,
-                                   progress=progress, prune=prune, new_root=new_root, device=device, lanes=lanes)
+            try:
+                summary = embed_folder(folder, out, m, batch_size=batch_size, workers=workers, frames=frames,
+                                       layer=lay, progress=progress, prune=prune, new_root=new_root, device=device,
+                                       lanes=lanes)
+            except KeyboardInterrupt:
+                saved = sum(1 for r in iter_records(out) if not r.get("error")) if out.is_dir() else 0
+                typer.echo(f"interrupted: {saved} files are embedded in {out}; run the same command again to "
+                           "embed the rest", err=True)
+                raise typer.Exit(130) from None
     for r in iter_records(out):
         if r.get("error"):
             typer.echo(f"failed: {printable(r['path'])}: {r['error']}", err=True)

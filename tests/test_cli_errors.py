@@ -83,3 +83,32 @@ def test_a_full_or_unwritable_disk_is_one_line_with_exit_code_1(code, needle, tm
     assert r.exit_code == 1 and "Traceback" not in r.output, r.output
     errors = [line for line in r.output.splitlines() if line.startswith("error:")]
     assert errors == [f"error: {needle}: {tmp_path / 'c' / 'assignments.csv'}"], r.output
+
+
+def test_ctrl_c_during_embed_says_what_is_kept_and_a_rerun_finishes(tmp_path, clip_paths, tiny_model, monkeypatch):
+    """Ctrl-C mid-``embed``: one line saying how many files are saved, exit code 130; the re-run embeds the
+    rest (before, the command printed nothing)."""
+    import shutil
+
+    import audioemb.embed as embed_mod
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for p in clip_paths:
+        shutil.copy(p, folder / p.name)
+    real_add, calls = embed_mod._Job.add, []
+
+    def add_then_interrupt(self, rec, emb):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(rec["path"])
+        real_add(self, rec, emb)
+
+    monkeypatch.setattr(embed_mod._Job, "add", add_then_interrupt)
+    args = ["embed", str(folder), "-o", str(tmp_path / "out"), "-m", str(tiny_model), "--no-progress"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 130 and "Traceback" not in r.output, r.output
+    assert f"interrupted: 2 files are embedded in {tmp_path / 'out'}" in r.output
+    monkeypatch.setattr(embed_mod._Job, "add", real_add)
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0 and "kept 2" in r.output, r.output

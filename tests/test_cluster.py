@@ -310,3 +310,25 @@ def test_more_clusters_than_items_says_so(embedded, tmp_path):
     assert f"note: -k 1000 is more than the {s['n']} items; clustered with k={s['n']}" in r.output
     runner.invoke(app, ["cluster", str(emb), "-o", str(tmp_path / "d"), "-k", "2", "--no-progress"])
     assert "k_asked" not in json.loads((tmp_path / "d" / "summary.json").read_text())
+
+
+def _copies(n_distinct: int = 9, copies: int = 40) -> np.ndarray:
+    """Float32 unit vectors, each repeated: a collection holding copies of the same files."""
+    base = np.random.default_rng(0).normal(size=(n_distinct, 192)).astype(np.float32)
+    return np.repeat(base / np.linalg.norm(base, axis=1, keepdims=True), copies, axis=0)
+
+
+def test_silhouette_of_duplicates_split_between_clusters_is_sklearns():
+    """Regression: copies of a file split between two clusters (both distances 0) scored 1790 through
+    rounding, so automatic k chose a k that splits copies (silhouette is at most 1)."""
+    x = _copies()
+    labels = np.repeat(np.arange(18), 20)
+    assert silhouette(x, labels) == pytest.approx(silhouette_score(x, labels, metric="cosine"), abs=1e-9)
+    assert -1.0 <= silhouette(x, np.repeat(np.arange(9), 40)) <= 1.0
+
+
+def test_automatic_k_never_exceeds_the_distinct_vectors():
+    """Regression: 9 different sounds, 40 copies each: automatic k was 10 with one empty cluster."""
+    res = kmeans(_copies())
+    assert res.k == 9 and sorted(np.bincount(res.labels)) == [40] * 9
+    assert all(-1.0 <= d["silhouette"] <= 1.0 for d in res.info["scores_by_k"].values())

@@ -291,3 +291,24 @@ def test_a_lane_whose_model_does_not_load_sends_audio(tmp_path):
 
     assert _lane_backend(DecodeSpec(16000, 16000, 400)) is None
     assert _lane_backend(DecodeSpec(16000, 16000, 400, model=str(tmp_path / "not-a-model"))) is None
+
+
+def test_with_lanes_results_stream_while_sources_remain(clip_paths, tiny_model, monkeypatch):
+    """Regression: the windows the main process decoded while the lanes started waited in its batcher until
+    the very end (nothing else filled their batch), and ``ordered`` held every later result behind them:
+    an interrupted ``audioemb embed`` had saved nothing. Results now come while sources remain."""
+    m = load(tiny_model)
+    paths = list(clip_paths) * 40
+    _slow_main_decoding(monkeypatch)
+    taken = []
+
+    def items():
+        for i, p in enumerate(paths):
+            taken.append(i)
+            yield i, p
+
+    it = m.encode_stream(items(), ordered=True, workers=1, lanes=True)
+    first = next(it)
+    assert first.key == 0 and first.error is None
+    assert len(taken) < len(paths), "the first result came only after every source was read"
+    assert [r.key for r in it] == list(range(1, len(paths)))
