@@ -18,8 +18,17 @@ from .runtime import EmbeddingModel
 from .scan import FileEntry, is_unchanged, scan_folder
 
 
-def _scan(root: Path) -> tuple[list[tuple[Path, str, FileEntry]], list[tuple[str, str]]]:
-    """(path, stored relative path, entry) of every audio file under ``root``, and the unlistable folders."""
+def _scan(root: Path, folders: list[str] | None = None) -> tuple[list[tuple[Path, str, FileEntry]],
+                                                                 list[tuple[str, str]]]:
+    """(path, stored relative path, entry) of every audio file under ``root``, and the unlistable folders;
+    with ``folders`` (relative to ``root``: a merged index's sources) only under those."""
+    if folders:
+        files, unreadable = [], []
+        for sub in folders:
+            f, u = _scan(root / sub)
+            files += [(p, f"{sub}/{rel}", e) for p, rel, e in f]
+            unreadable += [(sub if d == "." else f"{sub}/{d}", why) for d, why in u]
+        return files, unreadable
     with scan_folder(root) as scan:
         # SQLite holds UTF-8: a name that is not valid UTF-8 is stored with its bad bytes as \xNN
         files = [(e.path, os.fsencode(e.rel).decode("utf-8", "backslashreplace"), e) for e in scan]
@@ -84,11 +93,13 @@ def _progress(total: int, enabled: bool, label: str = "embedding") -> Iterator[C
         yield lambda: bar.advance(task)
 
 
-def _plan_add(files: list[dict], scanned: list, unreadable: list, prune: bool) -> tuple[list, set[int], int]:
-    """What an ``Index.add`` does: (files to embed, indexes of old ``files`` to drop, how many are new).
+def _plan_add(files: list[dict], scanned: list, unreadable: list, prune: bool) -> tuple[list, set[int], int, int]:
+    """What an ``Index.add`` does: (files to embed, indexes of old ``files`` to drop, how many are new, how
+    many files no longer scanned are kept).
 
     New, changed (size or mtime_ns) and previously failed files are embedded; a changed file's old record
-    is dropped, and with ``prune`` so is every file no longer scanned (never one under an unlistable folder).
+    is dropped, and with ``prune`` so is every file no longer scanned (never one under an unlistable folder);
+    without it those are kept and counted.
     """
     from .audio import under
 
@@ -102,8 +113,8 @@ def _plan_add(files: list[dict], scanned: list, unreadable: list, prune: bool) -
         elif not is_unchanged(files[i], st):
             todo.append((p, rel, st))
             drop.add(i)
+    present = {s[1] for s in scanned}
+    gone = {i for rel, i in known.items() if rel not in present and not any(under(rel, d) for d, _ in unreadable)}
     if prune:
-        present = {s[1] for s in scanned}
-        drop |= {i for rel, i in known.items() if rel not in present
-                 and not any(under(rel, d) for d, _ in unreadable)}
-    return todo, drop, added
+        drop |= gone
+    return todo, drop, added, 0 if prune else len(gone)

@@ -66,6 +66,23 @@ def embed_output(out: Path, model, device: str = "auto"):
         have.get("root")
 
 
+def check_moved(files: list[dict], root: Path, out: Path, recorded: str) -> None:
+    """Refuse ``root`` as the folder of the embed output ``out`` (embedded from ``recorded``) unless every file
+    it records is there with its recorded size: the collection moved, not another folder."""
+    bad = []
+    for f in files:
+        try:
+            size = (root / f["path"]).stat().st_size
+        except OSError:
+            size = None
+        if size is None or (f.get("size") is not None and size != f["size"]):
+            bad.append(f"{f['path']} ({'missing' if size is None else 'another size'})")
+    if bad:
+        raise IndexStoreError(f"{out} was embedded from {recorded}, and {len(bad)} of its {len(files)} files are "
+                              f"not in {root} as embedded: {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}; "
+                              "give the folder it was embedded from, or build the index from the folder itself")
+
+
 def from_vectors(out: Path, parts: list, files: list[dict], file_of, start, end, model: dict,
                  root: str | os.PathLike, overwrite: bool = False, **options) -> None:
     """Write an index at ``out`` of the concatenated vector ``parts`` (arrays, memory maps or row views):
@@ -105,9 +122,11 @@ def merge(sources: list, out: Path, overwrite: bool = False, **options) -> None:
             raise ValueError(f"{path} indexes {i.get('segments_s') or 'whole files'}, {opened[0][0]} "
                              f"{first.get('segments_s') or 'whole files'}; they cannot be merged")
     root = Path(os.path.commonpath([m.info["root"] for _, _, m, _, _ in opened]))
-    files, file_of, start, end, parts, seen = [], [], [], [], [], {}
-    for path, _, m, _, vectors in opened:
-        prefix = Path(os.path.relpath(m.info["root"], root)).as_posix()
+    files, file_of, start, end, parts, seen, unreadable = [], [], [], [], [], {}, []
+    prefixes = [Path(os.path.relpath(m.info["root"], root)).as_posix() for _, _, m, _, _ in opened]
+    for (path, _, m, _, vectors), prefix in zip(opened, prefixes):
+        unreadable += [(d if prefix == "." else (prefix if d == "." else f"{prefix}/{d}"), why)
+                       for d, why in m.info.get("unreadable_folders") or []]
         file_of.append(m.file_of + len(files))
         for f in m.files:
             rec = dict(f, path=f["path"] if prefix == "." else f"{prefix}/{f['path']}")
@@ -121,7 +140,9 @@ def merge(sources: list, out: Path, overwrite: bool = False, **options) -> None:
     model = {k: first.get(k) for k in ("model", "model_sha256", "model_id", "model_ref", "dim", "sample_rate")}
     options.setdefault("seed", first.get("seed", 0))
     info = new_info(model, root, first.get("segments_s"), **options)
-    info["unreadable_folders"] = [u for _, _, m, _, _ in opened for u in m.info.get("unreadable_folders") or []]
+    info["unreadable_folders"] = unreadable
+    if "." not in prefixes:  # the common folder holds more than the sources' folders: `add` scans only these
+        info["folders"] = sorted(set(prefixes))
     n = sum(len(p) for p in parts)
     meta = Meta(info, files, np.arange(n, dtype=np.int64), np.concatenate(file_of), np.concatenate(start),
                 np.concatenate(end))

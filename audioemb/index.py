@@ -88,10 +88,14 @@ class AddSummary:
     count: int
     unreadable: list = field(default_factory=list)  # (folder, reason) that could not be listed
     problems: list = field(default_factory=list)  # file records of this add with an error or a warning
+    gone_kept: int = 0  # files no longer in the folder, kept because removing them needs prune
 
     def line(self) -> str:
         s = (f"added {self.added} files, re-embedded {self.changed}, removed {self.removed}, failed {self.failed}, "
              f"unchanged {self.unchanged}{' (index rebuilt)' if self.rebuilt else ''}; {self.count} vectors")
+        if self.gone_kept:
+            s += (f"; {self.gone_kept} files no longer in the folder were kept: use --prune (prune=True) to remove "
+                  "them")
         if self.unreadable:
             s += f"; {len(self.unreadable)} folders could not be read, their files were kept"
         return s
@@ -154,6 +158,8 @@ class Index:
             if segments:
                 raise ValueError("segments cannot be used with from_embed (embed outputs hold one vector per file)")
             m, files, file_of, spans, parts, emb_root = _index_from.embed_output(Path(from_embed), model, device)
+            if root is not None and emb_root and Path(root).resolve() != Path(emb_root).resolve():
+                _index_from.check_moved(files, Path(root), Path(from_embed), emb_root)
             root = root if root is not None else Path(emb_root or from_embed)
         else:
             m = model if isinstance(model, EmbeddingModel) else load(model, device=device)
@@ -337,12 +343,14 @@ class Index:
     # ----------------------------------------------------------------------------------------------- update
     def add(self, root: str | os.PathLike | None = None, prune: bool = False, batch_size: int = 32,
             progress: bool = False, new_root: bool = False) -> AddSummary:
-        """Embed files under ``root`` (default: the folder the index was built from) that are new, changed
+        """Embed files under ``root`` (default: the folder the index was built from; a merged index's, the
+        folders of the indexes it merged, not all of their common folder) that are new, changed
         (size or mtime_ns differs) or failed before; a changed file's old vectors are removed. ``prune``
         also removes files no longer under ``root`` (never those under a folder that cannot be listed).
         Another folder than the index's is refused unless ``new_root`` makes it the index's folder.
         Atomic: a crash leaves the previous version."""
-        root = Path(root) if root is not None else Path(self._meta.info["root"])
+        given = root is not None
+        root = Path(root) if given else Path(self._meta.info["root"])
         with locked(self.path):
             self._reload()
             old, model = self._meta, self.model
@@ -353,11 +361,11 @@ class Index:
                                       "to make it the index's folder, or build another index.")
             if moved:
                 old.info["root"] = str(root.resolve())
-            scanned, unreadable = _scan(root)
-            todo, drop, added = _plan_add(old.files, scanned, unreadable, prune)
+            scanned, unreadable = _scan(root, None if given else old.info.get("folders"))
+            todo, drop, added, gone_kept = _plan_add(old.files, scanned, unreadable, prune)
             unchanged = len(scanned) - len(todo)
             if not todo and not drop and not moved:
-                return AddSummary(0, 0, 0, 0, unchanged, False, len(self), unreadable)
+                return AddSummary(0, 0, 0, 0, unchanged, False, len(self), unreadable, gone_kept=gone_kept)
             col = _Collected(old.info["dim"])
             with _progress(len(todo), progress) as step:
                 for rec, spans, vecs in _embed_files(model, todo, old.info["segments_s"], batch_size, step):
@@ -365,7 +373,7 @@ class Index:
             rebuilt = self._apply(col, sorted(drop))
         failed = sum(1 for f in col.files if f["error"])
         return AddSummary(added, len(todo) - added, len(drop) - (len(todo) - added), failed, unchanged, rebuilt,
-                          len(self), unreadable, [f for f in col.files if f["error"] or f.get("warning")])
+                          len(self), unreadable, [f for f in col.files if f["error"] or f.get("warning")], gone_kept)
 
     def _reload(self) -> None:
         cur, meta, index, vectors = open_version(self.path)

@@ -31,7 +31,7 @@ def build(
     out: Annotated[Path, typer.Option("--out", "-o", help="Index folder to write.")],
     folder: Annotated[Path | None, typer.Argument(help="Folder of audio files (searched recursively); with --from, "
                                                   "the folder that output was embedded from (default: the one "
-                                                  "it records).")] = None,
+                                                  "it records; another must hold its files).")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model name or folder (default: the default "
                                               "model; with --from: the model that wrote it).")] = None,
     segments: Annotated[float | None, typer.Option(help="Index windows of this many seconds instead of whole "

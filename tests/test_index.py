@@ -123,8 +123,11 @@ def test_add_new_changed_and_pruned_files(collection, tmp_path, tiny_model, clip
     again = idx.add(collection)
     assert (again.added, again.changed, again.removed) == (0, 0, 0) and (out / "current.json").read_text() == before
     (collection / "new.mp3").unlink()
-    assert idx.add(collection).removed == 0 and len(idx) == n0 + 1  # without prune, vanished files stay
-    assert idx.add(collection, prune=True).removed == 1 and len(idx) == n0
+    kept = idx.add(collection)
+    assert kept.removed == 0 and len(idx) == n0 + 1  # without prune, vanished files stay
+    assert kept.gone_kept == 1 and "1 files no longer in the folder were kept: use --prune" in kept.line()  # said
+    pruned = idx.add(collection, prune=True)
+    assert pruned.removed == 1 and pruned.gone_kept == 0 and len(idx) == n0
     assert len(_versioned(out)) <= 6  # only the current and previous versions' files are kept
 
 
@@ -241,6 +244,16 @@ def test_build_from_embed_output(collection, tmp_path, tiny_model):
     order = np.argsort([it["path"] for it in ib])
     assert [it["path"] for it in ia] == sorted(it["path"] for it in ib)
     np.testing.assert_allclose(va, vb[order], atol=1e-5)
+    moved = tmp_path / "moved"  # the collection moved: the same files elsewhere are accepted
+    shutil.copytree(collection, moved)
+    assert Index.build(moved, tmp_path / "c", from_embed=emb, model=str(tiny_model)).info["root"] == str(moved)
+    # regression: another folder was accepted, and its files were played for the vectors of the first one's
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(next(p for p in sorted(collection.rglob("*")) if p.is_file()), other / "x.wav")
+    with pytest.raises(IndexStoreError, match=r"files are not in .*other as embedded: .*missing"):
+        Index.build(other, tmp_path / "d", model=str(tiny_model), from_embed=emb)
+    assert not (tmp_path / "d").exists()
 
 
 class Crash(Exception):

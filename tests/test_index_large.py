@@ -128,6 +128,13 @@ def test_build_from_embed_output_and_merge(clip_paths, tmp_path, tiny_model):
     q = b / clip_paths[0].name
     hit = merged.search(q, k=1)[0]
     assert hit.path == f"b/{clip_paths[0].name}" and hit.score == pytest.approx(1.0, abs=1e-5)
+    # regression: `add` scanned the whole common folder, taking in unrelated audio beside the merged folders
+    (tmp_path / "unrelated").mkdir()
+    shutil.copy(clip_paths[0], tmp_path / "unrelated" / "x.wav")
+    shutil.copy(clip_paths[0], a / "new.wav")
+    s = merged.add()
+    assert (s.added, s.gone_kept) == (1, 0) and "a/new.wav" in [f["path"] for f in merged.files]
+    assert not [f for f in merged.files if f["path"].startswith("unrelated/")]
     with pytest.raises(IndexStoreError, match="in both"):
         Index.merge([tmp_path / "ia", tmp_path / "ia"], tmp_path / "m2")
     r = runner.invoke(app, ["index", "build", "-o", str(tmp_path / "x")])
