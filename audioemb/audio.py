@@ -8,6 +8,7 @@ the file and the reason.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -293,8 +294,11 @@ def load(path: str | os.PathLike, sample_rate: int | None = None) -> np.ndarray:
 def read_range(path: str | os.PathLike, start: float, end: float | None, sample_rate: int) -> np.ndarray:
     """Samples [start, end) seconds (``end`` None: to the end) of a file, mono at ``sample_rate``, decoding
     only up to ``end``. A range that is empty or past the end is a ``ValueError`` naming the file."""
-    a = int(round(start * sample_rate))
-    b = None if end is None else int(round(end * sample_rate))
+    if math.isnan(start) or start < 0 or (end is not None and math.isnan(end)):
+        raise ValueError(f"{path}@{start}-{end}: a time range needs numbers of seconds, the start not negative")
+    a = start * sample_rate
+    a = int(round(a)) if math.isfinite(a) else a  # past any file: reported below
+    b = None if end is None or not math.isfinite(end * sample_rate) else int(round(end * sample_rate))
     if b is not None and b <= a:
         raise ValueError(f"{path}@{start}-{end}: the end must come after the start")
     got, at = [], 0

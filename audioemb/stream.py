@@ -162,6 +162,9 @@ def encode_stream(model: EmbeddingModel, items: Iterable[tuple[Any, Any]], sampl
     from .runtime import nonfinite_reason
 
     model.check_layer(layer)
+    if sample_rate is not None and not (isinstance(sample_rate, (int, float, np.number))
+                                        and np.isfinite(sample_rate) and sample_rate > 0):
+        raise ValueError(f"sample_rate must be a positive number of samples per second, got {sample_rate!r}")
     lanes = lanes and workers > 0 and lanes_possible(model)
     want_layers = layer is not None
     spec = DecodeSpec(model.sample_rate, model.window, model.min_len,

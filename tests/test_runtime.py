@@ -45,6 +45,10 @@ def test_arrays_any_rate_and_layout(tiny_model, clip_paths):
     assert np.dot(m.encode(ints, sample_rate=sr), from_path) > 0.999
     with pytest.raises(ValueError):
         m.encode(np.zeros((500, 500), np.float32))
+    np.testing.assert_allclose(m.encode(x, sample_rate=float(sr)), from_path, atol=1e-4)
+    for bad in (0, -5, float("nan"), "44100"):  # regression: 0 was taken as "not given" (the model's rate)
+        with pytest.raises(ValueError, match="sample_rate must be a positive"):
+            m.encode(x, sample_rate=bad)
 
 
 def test_long_audio_is_windowed_and_weighted(tiny_model):

@@ -83,6 +83,10 @@ def test_search_by_file_and_time_range(client, collection):
     bad = client.get("/api/search", params={"path": q, "start": 2, "end": 1})
     assert bad.status_code == 400 and "end must come after the start" in bad.json()["detail"]
     assert str(root) not in bad.text  # no server paths leak
+    # regression: huge or infinite times were a 500 with an OverflowError
+    for params in ({"end": 1e308}, {"end": "inf"}, {"start": 1e308}, {"start": "nan"}):
+        r = client.get("/api/search", params={"path": q, **params})
+        assert r.status_code in ((200,) if params == {"end": 1e308} else (400, 422)), (params, r.status_code)
 
 
 def test_upload_search_and_its_limits(collection):

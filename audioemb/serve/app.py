@@ -111,8 +111,10 @@ def create_app(index: str | os.PathLike, root: str | os.PathLike | None = None,
 
     @app.get("/api/search", response_model=schemas.SearchOut)
     def search(path: str = Query(description="A file of the collection (as /api/files lists it)."),
-               start: float | None = Query(None, ge=0, description="Query only from this second."),
-               end: float | None = Query(None, gt=0, description="Query only up to this second."),
+               start: float | None = Query(None, ge=0, allow_inf_nan=False, description="Query only from this "
+                                           "second."),
+               end: float | None = Query(None, gt=0, allow_inf_nan=False, description="Query only up to this "
+                                         "second."),
                k: int = Query(10, ge=1, le=200), all_segments: bool = False):
         t0 = time.perf_counter()
         p = file_or_error(path)
@@ -167,7 +169,8 @@ def create_app(index: str | os.PathLike, root: str | os.PathLike | None = None,
         return FileResponse(playable, media_type=mime, headers={"Cache-Control": "private, max-age=300"})
 
     @app.get("/api/thumbnail", response_class=Response, responses={200: {"content": {"image/svg+xml": {}}}})
-    def thumbnail(path: str, start: float = Query(0.0, ge=0), end: float = Query(0.0, ge=0)):
+    def thumbnail(path: str, start: float = Query(0.0, ge=0, allow_inf_nan=False),
+                  end: float = Query(0.0, ge=0, allow_inf_nan=False)):
         p = file_or_error(path)
         try:
             lo, hi = peaks(p, start, end)
