@@ -41,6 +41,10 @@ def train(
             cfg = name_for_data(cfg, corpus, data)
         if renormalise and not init:
             raise ConfigError("--renormalise needs --init MODEL")
+        fixed = [o.split("=", 1)[0] for o in overrides if o.split("=", 1)[0].split(".")[0] in ("encoder", "frontend")]
+        if init and fixed:  # apply_init takes both from the model
+            raise ConfigError(f"--init {init} fixes the encoder and the frontend (they are the model's): drop "
+                              f"--set {', --set '.join(fixed)}")
         if corpus is not None and data:
             raise ConfigError("give either --corpus or --data, not both")
         with _Progress() as progress:
@@ -110,7 +114,8 @@ class _Progress:
 
 
 def _record_command(run_dir: Path) -> None:
-    """Keep the command that started the run (the model card quotes it)."""
+    """Keep the command that started the run (the model card quotes it): the first one that got as far as a
+    checkpoint. Until then each attempt replaces it (a first attempt may fail before it trains at all)."""
     import datetime as dt
     import shlex
 
@@ -118,7 +123,7 @@ def _record_command(run_dir: Path) -> None:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     p = run_dir / "command.json"
-    if not p.exists():
+    if not p.exists() or not (run_dir / "checkpoint.safetensors").exists():
         argv = sys.argv[1:] if Path(sys.argv[0]).name == "audioemb" else ["train", *sys.argv[1:]]
         atomic_write_json(p, {"argv": "audioemb " + shlex.join(argv),
                               "started": dt.datetime.now().isoformat(timespec="seconds")}, indent=None)

@@ -80,6 +80,35 @@ def test_train_on_a_folder_writes_run_info(user_folder, tmp_path):
     Trainer(tiny_cfg(2, log_every=5), None, run, log=lambda *_: None, data=[user_folder])
     with pytest.raises(ConfigError, match="other settings"):
         Trainer(tiny_cfg(2, lr=1.0), None, run, log=lambda *_: None, data=[user_folder])
+    # regression: a resume on other data, or from an --init model, rewrote data.json / init.json, so the card
+    # described data and a start the run never had
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(next(user_folder.glob("*.wav")), other / "one.wav")
+    with pytest.raises(ConfigError, match="trained on other data"):
+        Trainer(tiny_cfg(2), None, run, log=lambda *_: None, data=[other])
+    assert json.loads((run / "data.json").read_text()) == data
+
+
+def test_a_resume_keeps_its_start(user_folder, tmp_path, tiny_model):
+    from dataclasses import replace
+
+    model = json.loads((tiny_model / "config.json").read_text())  # the same encoder: only the start differs
+    cfg = replace(tiny_cfg(2), encoder=model["encoder"], frontend=model["frontend"])
+    run = tmp_path / "run"
+    Trainer(cfg, None, run, log=lambda *_: None, data=[user_folder]).fit()
+    with pytest.raises(ConfigError, match="started from random weights, not --init"):
+        Trainer(cfg, None, run, log=lambda *_: None, data=[user_folder], init=str(tiny_model))
+    assert not (run / "init.json").exists()
+
+
+def test_a_folder_given_twice_or_inside_another_is_counted_once(user_folder, tmp_path):
+    """Regression: ``--data A --data A`` (or ``--data A --data A/sub``) decoded and counted its files twice."""
+    _, once = folder_pack([user_folder], tmp_path / "c1", 16000, workers=1, log=lambda *_: None)
+    _, twice = folder_pack([user_folder, user_folder / "deep", user_folder], tmp_path / "c2", 16000, workers=1,
+                           log=lambda *_: None)
+    assert (twice["files"], twice["clips"], twice["file_list_sha256"]) == \
+        (once["files"], once["clips"], once["file_list_sha256"])
 
 
 def test_init_continues_from_a_model(user_folder, tmp_path, tiny_model):
@@ -139,6 +168,8 @@ def test_init_needs_only_the_torch_weights(user_folder, tmp_path, tiny_model):
     (["--corpus", "{tmp}/empty"], "not a corpus"),
     (["--data", "{tmp}/empty", "--set", "nonsense=1"], "unknown training settings"),
     (["--data", "{tmp}/empty", "--device", "tpu"], "device must be"),
+    (["--data", "{tmp}/empty", "--init", "byol-s.debian2", "--set", "encoder.hidden=48"],
+     "fixes the encoder and the frontend (they are the model's): drop --set encoder.hidden"),
 ])
 def test_cli_user_mistakes_are_one_line_and_exit_2(tmp_path, args, message):
     (tmp_path / "empty").mkdir()
@@ -160,3 +191,20 @@ def test_plain_progress_lines_give_an_eta_from_this_process_pace(capsys):
     p.update({**rec, "step": 600, "wall_s": 3060.0})  # 100 steps a minute here, 400 steps left
     lines = capsys.readouterr().out.splitlines()
     assert "ETA" not in lines[0] and lines[1].endswith("ETA 4.0 min")
+
+
+def test_the_recorded_command_is_the_one_that_trained(tmp_path, monkeypatch):
+    """Regression: a first attempt that failed before its first checkpoint (a bad --set) kept its command in
+    command.json, and the card quoted it above the run that a corrected command trained."""
+    from audioemb.cli.train import _record_command
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", ["audioemb", "train", "byol-s", "--set", "views.mixup=abc"])
+    _record_command(run)
+    monkeypatch.setattr(sys, "argv", ["audioemb", "train", "byol-s", "--set", "views.mixup=0.3"])
+    _record_command(run)
+    assert json.loads((run / "command.json").read_text())["argv"].endswith("views.mixup=0.3")
+    (run / "checkpoint.safetensors").write_bytes(b"")  # the run has trained: a resume keeps its command
+    monkeypatch.setattr(sys, "argv", ["audioemb", "train", "byol-s", "--set", "log_every=5"])
+    _record_command(run)
+    assert json.loads((run / "command.json").read_text())["argv"].endswith("views.mixup=0.3")

@@ -27,8 +27,9 @@ MIN_S = 0.1
 
 
 def scan(folders: list[Path]) -> list[tuple[Path, str]]:
-    """(absolute path, "<folder name>/<relative path>") of every audio file under ``folders``, sorted."""
-    out = []
+    """(absolute path, "<folder name>/<relative path>") of every audio file under ``folders``, sorted within
+    each folder; a file under two of them (the same folder twice, or one inside another) is listed once."""
+    out, seen = [], set()
     for folder in folders:
         folder = Path(folder).expanduser()
         if not folder.is_dir():
@@ -36,7 +37,10 @@ def scan(folders: list[Path]) -> list[tuple[Path, str]]:
         found = [p for p in folder.rglob("*") if p.is_file() and is_listed_audio(p)]
         if not found:
             raise DataError(f"{folder}: no audio files in this folder (recursively)")
-        out += sorted((p.resolve(), f"{folder.name}/{p.relative_to(folder).as_posix()}") for p in found)
+        for p, rel in sorted((p.resolve(), f"{folder.name}/{p.relative_to(folder).as_posix()}") for p in found):
+            if p not in seen:
+                seen.add(p)
+                out.append((p, rel))
     return out
 
 

@@ -44,6 +44,30 @@ def open_data(corpus: Path | None, folders: list[Path] | None, run_dir: Path, sa
     return pack, summary
 
 
+def check_resume(run_dir: Path, data_info: dict, init_info: dict | None) -> None:
+    """Refuse to resume the run in ``run_dir`` on other data or from another ``--init`` model: its
+    ``data.json`` and ``init.json`` describe the whole run, and the model card quotes them."""
+    from .config import ConfigError
+
+    def read(name: str) -> dict | None:
+        try:
+            return json.loads((run_dir / name).read_text())
+        except FileNotFoundError:
+            return None
+
+    old = read("data.json")
+    if old and old.get("file_list_sha256") and old["file_list_sha256"] != data_info.get("file_list_sha256"):
+        raise ConfigError(f"{run_dir} was trained on other data ({old.get('files')} files then, "
+                          f"{data_info.get('files')} now, and the file lists differ); resume it with the data it "
+                          "started with, or use a new folder")
+    if init_info is not None:
+        prev = read("init.json")
+        if prev is None or prev.get("sha256") != init_info.get("sha256"):
+            start = "random weights" if prev is None else prev.get("model")
+            raise ConfigError(f"{run_dir} started from {start}, not --init {init_info['model']}; a resumed run "
+                              "keeps its start: drop --init, or use a new folder")
+
+
 def env_info(device: str, world: int, cfg: TrainConfig, heap_kept: bool = False) -> dict:
     """The device and machine a run actually used."""
     cpu = platform.processor() or platform.machine()

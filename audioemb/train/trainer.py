@@ -39,7 +39,7 @@ from .config import (
 )
 from .data import CropLoader
 from .heap import keep_freed_memory
-from .runinfo import apply_init, env_info, open_data
+from .runinfo import apply_init, check_resume, env_info, open_data
 
 __all__ = ["COLLAPSE_THRESHOLD", "TrainConfig", "Trainer", "collapse_std", "lr_at"]
 
@@ -76,7 +76,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         saved = self.run_dir / "config.json"
         self.ckpt = self.run_dir / "checkpoint.safetensors"
-        if saved.exists() and self.ckpt.exists():
+        resuming = saved.exists() and self.ckpt.exists()
+        if resuming:
             old = TrainConfig.from_dict(json.loads(saved.read_text()))
             if old.name != cfg.name:  # the name is not learned: a resumed run keeps the one it started with
                 self.log(f"resuming {old.name} (the run's name; {cfg.name} now)")
@@ -95,6 +96,8 @@ class Trainer:
         dist.barrier()
         if not self.is_main:
             self.pack, self.data_info = open_data(corpus, data, self.run_dir, sr, cache, log=self.log)
+        if resuming:
+            check_resume(self.run_dir, self.data_info, init_info)
         self.frontend = build_frontend(cfg.frontend)
         if init_module is not None and not renormalise:
             self.frontend.load_state_dict(init_module.frontend.state_dict())
