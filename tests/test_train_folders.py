@@ -168,6 +168,11 @@ def test_init_needs_only_the_torch_weights(user_folder, tmp_path, tiny_model):
     (["--corpus", "{tmp}/empty"], "not a corpus"),
     (["--data", "{tmp}/empty", "--set", "nonsense=1"], "unknown training settings"),
     (["--data", "{tmp}/empty", "--device", "tpu"], "device must be"),
+    # regression: these were tracebacks, most of them after every file was decoded
+    (["--data", "{tmp}/empty", "--set", "views.mixupp=0"], "unexpected keyword argument 'mixupp'"),
+    (["--data", "{tmp}/empty", "--set", "lr=fast"], "lr must be a number, not 'fast'"),
+    (["--data", "{tmp}/empty", "--set", "steps.x=1"], "steps is a setting, not a group of settings"),
+    (["--data", "{tmp}/empty", "--set", "frontend.n_mels=128"], "do not make a model that runs"),
     (["--data", "{tmp}/empty", "--init", "byol-s.debian2", "--set", "encoder.hidden=48"],
      "fixes the encoder and the frontend (they are the model's): drop --set encoder.hidden"),
 ])
@@ -208,3 +213,13 @@ def test_the_recorded_command_is_the_one_that_trained(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["audioemb", "train", "byol-s", "--set", "log_every=5"])
     _record_command(run)
     assert json.loads((run / "command.json").read_text())["argv"].endswith("views.mixup=0.3")
+
+
+def test_more_clusters_than_clips_is_one_clear_error(user_folder, tmp_path):
+    """Regression: `deepcluster-s` (256 clusters) on a folder of a few dozen clips was a faiss traceback."""
+    cfg = TrainConfig(name="deepcluster-tiny.test", objective="deepcluster",
+                      objective_params={"clusters": 64, "hidden": 32, "proj_dim": 16, "pca_dim": 8},
+                      encoder={"type": "audiontt", "channels": 8, "hidden": 32}, steps=1, batch_size=4, crop_s=0.5,
+                      warmup_steps=1, threads=1)
+    with pytest.raises(ValueError, match=r"objective_params.clusters \(64\) is more than the \d+ training clips"):
+        Trainer(cfg, None, tmp_path / "run", log=lambda *_: None, data=[user_folder])

@@ -36,6 +36,9 @@ class DeepCluster(Objective):
         self.register_buffer("weights", torch.ones(clusters))
 
     def setup(self, n_clips: int) -> None:
+        if n_clips < self.k:  # k-means cannot make more clusters than there are clips
+            raise ValueError(f"objective_params.clusters ({self.k}) is more than the {n_clips} training clips: "
+                             f"--set objective_params.clusters=N with N below {n_clips}")
         self.labels = torch.zeros(n_clips, dtype=torch.long)
 
     def on_epoch_start(self, epoch: int, trainer: TrainerView) -> None:

@@ -39,6 +39,10 @@ class LocalAggregation(Objective):
         self._last: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def setup(self, n_clips: int) -> None:
+        for key, need in (("clusters", self.k), ("background", self.kb)):  # k-means, and the neighbours drawn
+            if n_clips < need:
+                raise ValueError(f"objective_params.{key} ({need}) is more than the {n_clips} training clips: "
+                                 f"--set objective_params.{key}=N with N below {n_clips}")
         self.memory = F.normalize(torch.randn(n_clips, self.memory.shape[1]), dim=1)
         self.labels = torch.zeros(self.h, n_clips, dtype=torch.long)
 

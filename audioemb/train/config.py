@@ -21,6 +21,11 @@ BUDGET_CALIBRATION_STEPS = 200  # steps timed before ``time_budget_s`` sets ``st
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
+_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict}
+_TYPE_NAMES = {str: "a string", int: "an integer", (int, float): "a number", bool: "true or false",
+               dict: "a JSON object"}
+
+
 class ConfigError(AudioembError, ValueError):
     """A recipe or override that names an unknown setting or a bad value."""
 
@@ -70,9 +75,20 @@ class TrainConfig:
                 or (w and not sum(w.values()) > 0):
             raise ConfigError(f"domain_weights must map domains to weights >= 0, not all 0 (for example "
                               f'{{"speech": 2, "music": 1, "sound": 1}}), not {w!r}')
-        for k in ("steps", "batch_size", "threads"):
+        for k in ("steps", "batch_size", "threads", "log_every", "ckpt_every"):
             if not isinstance(getattr(self, k), int) or getattr(self, k) < 1:
                 raise ConfigError(f"{k} must be a positive integer, not {getattr(self, k)!r}")
+        for f in self.__dataclass_fields__.values():  # each setting has its type (a --set value parsed as JSON)
+            v, want = getattr(self, f.name), _TYPES[str(f.type)]
+            if isinstance(v, bool) != (want is bool) or not isinstance(v, want):
+                raise ConfigError(f"{f.name} must be {_TYPE_NAMES[want]}, not {v!r}")
+        for k in ("crop_s", "lr"):
+            if not getattr(self, k) > 0:
+                raise ConfigError(f"{k} must be above 0, not {getattr(self, k)!r}")
+        for k in ("speed", "weight_decay", "warmup_steps", "grad_clip", "stop_at", "keep_every", "time_budget_s",
+                  "epoch_steps", "check_sync", "stats_clips", "seed"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"{k} must not be negative, not {getattr(self, k)!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
+from .config import ConfigError
 from .data import corpus_data_tag
 from .trainer import TrainConfig
 
@@ -36,8 +37,10 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> TrainC
             val = raw
         tgt = d
         *path, last = key.split(".")
-        for k in path:
+        for i, k in enumerate(path):
             tgt = tgt.setdefault(k, {})
+            if not isinstance(tgt, dict):
+                raise ConfigError(f"--set {key}: {'.'.join(path[:i + 1])} is a setting, not a group of settings")
         tgt[last] = val
     return TrainConfig.from_dict(d)
 

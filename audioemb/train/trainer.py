@@ -40,6 +40,7 @@ from .config import (
 from .data import CropLoader
 from .heap import keep_freed_memory
 from .runinfo import apply_init, check_resume, env_info, open_data
+from .validate import check_builds
 
 __all__ = ["COLLAPSE_THRESHOLD", "TrainConfig", "Trainer", "collapse_std", "lr_at"]
 
@@ -88,6 +89,10 @@ class Trainer:
                 diff = sorted(k for k, v in cfg.learned().items() if old.learned().get(k) != v)
                 raise ConfigError(f"{self.run_dir} holds a run with other settings ({', '.join(diff)}); "
                                   "use a new folder")
+        check_builds(cfg)  # a bad setting is one line now, not a traceback after the audio is decoded
+        if cfg.warmup_steps >= cfg.steps and not cfg.time_budget_s:
+            self.log(f"note: warmup_steps ({cfg.warmup_steps}) is not shorter than the run ({cfg.steps} steps): the "
+                     "learning rate never reaches lr")
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         sr = int(cfg.frontend.get("sample_rate", 16000))
