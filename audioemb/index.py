@@ -42,7 +42,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +60,9 @@ from .runtime import EmbeddingModel, load
 
 __all__ = ["AddSummary", "Hit", "Index", "IndexStoreError", "ModelMismatchError", "parse_query"]
 _RANGE = re.compile(r"^(.*)@(\d+(?:\.\d*)?)-(\d+(?:\.\d*)?)?$")
+
+
+_TIE_DECIMALS = 5  # scores equal to this many decimals are ties (float32 cosines of copies differ below it)
 
 
 @dataclass
@@ -300,12 +303,29 @@ class Index:
     def search(self, query, k: int = 10, collapse: bool = True, sample_rate: int | None = None) -> list[Hit]:
         """The ``k`` nearest segments to ``query`` (see :meth:`embed_query`), best first.
 
-        With ``collapse`` each file appears once, with its best segment.
+        With ``collapse`` each file appears once, with its best segment. Among equal scores (copies of one
+        recording) a query file of the collection comes first, then paths in order.
         """
-        return self.search_vector(self.embed_query(query, sample_rate), k, collapse)
+        return self.search_vector(self.embed_query(query, sample_rate), k, collapse, prefer=self._own_path(query))
 
-    def search_vector(self, vector: np.ndarray, k: int = 10, collapse: bool = True) -> list[Hit]:
-        """Search with a pre-computed embedding of the index's model (its dimension is checked)."""
+    def _own_path(self, query) -> str | None:
+        """The collection path of a whole-file query inside the index's folder, else None."""
+        if not isinstance(query, (str, os.PathLike)):
+            return None
+        path, start, end = parse_query(os.fspath(query))
+        if start is not None or end is not None:
+            return None
+        try:
+            rel = Path(path).resolve().relative_to(Path(self._meta.info["root"]))
+        except (ValueError, OSError):
+            return None
+        return rel.as_posix()
+
+    def search_vector(self, vector: np.ndarray, k: int = 10, collapse: bool = True,
+                      prefer: str | None = None) -> list[Hit]:
+        """Search with a pre-computed embedding of the index's model (its dimension is checked). Scores are
+        cosine similarities (clipped to [-1, 1]); equal scores are ordered with ``prefer`` (a path) first,
+        then by path."""
         v = np.asarray(vector, dtype=np.float32)
         dim = self._meta.info["dim"]
         if v.shape != (dim,):
@@ -320,7 +340,7 @@ class Index:
             self._seg_of_row = np.full(len(self._vectors), -1, np.int64)
             self._seg_of_row[self._meta.rows] = np.arange(n)
         q = l2_normalize(v)[None]
-        kk = min(n, 4 * k if collapse else k)
+        kk = min(n, 4 * k)
         while True:
             scores, rows = _faiss.search(self._faiss, q, kk, self._vectors, self._rerank)
             hits, seen = [], set()
@@ -333,11 +353,13 @@ class Index:
                     continue
                 seen.add(f)
                 hits.append(Hit(self._meta.files[f]["path"], float(self._meta.start[s]), float(self._meta.end[s]),
-                                float(score), len(hits) + 1, int(row)))
-                if len(hits) == k:
-                    return hits
-            if kk >= n:
-                return hits
+                                min(1.0, max(-1.0, float(score))), 0, int(row)))
+            # ties (copies score the same to rounding): the query's own file first, then by path; a tie at the
+            # k-th place is settled among all its candidates, so the extra candidates are kept until here
+            last = round(hits[k - 1].score, _TIE_DECIMALS) if len(hits) >= k else None
+            if kk >= n or (last is not None and round(hits[-1].score, _TIE_DECIMALS) < last):
+                hits.sort(key=lambda h: (-round(h.score, _TIE_DECIMALS), h.path != prefer, h.path, h.start))
+                return [replace(h, rank=i + 1) for i, h in enumerate(hits[:k])]
             kk = min(n, kk * 4)
 
     # ----------------------------------------------------------------------------------------------- update

@@ -357,3 +357,18 @@ def test_build_folders_of_dead_processes_are_removed(tmp_path):
         d.mkdir()
     remove_stale_builds(out)
     assert not dead.exists() and live.exists()
+
+
+def test_among_exact_copies_the_query_file_comes_first(collection, tmp_path, tiny_model, clip_paths):
+    """Regression: a file with byte-identical copies, searched with k=1, could return a copy (ties came in
+    faiss's row order, reversed), and scores read 1.0000001."""
+    src = collection / _rel(collection, clip_paths[1])
+    for name in ("a_copy.wav", "zz_copy.wav", "sub/b_copy.wav", "sub/m_copy.wav"):
+        shutil.copy(src, collection / name)
+    idx = Index.build(collection, tmp_path / "idx", model=str(tiny_model))
+    for query in [src, *(collection / n for n in ("zz_copy.wav", "sub/b_copy.wav"))]:
+        hits = idx.search(query, k=1)
+        assert hits[0].path == query.relative_to(collection).as_posix() and hits[0].rank == 1
+        five = idx.search(query, k=5)
+        assert [h.rank for h in five] == [1, 2, 3, 4, 5] and all(h.score <= 1.0 for h in five)
+        assert [h.path for h in five[1:]] == sorted(h.path for h in five[1:])  # the other copies, by path
