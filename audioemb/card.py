@@ -35,6 +35,14 @@ def _stored_text(cfg: ModelConfig) -> str:
     return f" used by its readout, of {stored:,} stored (trained, not run)" if stored != cfg.parameters else ""
 
 
+def _ref(name: str) -> str:
+    """How the card's commands name the model: a shipped model by its name, any other by its folder (after
+    `audioemb push`, its ``hf-hub:ORG/NAME`` works too)."""
+    from .registry import list_models
+
+    return name if name in list_models() else f"path/to/{name}"
+
+
 def render_card(cfg: ModelConfig | dict, curve: list[dict] | None = None) -> str:
     """The markdown of a model card (a raw config dict is validated into a :class:`ModelConfig` first)."""
     if isinstance(cfg, dict):
@@ -57,11 +65,11 @@ straight to an embedding (the log-mel frontend and its normalisation statistics 
 any other rate or channel count is mixed to mono and resampled to {khz} before it reaches the model.
 
 ```bash
-audioemb embed my_sounds/ -o out/ --model {cfg.name}
+audioemb embed my_sounds/ -o out/ --model {_ref(cfg.name)}
 ```
 ```python
 import audioemb
-model = audioemb.load("{cfg.name}")          # onnxruntime, no torch needed
+model = audioemb.load("{_ref(cfg.name)}")          # onnxruntime, no torch needed
 emb = model.encode(["a.wav", "b.flac"])       # ({cfg.embedding_dim},) per clip, L2-normalised
 frames = model.encode("long.wav", output="frames")  # {cfg.frame_rate_hz:g} frames/s, with timestamps
 ```
@@ -162,8 +170,8 @@ def training_section(t: TrainingRecord, sr: int) -> str:
     head = "## Training\n\n"
     common = data_line(t.data, sr) + init_line(t.init) + "".join(f"- after training: {a}\n" for a in t.after_training)
     tail = (f"- torch {t.torch}, audioemb {t.audioemb}, exported at commit `{t.git_commit}`, {t.date}\n"
-            f"- collapse watch: std of L2-normalised held-out embeddings × √dim = "
-            f"{t.final_collapse_std_heldout} (0 = collapsed, about 1 = spread)\n")
+            f"- collapse watch: std of L2-normalised embeddings of {t.collapse_clips or 'held-out corpus clips'} "
+            f"× √dim = {t.final_collapse_std_heldout} (0 = collapsed, about 1 = spread)\n")
     if t.parts is not None:
         lines = [head, "Built from trained models, without further training:\n\n```bash\n",
                  f"{t.command or '(not recorded)'}\n```\n\n"]

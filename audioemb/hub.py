@@ -102,5 +102,8 @@ def push_model(folder: str | os.PathLike, repo: str, revision: str | None = None
             status = getattr(getattr(e, "response", None), "status_code", None)
             hint = " (log in with `hf auth login` or set HF_TOKEN)" if status in (401, 403) else ""
             raise HubError(f"hf-hub:{repo_id}: the hub refused the push{hint}: {e}") from None
+        except Exception as e:  # offline mode, no network, a proxy or TLS failure: whatever the HTTP client raises
+            raise HubError(f"hf-hub:{repo_id}: could not reach the hub ({type(e).__name__}: {e}); nothing was "
+                           f"pushed, and {mf.path} is unchanged") from None
     commit = getattr(info, "oid", None) or str(info)
     return {"repo_id": repo_id, "revision": revision or "main", "commit": commit, "files": sorted(files)}

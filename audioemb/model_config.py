@@ -158,6 +158,7 @@ class TrainingRecord:
     git_commit: str | None = None
     date: str | None = None
     final_collapse_std_heldout: float | None = None
+    collapse_clips: str | None = None  # what the collapse figure was measured on (None: held-out corpus clips)
     env: EnvRecord = field(default_factory=EnvRecord)
     data: DataRecord = field(default_factory=DataRecord)
     init: dict | None = None
@@ -179,6 +180,7 @@ class TrainingRecord:
                    after_training=tuple(t.get("after_training") or ()),
                    torch=t.get("torch"), audioemb=t.get("audioemb"), git_commit=t.get("git_commit"), date=t.get("date"),
                    final_collapse_std_heldout=t.get("final_collapse_std_heldout"),
+                   collapse_clips=t.get("collapse_clips"),
                    env=EnvRecord(env.get("device"), env.get("device_name"), env.get("machine"),
                                  int(env.get("world_size") or 1), env.get("threads_per_process"),
                                  env.get("precision"), t.get("hardware")),

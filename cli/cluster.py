@@ -21,7 +21,7 @@ def cluster(
     criterion: Annotated[str, typer.Option(help="How automatic k is scored: silhouette, calinski-harabasz or "
                                            "davies-bouldin.")] = "silhouette",
     eval_labels: Annotated[Path | None, typer.Option("--eval", help="CSV with columns path,label: report NMI, "
-                                                     "ARI and purity (the [eval] extra).")] = None,
+                                                     "ARI and purity (the \\[eval] extra).")] = None,
     root: Annotated[Path | None, typer.Option(help="The audio folder an embed output was made from, so that "
                                               "map.html can play the sounds (an index knows its own).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -36,6 +36,11 @@ def cluster(
     from ._errors import fail, input_errors
     from ._progress import progress_bar
 
+    if eval_labels is not None:  # before any work: a missing extra found after clustering left half an output
+        import importlib.util
+
+        if importlib.util.find_spec("sklearn") is None:
+            fail("sklearn is not installed; --eval needs the [eval] extra: pip install 'audioemb[eval]'")
     try:
         with progress_bar(progress and not json_out) as step, input_errors(FileNotFoundError, ValueError, KeyError):
             s = cluster_collection(source, out, method=method, k=k, eval_labels=eval_labels, seed=seed,

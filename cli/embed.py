@@ -33,7 +33,7 @@ def embed(
     device: Annotated[str, typer.Option(help="auto (CUDA when onnxruntime-gpu sees a GPU), cpu or cuda.")] = "auto",
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON (counts, failures, "
                                            "warnings) instead of the summary line.")] = False,
-    ray: Annotated[bool, typer.Option("--ray", help="Run the job on a Ray cluster with Ray Data (the [ray] extra): "
+    ray: Annotated[bool, typer.Option("--ray", help="Run the job on a Ray cluster with Ray Data (the \\[ray] extra): "
                                       "--ray-address, else RAY_ADDRESS, else a local one. OUT holds shards.")] = False,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="The Ray cluster, e.g. ray://head:10001 "
                                                     "or auto.")] = None,

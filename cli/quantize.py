@@ -15,7 +15,7 @@ def quantize(
     clips: Annotated[Path | None, typer.Option(help="Folder of audio to measure parity and speed on (default: the "
                                                "example clips).")] = None,
     corpus: Annotated[Path | None, typer.Option(help="A corpus folder: also score both models on its held-out "
-                                                "tasks (the [eval] extra).")] = None,
+                                                "tasks (the \\[eval] extra).")] = None,
     tasks: Annotated[list[str] | None, typer.Option("--task", help="With --corpus: score only this held-out "
                                                     "task (repeatable; default all).")] = None,
     conv: Annotated[bool, typer.Option("--conv", help="int8: quantize convolutions too (smaller; onnxruntime's "

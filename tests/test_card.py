@@ -70,3 +70,14 @@ def test_card_and_results_count_the_clips_of_every_ddp_process(tiny_model):
     assert "2000 steps of 32 recordings per process on 2 processes (64 per step)" in render_card(cfg)
     assert ModelConfig.from_dict(cfg).training.global_batch == 64
     assert "2000 steps of 32 recordings," in render_card(_cfg(tiny_model, steps=2000, batch_size=32))
+
+
+def test_the_card_names_a_model_as_it_loads(tiny_model):
+    """Regression: a user's model card said `--model byol-s.data` and `audioemb.load("byol-s.data")`, which fail
+    (only shipped models load by name)."""
+    cfg = _cfg(tiny_model)
+    cfg["name"] = "byol-s.mysounds"
+    assert "--model path/to/byol-s.mysounds" in render_card(cfg) and "--model byol-s.mysounds" not in render_card(cfg)
+    cfg["name"] = "npc-s.debian"  # a shipped model loads by its name
+    card = render_card(cfg)
+    assert "--model npc-s.debian\n" in card and 'audioemb.load("npc-s.debian")' in card

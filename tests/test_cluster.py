@@ -332,3 +332,16 @@ def test_automatic_k_never_exceeds_the_distinct_vectors():
     res = kmeans(_copies())
     assert res.k == 9 and sorted(np.bincount(res.labels)) == [40] * 9
     assert all(-1.0 <= d["silhouette"] <= 1.0 for d in res.info["scores_by_k"].values())
+
+
+def test_eval_without_the_extra_stops_before_any_work(embedded, tmp_path, monkeypatch):
+    """Regression: without sklearn, `cluster --eval` clustered, wrote part of its output, then failed."""
+    import importlib.util
+
+    _, emb, _ = embedded
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a))
+    (tmp_path / "labels.csv").write_text("path,label\n")
+    r = runner.invoke(app, ["cluster", str(emb), "-o", str(tmp_path / "c"), "--eval", str(tmp_path / "labels.csv"),
+                            "--no-progress"])
+    assert r.exit_code == 2 and "pip install 'audioemb[eval]'" in r.output and not (tmp_path / "c").exists()

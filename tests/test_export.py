@@ -79,7 +79,8 @@ def test_folder_run_card_is_truthful_and_has_eval_figures(trained, tmp_path, tin
                  "abababababababab", "a CUDA GPU, NVIDIA H100 80GB HBM3 (Intel Xeon Platinum, 16 cores)",
                  "2 processes", "started from `tiny-ntt.test`", "re-estimated on the new data",
                  "No corpus figures: exported without a corpus", "Held-out data given at export: `labelled`",
-                 "Few-shot accuracy", "16 kHz", "audioemb records no licence"):
+                 "Few-shot accuracy", "16 kHz", "audioemb records no licence",
+                 "collapse watch: std of L2-normalised embeddings of the --eval clips"):  # not "held-out"
         assert text in card, text
     for wrong in ("Debian", "GPL", "byol-tiny.debian", "this project's CPU machine"):
         assert wrong not in card, wrong
@@ -101,6 +102,10 @@ def test_export_names_the_out_folder_for_a_folder_run_and_scores_a_corpus(traine
                                               "logmel-stats"}
     card = (out / "README.md").read_text()
     assert "CPU (Intel Xeon Platinum, 16 cores)" in card and "NVIDIA" not in card
+    assert "embeddings of held-out corpus clips" in card
+    from audioemb.train.package import waves_source
+
+    assert waves_source(None, False) == "clips of the training folders (not held out)"
 
 
 def test_legacy_run_needs_its_corpus(trained, tmp_path):

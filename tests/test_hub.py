@@ -122,6 +122,25 @@ def test_cli_push_uses_hfapi(hub, monkeypatch):
     assert load("hf-hub:someorg/byol").name == "byol-s.debian2"
 
 
+def test_an_unreachable_hub_is_one_line(monkeypatch):
+    """Regression: offline (HF_HUB_OFFLINE=1) or without a network, `push` was a traceback of the HTTP client."""
+    import huggingface_hub
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    class Unreachable:
+        def __init__(self, error):
+            self.error = error
+
+        def create_repo(self, *args, **kwargs):
+            raise self.error
+
+    for error in (OfflineModeIsEnabled("offline mode is enabled"), ConnectionError("[Errno 101] unreachable")):
+        monkeypatch.setattr(huggingface_hub, "HfApi", lambda e=error: Unreachable(e))
+        r = runner.invoke(app, ["push", str(pretrained_dir() / "npc-s.debian"), "hf-hub:someorg/x"])
+        assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+        assert f"could not reach the hub ({type(error).__name__}" in r.output and "nothing was pushed" in r.output
+
+
 def test_card_front_matter_is_replaced():
     card = card_with_metadata("---\nold: 1\ntags: [x, a]\n---\n\n# Title\n", {"library_name": "audioemb",
                                                                                "tags": ["a", "b"]})

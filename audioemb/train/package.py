@@ -130,6 +130,13 @@ def check_waves(corpus: Path | None, eval_paths: list[Path], data: dict | None, 
                       "the run's training folders in place")
 
 
+def waves_source(corpus: Path | None, eval_given: bool) -> str:
+    """What :func:`check_waves` reads, as a card names it."""
+    if corpus is not None and (corpus / "manifest.jsonl").is_file() and read_manifest(corpus, "eval"):
+        return "held-out corpus clips"
+    return "the --eval clips" if eval_given else "clips of the training folders (not held out)"
+
+
 def parity_waves(waves: list[np.ndarray], min_samples: int) -> list[np.ndarray]:
     """The clips an export's ONNX parity is checked on: six of ``waves`` and one long clip joined from the next
     six (from the first when there are no more), so window stitching is checked too."""
@@ -245,6 +252,7 @@ def package_run(run_dir: Path, out: Path, corpus: Path | None = None, evaluate: 
             "loss_curve": [{"step": r["step"], "loss": round(r["loss"], 4),
                             "collapse_std": r.get("collapse_std")} for r in curve],
             "final_collapse_std_heldout": round(cstd, 4),
+            "collapse_clips": waves_source(corpus, bool(eval_set)),
             "heldout_curve": _heldout_curve(run_dir),
         },
     }
