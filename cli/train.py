@@ -30,11 +30,13 @@ def train(
     """Train (or resume) a run; checkpoints every few hundred steps, so a killed run loses little."""
     from audioemb.train.config import ConfigError
     from audioemb.train.recipes import load_recipe, name_for_data
+    from audioemb.train.stopping import TrainingInterrupted
     from audioemb.train.trainer import Trainer
 
     from ._errors import fail
 
     overrides = list(set_ or []) + ([f"device={device}"] if device else [])
+    trainer = None
     try:
         cfg = load_recipe(recipe, overrides)
         if not any(o.startswith("name=") for o in overrides):  # <objective>-<size>.<data-tag>
@@ -55,12 +57,18 @@ def train(
             result = trainer.fit()
     except (ValueError, FileNotFoundError) as e:  # ConfigError and DataError are AudioembErrors too
         fail(str(e))
+    except TrainingInterrupted as e:  # SIGINT / SIGTERM: a checkpoint of the last step is saved
+        if trainer is None or trainer.is_main:
+            typer.echo(str(e), err=True)
+        raise typer.Exit(e.exit_code) from None
     finally:
         from audioemb.nn.distributed import shutdown
 
         shutdown()
     if trainer.is_main:
-        typer.echo(f"trained {cfg.name}: {result['steps']} steps, {result['wall_s'] / 60:.1f} min -> {out}")
+        left = trainer.cfg.steps - result["steps"]  # stop_at: a stage of a longer run
+        more = f" of {trainer.cfg.steps} (stopped at stop_at; not finished: run it again to go on)" if left > 0 else ""
+        typer.echo(f"trained {cfg.name}: {result['steps']} steps{more}, {result['wall_s'] / 60:.1f} min -> {out}")
 
 
 class _Progress:

@@ -275,3 +275,31 @@ def test_a_corpus_run_is_named_by_the_corpus_data_tag(corpus, tmp_path):
     (v2 / "recipe.json").write_text(json.dumps({"data_tag": "debian2"}))
     assert name_for_data(load_recipe("wav2vec2-s"), v2, None).name == "wav2vec2-s.debian2"
     assert name_for_data(load_recipe("npc-s"), None, [tmp_path / "My Birds!"]).name == "npc-s.My-Birds"
+
+
+def test_sigterm_saves_the_step_it_stopped_at_and_a_resume_is_exact(corpus, tmp_path):
+    """Regression: SIGTERM (a scheduler's limit, `kill`) or Ctrl-C lost every step since the last checkpoint
+    (up to ckpt_every - 1) and said nothing. Now the run stops after its current step with a checkpoint of it,
+    and the message says how to go on; the resumed run ends with the weights of one that never stopped."""
+    import os
+    import signal
+
+    from audioemb.train.stopping import TrainingInterrupted
+
+    cfg = replace(tiny_cfg(6), ckpt_every=100, log_every=1)
+    Trainer(cfg, corpus, tmp_path / "straight", log=lambda *_: None).fit()
+
+    def kill_at_step_2(rec):
+        if rec["step"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted, match=r"stopped by SIGTERM at step 2 of 6, .*run the same command") as e:
+        Trainer(cfg, corpus, run, log=lambda *_: None, progress=kill_at_step_2).fit()
+    assert e.value.exit_code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed again
+    resumed = Trainer(cfg, corpus, run, log=lambda *_: None)
+    assert resumed.step == 2
+    resumed.fit()
+    a, b = _weights(tmp_path / "straight"), _weights(run)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -9,6 +9,7 @@ checkpoints, and every rank resumes from them exactly.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections import deque
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from .config import (
 from .data import CropLoader
 from .heap import keep_freed_memory
 from .runinfo import apply_init, check_resume, env_info, open_data
+from .stopping import StopRequest, TrainingInterrupted
 from .validate import check_builds
 
 __all__ = ["COLLAPSE_THRESHOLD", "TrainConfig", "Trainer", "collapse_std", "lr_at"]
@@ -187,7 +189,9 @@ class Trainer:
         calib_from = self.step + BUDGET_WARMUP_STEPS
         calib_to = calib_from + BUDGET_CALIBRATION_STEPS
         t_fit = t_calib = time.time()
+        stop = StopRequest()
         try:
+            stop.install()
             while self.step < end:
                 if cfg.time_budget_s and self.step == calib_from:
                     t_calib = time.time()
@@ -242,7 +246,13 @@ class Trainer:
                     self.save()
                 if cfg.keep_every and self.step % cfg.keep_every == 0 and self.is_main:
                     self._keep_copy()
+                if sig := stop.requested(self.world, self.device):
+                    self.save()
+                    raise TrainingInterrupted(f"stopped by {signal.Signals(sig).name} at step {self.step} of "
+                                              f"{cfg.steps}, checkpoint saved in {self.run_dir}: run the same "
+                                              "command again to resume", sig)
         finally:
+            stop.restore()
             loader.close()
             for f in (log_f, sync_f):
                 if f is not None:
