@@ -55,11 +55,11 @@ def check_type(index_type: str) -> None:
 
 
 def new_info(model: dict, root: str | os.PathLike, segments: float | None, index_type: str, memory_budget_gb: float,
-             target_recall: float, seed: int, unreadable: list | None = None) -> dict:
+             target_recall: float, seed: int, unreadable: list | None = None, links: list | None = None) -> dict:
     """The info table of a new index (counts, type and recall are added when its faiss index is built)."""
     check_type(index_type)
     return {"format_version": 1, "audioemb_version": __version__, **model,
-            "unreadable_folders": [list(u) for u in unreadable or []],
+            "unreadable_folders": [list(u) for u in unreadable or []], "symlinked_folders": list(links or []),
             "metric": "inner product of L2-normalised vectors (cosine)", "segments_s": segments,
             "root": str(Path(root).resolve()), "index_type_requested": index_type,
             "memory_budget_gb": memory_budget_gb, "target_recall": target_recall, "seed": seed,

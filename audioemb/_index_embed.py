@@ -19,20 +19,22 @@ from .scan import FileEntry, is_unchanged, scan_folder
 
 
 def _scan(root: Path, folders: list[str] | None = None) -> tuple[list[tuple[Path, str, FileEntry]],
-                                                                 list[tuple[str, str]]]:
-    """(path, stored relative path, entry) of every audio file under ``root``, and the unlistable folders;
-    with ``folders`` (relative to ``root``: a merged index's sources) only under those."""
+                                                                 list[tuple[str, str]], list[str]]:
+    """(path, stored relative path, entry) of every audio file under ``root``, the unlistable folders and the
+    symlinked folders not followed; with ``folders`` (relative to ``root``: a merged index's sources) only
+    under those."""
     if folders:
-        files, unreadable = [], []
+        files, unreadable, links = [], [], []
         for sub in folders:
-            f, u = _scan(root / sub)
+            f, u, sl = _scan(root / sub)
             files += [(p, f"{sub}/{rel}", e) for p, rel, e in f]
             unreadable += [(sub if d == "." else f"{sub}/{d}", why) for d, why in u]
-        return files, unreadable
+            links += [f"{sub}/{d}" for d in sl]
+        return files, unreadable, links
     with scan_folder(root) as scan:
         # SQLite holds UTF-8: a name that is not valid UTF-8 is stored with its bad bytes as \xNN
         files = [(e.path, os.fsencode(e.rel).decode("utf-8", "backslashreplace"), e) for e in scan]
-        return files, scan.unreadable
+        return files, scan.unreadable, scan.links
 
 
 def _embed_files(model: EmbeddingModel, todo: list, segments: float | None, batch_size: int,

@@ -34,6 +34,7 @@ import numpy as np
 
 from . import __version__
 from ._embed_store import SHARDS, EmbedError, iter_records, merge, read_embeddings, recover, write_jsonl
+from .audio import printable
 from .fsio import atomic_write, save_npy
 from .registry import model_ref
 from .runtime import EmbeddingModel, Layer, load
@@ -56,6 +57,7 @@ class EmbedSummary:
     gone_kept: int = 0  # files no longer in the folder, kept because removing them needs prune
     unreadable: list = field(default_factory=list)  # (folder, reason) that could not be listed
     warned: int = 0
+    links: list = field(default_factory=list)  # symlinked folders, not followed
 
     def line(self) -> str:
         s = (f"embedded {self.embedded} files, kept {self.kept}, failed {self.failed}, removed {self.removed} "
@@ -67,7 +69,16 @@ class EmbedSummary:
                   "them")
         if self.unreadable:
             s += f"; {len(self.unreadable)} folders could not be read, their files were kept"
-        return s
+        return s + links_note(self.links)
+
+
+def links_note(links: list[str]) -> str:
+    """The summary's note on symlinked folders a scan did not follow ('' when none)."""
+    if not links:
+        return ""
+    shown = ", ".join(f"{printable(d)}/" for d in links[:3]) + (" ..." if len(links) > 3 else "")
+    return (f"; {len(links)} symlinked folders not followed ({shown}): give each as a folder of its own, or "
+            "copy it in")
 
 
 def _frames_name(rel: str) -> str:
@@ -236,7 +247,8 @@ def embed_folder(root: str | os.PathLike, out: str | os.PathLike, model: str | E
             job.flush()
             stats = merge(out, iter(gone), drop_gone=drop)
         summary = EmbedSummary(len(scan), ok, kept, stats.failed, stats.removed, time.time() - t0, out,
-                               gone_kept=0 if drop else len(gone), unreadable=scan.unreadable, warned=stats.warned)
+                               gone_kept=0 if drop else len(gone), unreadable=scan.unreadable, warned=stats.warned,
+                               links=scan.links)
     if log:
         log(summary.line())
     return summary

@@ -55,6 +55,7 @@ from ._index_build import same_model as _same_model
 from ._index_embed import _Collected, _embed_files, _plan_add, _progress, _scan
 from ._index_store import CURRENT, IndexStoreError, ModelMismatchError, Records, locked, open_version
 from ._vectors import l2_normalize, live_vectors, take
+from .embed import links_note
 from .registry import RETIRED
 from .runtime import EmbeddingModel, load
 
@@ -92,6 +93,7 @@ class AddSummary:
     unreadable: list = field(default_factory=list)  # (folder, reason) that could not be listed
     problems: list = field(default_factory=list)  # file records of this add with an error or a warning
     gone_kept: int = 0  # files no longer in the folder, kept because removing them needs prune
+    links: list = field(default_factory=list)  # symlinked folders, not followed
 
     def line(self) -> str:
         s = (f"added {self.added} files, re-embedded {self.changed}, removed {self.removed}, failed {self.failed}, "
@@ -101,7 +103,7 @@ class AddSummary:
                   "them")
         if self.unreadable:
             s += f"; {len(self.unreadable)} folders could not be read, their files were kept"
-        return s
+        return s + links_note(self.links)
 
 
 def parse_query(s: str) -> tuple[str, float | None, float | None]:
@@ -157,6 +159,7 @@ class Index:
         _index_build.check_out(out, overwrite)
         _index_build.check_type(index_type)
         unreadable: list = []
+        links: list = []
         if from_embed is not None:
             if segments:
                 raise ValueError("segments cannot be used with from_embed (embed outputs hold one vector per file)")
@@ -167,7 +170,7 @@ class Index:
         else:
             m = model if isinstance(model, EmbeddingModel) else load(model, device=device)
             col = _Collected(m.embedding_dim)
-            todo, unreadable = _scan(Path(root))
+            todo, unreadable, links = _scan(Path(root))
             if not todo and is_embed_output(Path(root)):
                 raise IndexStoreError(f"{root} holds no audio files: it is an `audioemb embed` output folder; build "
                                       f"the index from it with --from {root} (Python: from_embed=)")
@@ -178,7 +181,7 @@ class Index:
         spans = np.asarray(spans, np.float64).reshape(-1, 2)
         _index_from.from_vectors(out, parts, files, file_of, spans[:, 0], spans[:, 1], model_info(m), root,
                                  overwrite, segments=segments, index_type=index_type, memory_budget_gb=memory_budget_gb,
-                                 target_recall=target_recall, seed=seed, unreadable=unreadable)
+                                 target_recall=target_recall, seed=seed, unreadable=unreadable, links=links)
         return cls.load(out, model=m, device=device)
 
     @classmethod
@@ -383,11 +386,12 @@ class Index:
                                       "to make it the index's folder, or build another index.")
             if moved:
                 old.info["root"] = str(root.resolve())
-            scanned, unreadable = _scan(root, None if given else old.info.get("folders"))
+            scanned, unreadable, links = _scan(root, None if given else old.info.get("folders"))
             todo, drop, added, gone_kept = _plan_add(old.files, scanned, unreadable, prune)
             unchanged = len(scanned) - len(todo)
             if not todo and not drop and not moved:
-                return AddSummary(0, 0, 0, 0, unchanged, False, len(self), unreadable, gone_kept=gone_kept)
+                return AddSummary(0, 0, 0, 0, unchanged, False, len(self), unreadable, gone_kept=gone_kept,
+                                  links=links)
             col = _Collected(old.info["dim"])
             with _progress(len(todo), progress) as step:
                 for rec, spans, vecs in _embed_files(model, todo, old.info["segments_s"], batch_size, step):
@@ -395,7 +399,8 @@ class Index:
             rebuilt = self._apply(col, sorted(drop))
         failed = sum(1 for f in col.files if f["error"])
         return AddSummary(added, len(todo) - added, len(drop) - (len(todo) - added), failed, unchanged, rebuilt,
-                          len(self), unreadable, [f for f in col.files if f["error"] or f.get("warning")], gone_kept)
+                          len(self), unreadable, [f for f in col.files if f["error"] or f.get("warning")], gone_kept,
+                          links)
 
     def _reload(self) -> None:
         cur, meta, index, vectors = open_version(self.path)

@@ -79,10 +79,10 @@ class Spool:
 class Scan:
     """The audio files under ``root`` (see :func:`scan_folder`): iterate for :class:`FileEntry` in order;
     ``len()`` files; ``unreadable`` is (folder relative to ``root``, reason) for folders that could not be
-    listed, whose files must never be treated as gone."""
+    listed, whose files must never be treated as gone; ``links`` the symlinked folders not followed."""
 
-    def __init__(self, root: Path, spool: Spool, unreadable: list[tuple[str, str]]):
-        self.root, self._spool, self.unreadable = root, spool, unreadable
+    def __init__(self, root: Path, spool: Spool, unreadable: list[tuple[str, str]], links: list[str] | None = None):
+        self.root, self._spool, self.unreadable, self.links = root, spool, unreadable, links or []
 
     def __iter__(self) -> Iterator[FileEntry]:
         for rel, size, mtime in self._spool:
@@ -106,7 +106,8 @@ class Scan:
 
 
 def scan_folder(root: str | os.PathLike) -> Scan:
-    """Every file with an audio extension under ``root`` (recursively, following no symlinked folders;
+    """Every file with an audio extension under ``root`` (recursively, following no symlinked folders, which
+    the scan's ``links`` lists;
     :func:`~audioemb.audio.is_listed_audio`: also the formats only FFmpeg decodes, which fail with the way out
     when PyAV is missing), or
     ``root`` itself when it is a file; FileNotFoundError when it does not exist."""
@@ -120,10 +121,11 @@ def scan_folder(root: str | os.PathLike) -> Scan:
     if not root.is_dir():
         spool.close()
         raise FileNotFoundError(f"{root}: no such file or folder")
-    for rel, path in _walk(root, "", unreadable):
+    links: list[str] = []
+    for rel, path in _walk(root, "", unreadable, links):
         size, mtime = _stat(path)
         spool.append([rel, size, mtime])
-    return Scan(root, spool, sorted(unreadable))
+    return Scan(root, spool, sorted(unreadable), links)
 
 
 def has_audio(root: str | os.PathLike) -> bool:
@@ -132,9 +134,10 @@ def has_audio(root: str | os.PathLike) -> bool:
     return next(_walk(Path(root), "", []), None) is not None
 
 
-def _walk(folder: Path, prefix: str, unreadable: list) -> Iterator[tuple[str, Path]]:
+def _walk(folder: Path, prefix: str, unreadable: list, links: list | None = None) -> Iterator[tuple[str, Path]]:
     """(relative path, path) of audio files in string order of the relative path: a folder's entries are
-    sorted by name, a sub-folder's name compared as ``name/`` (what its files' paths start with)."""
+    sorted by name, a sub-folder's name compared as ``name/`` (what its files' paths start with). Symlinked
+    folders are not followed (loops, files outside the folder); their relative paths go to ``links``."""
     try:
         with os.scandir(folder) as it:
             entries = []
@@ -145,6 +148,8 @@ def _walk(folder: Path, prefix: str, unreadable: list) -> Iterator[tuple[str, Pa
                     is_dir = False
                 if is_dir and not e.is_symlink():
                     entries.append((e.name + "/", e))
+                elif is_dir and links is not None:
+                    links.append(prefix + e.name)
                 elif not is_dir and is_listed_audio(e.name):
                     entries.append((e.name, e))
     except OSError as err:
@@ -153,7 +158,7 @@ def _walk(folder: Path, prefix: str, unreadable: list) -> Iterator[tuple[str, Pa
     entries.sort(key=lambda t: t[0])
     for key, e in entries:
         if key.endswith("/"):
-            yield from _walk(Path(e.path), prefix + key, unreadable)
+            yield from _walk(Path(e.path), prefix + key, unreadable, links)
         else:
             yield prefix + e.name, Path(e.path)
 

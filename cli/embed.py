@@ -95,5 +95,6 @@ def summary_json(summary, out: Path) -> dict:
             "failures": [{"path": printable(r["path"]), "error": r["error"]} for r in records if r.get("error")],
             "warnings": [{"path": printable(r["path"]), "warning": r["warning"]} for r in records
                          if r.get("warning") and not r.get("error")],
-            "unreadable": [{"folder": printable(str(d)), "reason": reason} for d, reason in summary.unreadable]}
+            "unreadable": [{"folder": printable(str(d)), "reason": reason} for d, reason in summary.unreadable],
+            "symlinked_folders": [printable(d) for d in summary.links]}
 

@@ -62,8 +62,11 @@ def build(
                           progress=progress, device=device)
     i = idx.info
     failed = _report(idx.files, i.get("unreadable_folders") or [])
+    from audioemb.embed import links_note
+
     typer.echo(f"indexed {len(idx)} vectors from {i['n_files'] - i['n_failed']} files ({i['n_failed']} failed) with "
-               f"{i['model']}: {_kind(i)}, recall@10 {i['recall@10']:.3f} -> {out}")
+               f"{i['model']}: {_kind(i)}, recall@10 {i['recall@10']:.3f} -> {out}"
+               f"{links_note(i.get('symlinked_folders') or [])}")
     raise typer.Exit(1 if failed else 0)
 
 

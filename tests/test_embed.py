@@ -185,3 +185,24 @@ def test_cli_embed_lanes_flag(collection, tmp_path, tiny_model, monkeypatch, fla
     (e, rows), (e_ref, rows_ref) = read_embeddings(out), read_embeddings(tmp_path / "ref")
     assert rows == rows_ref and ref.failed == len(BAD)
     np.testing.assert_allclose(e, e_ref, atol=1e-5)
+
+
+def test_symlinked_folders_are_named_not_passed_over(tmp_path, tiny_model, clip_paths):
+    """Regression: a symlinked sub-folder was skipped in silence ("3 in the folder"); it is still not
+    followed (loops, files outside the folder), and embed and index say so, naming it."""
+    from audioemb.index import Index
+
+    elsewhere, root = tmp_path / "elsewhere", tmp_path / "root"
+    elsewhere.mkdir()
+    (root / "real").mkdir(parents=True)
+    shutil.copy(clip_paths[0], root / "real" / "a.wav")
+    shutil.copy(clip_paths[1], elsewhere / "b.wav")
+    os.symlink(elsewhere, root / "linked")
+    os.symlink(root, root / "real" / "loop")
+    s = embed_folder(root, tmp_path / "out", str(tiny_model), progress=False)
+    assert s.total == 1 and s.links == ["linked", "real/loop"]
+    assert "2 symlinked folders not followed (linked/, real/loop/): give each as a folder of its own" in s.line()
+    r = runner.invoke(app, ["index", "build", str(root), "-o", str(tmp_path / "idx"), "-m", str(tiny_model),
+                            "--no-progress"])
+    assert r.exit_code == 0 and "2 symlinked folders not followed (linked/, real/loop/)" in r.output, r.output
+    assert Index.load(tmp_path / "idx").add().links == ["linked", "real/loop"]
