@@ -170,6 +170,15 @@ def test_clusters_and_map(collection, tmp_path):
     assert c.get("/api/clusters/99").status_code == 404
     m = c.get("/api/map").json()
     assert sorted(set(m["cluster"])) == [0, 1, 2] and [x["name"] for x in m["clusters"]] == summary["names"]
+    # regression: /api/files and /api/item left every file's cluster null while clusters were loaded
+    member = members["members"][0]["path"]
+    assert c.get("/api/item", params={"path": member}).json()["cluster"] == 0
+    assert {f["cluster"] for f in c.get("/api/files", params={"limit": 1000}).json()["files"]} <= {0, 1, 2, None}
+    # regression: clusters of another collection were served, their items failing with 404
+    with open(tmp_path / "cl" / "assignments.csv", "a") as f:
+        f.write("not/in/this/index.wav,0.000,1.000,1,0.5\n")
+    with pytest.raises(ValueError, match=r"1 of the \d+ clustered files are not in the index"):
+        create_app(idx_path, model=idx.model, clusters=tmp_path / "cl")
 
 
 def test_map_of_a_large_index_reads_a_sample(collection, monkeypatch):

@@ -209,8 +209,9 @@ def create_app(index: str | os.PathLike, root: str | os.PathLike | None = None,
 
 def _file_out(col: Collection, path: str) -> schemas.FileOut:
     f = col.files[path]
+    cluster = col.clusters["of_file"].get(path) if col.clusters is not None else None
     return schemas.FileOut(path=path, duration_s=f.get("duration_s"), size=f.get("size"), error=f.get("error"),
-                           audio_url=None if f.get("error") else f"/api/audio?path={quote(path)}")
+                           audio_url=None if f.get("error") else f"/api/audio?path={quote(path)}", cluster=cluster)
 
 
 def _exemplar(e: dict) -> schemas.ExemplarOut:

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import threading
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from .._index_store import read_current
@@ -36,7 +37,18 @@ class Collection:
         self._refresh_files()
         self.clusters_dir = Path(clusters) if clusters is not None else None
         self.clusters = read_clusters(self.clusters_dir) if self.clusters_dir else None
+        if self.clusters is not None:
+            self._check_clusters()
         self._map: tuple[object, dict] | None = None
+
+    def _check_clusters(self) -> None:
+        """Refuse clusters of another collection (or of files since removed): their items would not play."""
+        paths = {it["path"] for m in self.clusters["members"].values() for it in m}
+        missing = sorted(paths - set(self.files))
+        if missing:
+            raise ValueError(f"{self.clusters_dir}: {len(missing)} of the {len(paths)} clustered files are not in "
+                             f"the index {self.path} (e.g. {missing[0]!r}); cluster this index: `audioemb cluster "
+                             f"{self.path} -o DIR`")
 
     def _read_version(self) -> int:
         return int(json.loads((self.path / "current.json").read_text())["version"])
@@ -109,5 +121,10 @@ def read_clusters(folder: Path) -> dict:
             members.setdefault(int(row["cluster"]), []).append(item)
     for m in members.values():
         m.sort(key=lambda it: it["distance"])
+    votes: dict[str, Counter] = defaultdict(Counter)  # a file's cluster: the one most of its segments are in
+    for c, m in members.items():
+        for it in m:
+            votes[it["path"]][c] += 1
     mp = json.loads((folder / "map.json").read_text()) if (folder / "map.json").exists() else None
-    return {"summary": summary, "clusters": exemplars, "members": members, "map": mp}
+    return {"summary": summary, "clusters": exemplars, "members": members, "map": mp,
+            "of_file": {p: v.most_common(1)[0][0] for p, v in votes.items()}}
