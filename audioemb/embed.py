@@ -230,6 +230,8 @@ def embed_folder(root: str | os.PathLike, out: str | os.PathLike, model: str | E
                          "use another output folder")
     with contextlib.ExitStack() as stack:
         scan = stack.enter_context(scan_folder(root))
+        if not len(scan) and not scan.unreadable and not (out / "info.json").exists():  # a wrong path, most likely
+            raise EmbedError(f"{root}: no audio files in this folder (recursively){links_note(scan.links)}")
         _check_info(out, m, normalize, layer, root, new_root)
         recover(out)
         if (out / "parts").is_dir():

@@ -18,8 +18,12 @@ def models(
     import json
     import textwrap
 
-    from audioemb.registry import DEFAULT_MODEL, model_configs, pretrained_dir
+    from audioemb.registry import DEFAULT_MODEL, list_models, model_configs, pretrained_dir
 
+    from ._errors import fail
+
+    if not list_models(pattern):
+        fail(f"no shipped model matches {pattern!r}; shipped: {', '.join(list_models())}")
     rows = []
     for name, cfg in model_configs(pattern).items():
         folder = pretrained_dir() / name

@@ -41,17 +41,19 @@ def search(
         else:
             queries = [query]
         idx = Index.load(index, device=device)
-    results, failed = [], 0
+    results, failed, answers = [], 0, []
     for q in queries:
         try:
             if not Path(parse_query(q)[0]).exists():
                 raise FileNotFoundError(f"{q}: no such file")
             results.append((q, idx.search(q, k=k, collapse=not all_segments)))
+            answers.append({"query": q, "hits": [h.to_dict() for h in results[-1][1]]})
         except (AudioError, FileNotFoundError, ValueError) as e:  # this query; other errors stop them all
             failed += 1
-            typer.echo(f"error: {printable(str(e))}", err=True)
-    if json_out:
-        typer.echo(json.dumps([{"query": q, "hits": [h.to_dict() for h in hits]} for q, hits in results], indent=1))
+            typer.echo(f"failed: {printable(str(e))}", err=True)
+            answers.append({"query": q, "error": str(e)})
+    if json_out:  # every query, in order: its hits, or the reason it failed
+        typer.echo(json.dumps(answers, indent=1))
     else:
         from rich.console import Console
         from rich.table import Table

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
     (["results", "--other-tasks", "{tmp}", "-o", "{tmp}/r.md"], "--other-tasks needs a corpus folder with tasks"),
     (["train", "no-such-recipe", "--data", "{tmp}", "--out", "{tmp}/run"], "no recipe 'no-such-recipe'"),
     (["serve", "{tmp}"], "{tmp}"),
+    (["models", "nope*"], "no shipped model matches 'nope*'; shipped: "),  # an empty table with exit 0 before
 ])
 def test_user_mistakes_are_one_line_with_exit_code_2(args, needle, tmp_path):
     r = CliRunner().invoke(app, [a.format(tmp=tmp_path) for a in args])

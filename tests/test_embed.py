@@ -206,3 +206,14 @@ def test_symlinked_folders_are_named_not_passed_over(tmp_path, tiny_model, clip_
                             "--no-progress"])
     assert r.exit_code == 0 and "2 symlinked folders not followed (linked/, real/loop/)" in r.output, r.output
     assert Index.load(tmp_path / "idx").add().links == ["linked", "real/loop"]
+
+
+def test_a_folder_without_audio_is_an_error_not_zero_files(tmp_path, tiny_model):
+    """Regression: `embed` of a folder with no audio (a wrong path, most often) said "embedded 0 files" and
+    exited 0; now it is one line, exit code 2, and nothing is written."""
+    empty = tmp_path / "empty"
+    (empty / "notes").mkdir(parents=True)
+    (empty / "notes" / "readme.txt").write_text("no audio here")
+    r = runner.invoke(app, ["embed", str(empty), "-o", str(tmp_path / "out"), "-m", str(tiny_model), "--no-progress"])
+    assert r.exit_code == 2 and f"{empty}: no audio files in this folder (recursively)" in r.output, r.output
+    assert not (tmp_path / "out").exists()

@@ -289,7 +289,12 @@ def test_odd_file_names(clip_paths, tmp_path, tiny_model):
 def test_bad_queries_do_not_abort_the_others(two, tmp_path, tiny_model):
     Index.build(two, tmp_path / "i", model=str(tiny_model))
     r = _cli("search", tmp_path / "i", two, "--json")
-    assert r.exit_code == 1 and "a.wav: empty file" in r.output and '"path": "b.wav"' in r.output
+    assert r.exit_code == 1 and "failed: " in r.output and "a.wav: empty file" in r.output
+    assert '"path": "b.wav"' in r.output
+    # regression: --json left the failed query out (its reason went to stderr only)
+    answers = json.loads(r.stdout)
+    assert [("error" in a, "hits" in a) for a in answers] == [(True, False), (False, True)]
+    assert answers[0]["query"].endswith("a.wav") and "empty file" in answers[0]["error"]
     empty = tmp_path / "none"
     empty.mkdir()
     r = _cli("search", tmp_path / "i", empty)
