@@ -321,3 +321,20 @@ def test_without_a_corpus_parity_is_checked_on_synthetic_signals_and_the_card_ha
     cfg = json.loads((tmp_path / "c" / "config.json").read_text())
     assert cfg["encoder"]["readout"] == "concat" and cfg["onnx"]["max_abs_diff_vs_torch"] < 1e-3
     assert "results" not in cfg["metrics"] and "no --corpus" in cfg["metrics"]["no_corpus"]
+
+
+def test_a_small_eval_set_is_checked_up_front_and_described_as_it_was_scored(labelled, tmp_path):
+    """Regression: an --eval class with one readable clip was an sklearn traceback after the ONNX export; a set
+    of 3 clips per class was scored with fewer folds, shots and neighbours than the card's protocol said."""
+    from audioemb.eval.export_eval import open_eval_data
+    from audioemb.eval.run import task_info
+    from audioemb.eval.tables import _describe
+
+    lone = tmp_path / "lone"
+    shutil.copytree(labelled, lone)
+    (lone / "bird").mkdir()
+    shutil.copy(next((lone / "speech").iterdir()), lone / "bird" / "one.wav")
+    with pytest.raises(ExportError, match="class 'bird' has 1 readable clip; each class needs at least 2"):
+        open_eval_data(lone, log=lambda *_: None)
+    info = task_info(open_eval_data(labelled, log=lambda *_: None))
+    assert info["smallest_class"] < 11 and f"its smallest class has {info['smallest_class']} clips" in _describe(info)

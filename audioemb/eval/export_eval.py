@@ -51,6 +51,10 @@ def open_eval_data(src: Path, log=print) -> LabelledSet:
         log(f"--eval: skipped {msg}")
     if len(np.unique(ds.labels)) < 2:
         raise ExportError(f"--eval {src}: needs at least 2 classes, found {len(np.unique(ds.labels))}")
+    labels, counts = np.unique(ds.labels, return_counts=True)
+    if counts.min() < 2:  # a probe trains on some clips of each class and tests on others
+        raise ExportError(f"--eval {src}: class {str(labels[counts.argmin()])!r} has {counts.min()} readable clip; "
+                          "each class needs at least 2")
     return ds
 
 

@@ -70,7 +70,8 @@ def score(x: np.ndarray, ds: LabelledSet, standardize: bool = False) -> dict:
 
 def task_info(ds: LabelledSet) -> dict:
     return {"clips": len(ds), "classes": len(np.unique(ds.labels)),
-            "groups": None if ds.groups is None else len(np.unique(ds.groups))}
+            "groups": None if ds.groups is None else len(np.unique(ds.groups)),
+            "smallest_class": int(np.unique(ds.labels, return_counts=True)[1].min()) if len(ds) else 0}
 
 
 def corpus_tasks(corpus: Path) -> list[LabelledSet]:

@@ -176,6 +176,9 @@ def _task_block(title: str, intro: str, scored: dict) -> list[str]:
 
 
 def _describe(info: dict) -> str:
-    g = info.get("groups")
+    g, small = info.get("groups"), info.get("smallest_class")
     return (f"{info['clips']} clips, {info['classes']} classes"
-            + (f", {g} groups (folds and few-shot draws split by group)" if g else ", no groups (split by clip)"))
+            + (f", {g} groups (folds and few-shot draws split by group)" if g else ", no groups (split by clip)")
+            + (f"; its smallest class has {small} clips, so it allows fewer folds, few-shot examples and same-class "
+               f"neighbours than the protocol's 5, 5 and 10 (kNN precision@10 is at most {(small - 1) / 10:.1f} "
+               "there)" if small and small < 11 else ""))
