@@ -229,7 +229,7 @@ class Index:
             try:
                 m = load(ref, device=self._device)
             except Exception as e:
-                hint = "" if ref in RETIRED else "; pass model= to Index.load"  # a retired model's vectors are stale
+                hint = "" if ref in RETIRED else "; give its folder with --model (Python: Index.load(..., model=))"
                 raise IndexStoreError(f"{self.path} was built with model {self._meta.info['model']!r} from {ref}, "
                                       f"which cannot be loaded ({e}){hint}") from None
             self._model = self._checked(m)

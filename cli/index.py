@@ -81,6 +81,8 @@ def add(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Windows per model call.")] = 32,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     device: Annotated[str, typer.Option(help="auto (CUDA when onnxruntime-gpu sees a GPU), cpu or cuda.")] = "auto",
+    model: Annotated[str | None, typer.Option("--model", "-m", help="The index's model, when its folder has moved "
+                                              "(checked against the one the index was built with).")] = None,
 ) -> None:
     """Add new files and re-embed changed ones (size or modification time differs), atomically."""
     from audioemb.index import Index
@@ -88,8 +90,8 @@ def add(
     from ._errors import input_errors
 
     with input_errors(FileNotFoundError, ValueError):
-        summary = Index.load(index, device=device).add(folder, prune=prune, batch_size=batch_size, progress=progress,
-                                        new_root=new_root)
+        idx = Index.load(index, model=model, device=device)
+        summary = idx.add(folder, prune=prune, batch_size=batch_size, progress=progress, new_root=new_root)
     failed = _report(summary.problems, summary.unreadable)
     typer.echo(summary.line())
     raise typer.Exit(1 if failed else 0)

@@ -17,6 +17,8 @@ def search(
     all_segments: Annotated[bool, typer.Option("--all-segments", help="List every matching segment, not only "
                                                "the best one of each file.")] = False,
     device: Annotated[str, typer.Option(help="auto (CUDA when onnxruntime-gpu sees a GPU), cpu or cuda.")] = "auto",
+    model: Annotated[str | None, typer.Option("--model", "-m", help="The index's model, when its folder has moved "
+                                              "(checked against the one the index was built with).")] = None,
 ) -> None:
     """Search an index with the index's own model; results are ranked by cosine similarity.
 
@@ -40,7 +42,7 @@ def search(
             queries = [str(p) for p in found]
         else:
             queries = [query]
-        idx = Index.load(index, device=device)
+        idx = Index.load(index, model=model, device=device)
     results, failed, answers = [], 0, []
     for q in queries:
         try:

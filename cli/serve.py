@@ -20,6 +20,8 @@ def serve(
                                               "the index was built from).")] = None,
     max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest upload accepted, MB.")] = 20.0,
     device: Annotated[str, typer.Option(help="auto (CUDA when onnxruntime-gpu sees a GPU), cpu or cuda.")] = "auto",
+    model: Annotated[str | None, typer.Option("--model", "-m", help="The index's model, when its folder has moved "
+                                              "(checked against the one the index was built with).")] = None,
 ) -> None:
     """Start the web app on uvicorn: search by a file, a time range or an uploaded clip; listen; clusters; map."""
     from audioemb.serve import create_app, is_loopback
@@ -31,7 +33,7 @@ def serve(
                    "and download the collection", err=True)
     with input_errors(FileNotFoundError, ValueError):
         app = create_app(index, root=root, clusters=clusters, token=token, max_upload_mb=max_upload_mb,
-                         device=device)
+                         device=device, model=model)
     import uvicorn
 
     shown = f"[{host}]" if ":" in host else host

@@ -372,3 +372,22 @@ def test_among_exact_copies_the_query_file_comes_first(collection, tmp_path, tin
         five = idx.search(query, k=5)
         assert [h.rank for h in five] == [1, 2, 3, 4, 5] and all(h.score <= 1.0 for h in five)
         assert [h.path for h in five[1:]] == sorted(h.path for h in five[1:])  # the other copies, by path
+
+
+def test_a_moved_model_folder_is_given_with_model(collection, tmp_path, tiny_model, clip_paths):
+    """Regression: after the model's folder moved, `search` and `index add` could not be used: the error said
+    to pass `model=` to `Index.load`, a Python hint, and neither command had a --model option."""
+    own = tmp_path / "my-model"
+    shutil.copytree(tiny_model, own)
+    Index.build(collection, tmp_path / "idx", model=str(own))
+    moved = tmp_path / "models" / "my-model"
+    moved.parent.mkdir()
+    own.rename(moved)
+    q = str(collection / _rel(collection, clip_paths[0]))
+    r = runner.invoke(app, ["search", str(tmp_path / "idx"), q])
+    assert r.exit_code == 2 and "give its folder with --model" in r.output, r.output
+    r = runner.invoke(app, ["search", str(tmp_path / "idx"), q, "--model", str(moved), "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)[0]["hits"][0]["score"] == pytest.approx(1.0, abs=1e-5)
+    shutil.copy(clip_paths[1], collection / "new.wav")
+    r = runner.invoke(app, ["index", "add", str(tmp_path / "idx"), "--model", str(moved), "--no-progress"])
+    assert r.exit_code == 0 and "added 1 files" in r.output, r.output
