@@ -5,6 +5,7 @@ Also the entry point of ``torchrun --nproc_per_node N -m audioemb.train RECIPE .
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -37,6 +38,11 @@ def train(
 
     overrides = list(set_ or []) + ([f"device={device}"] if device else [])
     trainer = None
+
+    def on_term(signum, frame):  # before training (decoding the audio): unwind, so temporary files are removed
+        raise TrainingInterrupted("stopped by SIGTERM before training started; run the same command again", signum)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
     try:
         cfg = load_recipe(recipe, overrides)
         if not any(o.startswith("name=") for o in overrides):  # <objective>-<size>.<data-tag>
@@ -62,6 +68,7 @@ def train(
             typer.echo(str(e), err=True)
         raise typer.Exit(e.exit_code) from None
     finally:
+        signal.signal(signal.SIGTERM, previous)
         from audioemb.nn.distributed import shutdown
 
         shutdown()

@@ -223,3 +223,30 @@ def test_more_clusters_than_clips_is_one_clear_error(user_folder, tmp_path):
                       warmup_steps=1, threads=1)
     with pytest.raises(ValueError, match=r"objective_params.clusters \(64\) is more than the \d+ training clips"):
         Trainer(cfg, None, tmp_path / "run", log=lambda *_: None, data=[user_folder])
+
+
+def test_sigterm_while_decoding_leaves_no_temporary_cache(tmp_path, clip_paths):
+    """Regression: SIGTERM while `train --data` decoded the audio killed it at once, leaving a temporary
+    `.pack-*.int16.PID.tmp` (as large as the decoded audio) that nothing removed, and printing nothing."""
+    import signal
+    import time
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(40):
+        for p in clip_paths:
+            shutil.copy(p, data / f"{i}_{p.name}")
+    cmd = [sys.executable, "-m", "audioemb", "train", "byol-s", "--data", str(data), "--out", str(tmp_path / "run"),
+           "--set", "steps=2", "--set", "batch_size=4", "--set", "threads=1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:  # wait until it decodes
+        lines.append(line)
+        if "decoding" in line:
+            break
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, "".join(lines) + rest
+    assert "stopped by SIGTERM before training started; run the same command again" in rest
+    assert not list((tmp_path / "run" / "cache").glob(".*.tmp"))
