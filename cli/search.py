@@ -47,6 +47,10 @@ def search(
     for q in queries:
         try:
             if not Path(parse_query(q)[0]).exists():
+                head, at, tail = q.rpartition("@")
+                if at and Path(head).is_file():  # a time range that does not parse
+                    raise ValueError(f"{q}: {tail!r} is not a time range: give START-END in seconds (@1.5-4, or @2- "
+                                     "to the end)")
                 raise FileNotFoundError(f"{q}: no such file")
             results.append((q, idx.search(q, k=k, collapse=not all_segments)))
             answers.append({"query": q, "hits": [h.to_dict() for h in results[-1][1]]})

@@ -334,6 +334,8 @@ def test_cli_build_info_search_add(collection, tmp_path, tiny_model, clip_paths)
     assert res[0]["query"] == str(q) and res[0]["hits"][0]["path"] == _rel(collection, clip_paths[3])
     assert [h["rank"] for h in res[0]["hits"]] == [1, 2, 3]
     ranged = json.loads(runner.invoke(app, ["search", str(out), f"{q}@0.1-0.6", "--json", "-k", "1"]).output)
+    bad = runner.invoke(app, ["search", str(out), f"{q}@abc"])  # regression: "no such file" before
+    assert bad.exit_code == 2 and "'abc' is not a time range: give START-END in seconds" in bad.output
     assert len(ranged[0]["hits"]) == 1
     folder = json.loads(runner.invoke(app, ["search", str(out), str(collection / "sub"), "--json"]).output)
     assert len(folder) == len(list((collection / "sub").iterdir()))

@@ -76,6 +76,8 @@ def test_search_by_file_and_time_range(client, collection):
     assert h["duration_s"] == pytest.approx(next(f["duration_s"] for f in idx.files if f["path"] == h["path"]))
     svg = client.get(h["thumbnail_url"])
     assert svg.headers["content-type"].startswith("image/svg+xml") and "<polygon" in svg.text
+    bad = client.get("/api/thumbnail", params={"path": h["path"], "start": 1.0, "end": 0.5})  # 200 before
+    assert bad.status_code == 400 and "end must come after the start" in bad.json()["detail"]
     part = client.get("/api/search", params={"path": q, "start": 0.2, "end": 1.0}).json()
     assert part["query"] == f"{q}@0.2-1" and part["hits"][0]["score"] < 0.9999  # a part is not the whole file
     np.testing.assert_allclose(part["hits"][0]["score"], idx.search((str(root / q), 0.2, 1.0), k=1)[0].score,
@@ -103,6 +105,9 @@ def test_upload_search_and_its_limits(collection):
     r = client.post("/api/search/upload", params={"filename": "big.wav"}, content=b"\0" * (600 * 1024))
     assert r.status_code == 413 and "limited" in r.json()["detail"]
     assert client.post("/api/search/upload", content=b"").status_code == 400
+    # regression: a multipart form (curl -F) was "not audio this server can decode (... starts with b'--...')"
+    r = client.post("/api/search/upload", files={"file": ("hello.flac", buf.getvalue(), "audio/flac")})
+    assert r.status_code == 415 and "curl --data-binary @FILE" in r.json()["detail"]
 
 
 def test_audio_is_streamed_with_ranges_and_transcoded(client, collection):

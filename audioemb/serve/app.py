@@ -135,6 +135,9 @@ def create_app(index: str | os.PathLike, root: str | os.PathLike | None = None,
                             filename: str = Query("upload", description="The clip's file name (for messages)."),
                             all_segments: bool = False):
         t0 = time.perf_counter()
+        if request.headers.get("content-type", "").startswith("multipart/"):  # curl -F, an HTML form
+            raise HTTPException(415, f"{filename}: a multipart form; send the audio file itself as the request body "
+                                     "(curl --data-binary @FILE)")
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_bytes:
             raise HTTPException(413, f"{filename}: {int(declared)} bytes; uploads are limited to {max_bytes} bytes")
@@ -172,6 +175,8 @@ def create_app(index: str | os.PathLike, root: str | os.PathLike | None = None,
     def thumbnail(path: str, start: float = Query(0.0, ge=0, allow_inf_nan=False),
                   end: float = Query(0.0, ge=0, allow_inf_nan=False)):
         p = file_or_error(path)
+        if end and end <= start:
+            raise HTTPException(400, f"{path}@{start:g}-{end:g}: the end must come after the start")
         try:
             lo, hi = peaks(p, start, end)
         except AudioError as e:
