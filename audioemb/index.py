@@ -40,9 +40,8 @@ embedding files), :mod:`audioemb._faiss` (faiss itself).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -53,65 +52,13 @@ from ._embed_store import is_embed_output
 from ._index_build import model_info, model_sha
 from ._index_build import same_model as _same_model
 from ._index_embed import _Collected, _embed_files, _plan_add, _progress, _scan
+from ._index_results import _TIE_DECIMALS, AddSummary, Hit, parse_query
 from ._index_store import CURRENT, IndexStoreError, ModelMismatchError, Records, locked, open_version
 from ._vectors import l2_normalize, live_vectors, take
-from .embed import links_note
 from .registry import RETIRED
 from .runtime import EmbeddingModel, load
 
 __all__ = ["AddSummary", "Hit", "Index", "IndexStoreError", "ModelMismatchError", "parse_query"]
-_RANGE = re.compile(r"^(.*)@(\d+(?:\.\d*)?)-(\d+(?:\.\d*)?)?$")
-
-
-_TIE_DECIMALS = 5  # scores equal to this many decimals are ties (float32 cosines of copies differ below it)
-
-
-@dataclass
-class Hit:
-    """One search result: a segment ``[start, end]`` seconds of ``path`` (relative to the collection)."""
-
-    path: str
-    start: float
-    end: float
-    score: float
-    rank: int
-    row: int
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class AddSummary:
-    added: int
-    changed: int
-    removed: int
-    failed: int
-    unchanged: int
-    rebuilt: bool
-    count: int
-    unreadable: list = field(default_factory=list)  # (folder, reason) that could not be listed
-    problems: list = field(default_factory=list)  # file records of this add with an error or a warning
-    gone_kept: int = 0  # files no longer in the folder, kept because removing them needs prune
-    links: list = field(default_factory=list)  # symlinked folders, not followed
-
-    def line(self) -> str:
-        s = (f"added {self.added} files, re-embedded {self.changed}, removed {self.removed}, failed {self.failed}, "
-             f"unchanged {self.unchanged}{' (index rebuilt)' if self.rebuilt else ''}; {self.count} vectors")
-        if self.gone_kept:
-            s += (f"; {self.gone_kept} files no longer in the folder were kept: use --prune (prune=True) to remove "
-                  "them")
-        if self.unreadable:
-            s += f"; {len(self.unreadable)} folders could not be read, their files were kept"
-        return s + links_note(self.links)
-
-
-def parse_query(s: str) -> tuple[str, float | None, float | None]:
-    """``"path@START-END"`` (seconds; END may be left out) -> (path, start, end); a plain path -> (path, None, None)."""
-    m = _RANGE.match(s)
-    if m and not os.path.exists(s):
-        return m[1], float(m[2]), (float(m[3]) if m[3] else None)
-    return s, None, None
 
 
 # ------------------------------------------------------------------------------------------------------ Index
@@ -357,10 +304,10 @@ class Index:
                 seen.add(f)
                 hits.append(Hit(self._meta.files[f]["path"], float(self._meta.start[s]), float(self._meta.end[s]),
                                 min(1.0, max(-1.0, float(score))), 0, int(row)))
-            # ties (copies score the same to rounding): the query's own file first, then by path; a tie at the
-            # k-th place is settled among all its candidates, so the extra candidates are kept until here
+            # ties (copies score the same to rounding): the query's own file first, then by path. A tie at the
+            # k-th place is settled among all its candidates: done once the lowest score fetched is below it
             last = round(hits[k - 1].score, _TIE_DECIMALS) if len(hits) >= k else None
-            if kk >= n or (last is not None and round(hits[-1].score, _TIE_DECIMALS) < last):
+            if kk >= n or (last is not None and round(float(scores[0][-1]), _TIE_DECIMALS) < last):
                 hits.sort(key=lambda h: (-round(h.score, _TIE_DECIMALS), h.path != prefer, h.path, h.start))
                 return [replace(h, rank=i + 1) for i, h in enumerate(hits[:k])]
             kk = min(n, kk * 4)

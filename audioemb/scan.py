@@ -125,7 +125,7 @@ def scan_folder(root: str | os.PathLike) -> Scan:
     for rel, path in _walk(root, "", unreadable, links):
         size, mtime = _stat(path)
         spool.append([rel, size, mtime])
-    return Scan(root, spool, sorted(unreadable), links)
+    return Scan(root, spool, sorted(unreadable), sorted(links))
 
 
 def has_audio(root: str | os.PathLike) -> bool:
