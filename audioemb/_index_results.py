@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 
-from .embed import links_note
+from .embed import kept_notes
 
 _RANGE = re.compile(r"^(.*)@(\d+(?:\.\d*)?)-(\d+(?:\.\d*)?)?$")
 
@@ -48,12 +48,7 @@ class AddSummary:
     def line(self) -> str:
         s = (f"added {self.added} files, re-embedded {self.changed}, removed {self.removed}, failed {self.failed}, "
              f"unchanged {self.unchanged}{' (index rebuilt)' if self.rebuilt else ''}; {self.count} vectors")
-        if self.gone_kept:
-            s += (f"; {self.gone_kept} files no longer in the folder were kept: use --prune (prune=True) to remove "
-                  "them")
-        if self.unreadable:
-            s += f"; {len(self.unreadable)} folders could not be read, their files were kept"
-        return s + links_note(self.links)
+        return s + kept_notes(self.gone_kept, self.unreadable, self.links)
 
 
 def parse_query(s: str) -> tuple[str, float | None, float | None]:

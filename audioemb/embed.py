@@ -64,12 +64,18 @@ class EmbedSummary:
              f"({self.total} in the folder, {self.seconds:.1f} s) -> {self.out}")
         if self.warned:
             s += f"; {self.warned} embedded with warnings (see manifest.jsonl)"
-        if self.gone_kept:
-            s += (f"; {self.gone_kept} files no longer in the folder were kept: use --prune (prune=True) to remove "
-                  "them")
-        if self.unreadable:
-            s += f"; {len(self.unreadable)} folders could not be read, their files were kept"
-        return s + links_note(self.links)
+        return s + kept_notes(self.gone_kept, self.unreadable, self.links)
+
+
+def kept_notes(gone_kept: int, unreadable: list, links: list[str]) -> str:
+    """A summary line's notes on what a folder scan kept or passed over ('' when nothing): files gone from
+    the folder but kept, folders that could not be listed, symlinked folders not followed."""
+    s = ""
+    if gone_kept:
+        s += f"; {gone_kept} files no longer in the folder were kept: use --prune (prune=True) to remove them"
+    if unreadable:
+        s += f"; {len(unreadable)} folders could not be read, their files were kept"
+    return s + links_note(links)
 
 
 def links_note(links: list[str]) -> str:
