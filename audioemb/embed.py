@@ -239,6 +239,7 @@ def embed_folder(root: str | os.PathLike, out: str | os.PathLike, model: str | E
         if not len(scan) and not scan.unreadable and not (out / "info.json").exists():  # a wrong path, most likely
             raise EmbedError(f"{root}: no audio files in this folder (recursively){links_note(scan.links)}")
         _check_info(out, m, normalize, layer, root, new_root)
+        stack.enter_context(_exclusive(out))
         recover(out)
         if (out / "parts").is_dir():
             merge(out)  # fold in what an interrupted run saved
@@ -260,6 +261,25 @@ def embed_folder(root: str | os.PathLike, out: str | os.PathLike, model: str | E
     if log:
         log(summary.line())
     return summary
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path):
+    """Hold ``out`` for this run (an flock on the folder itself, so no lock file is left in it): a second run
+    into the same folder stops at once instead of redoing the same files beside the first."""
+    import fcntl
+
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise EmbedError(f"{out} is being written by another `audioemb embed` run: wait for it to finish (a re-run "
+                         "then embeds only what is left), or use another output folder") from None
+    try:
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _run(m: EmbeddingModel, todo: Spool, root: Path, job: _Job, batch_size: int, workers: int, frames: bool,

@@ -217,3 +217,21 @@ def test_a_folder_without_audio_is_an_error_not_zero_files(tmp_path, tiny_model)
     r = runner.invoke(app, ["embed", str(empty), "-o", str(tmp_path / "out"), "-m", str(tiny_model), "--no-progress"])
     assert r.exit_code == 2 and f"{empty}: no audio files in this folder (recursively)" in r.output, r.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_second_run_into_the_same_output_stops_at_once(collection, tmp_path, tiny_model):
+    """Regression: two `embed` runs into one output folder both embedded every file (the work done twice);
+    the second now stops with one line while the first holds the folder, and leaves no lock file behind."""
+    import fcntl
+
+    out = tmp_path / "out"
+    embed_folder(collection, out, str(tiny_model), progress=False)
+    fd = os.open(out, os.O_RDONLY)  # another run holding the folder
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(EmbedError, match="is being written by another `audioemb embed` run"):
+            embed_folder(collection, out, str(tiny_model), progress=False)
+    finally:
+        os.close(fd)
+    assert embed_folder(collection, out, str(tiny_model), progress=False).kept > 0
+    assert sorted(p.name for p in out.iterdir()) == ["embeddings.npy", "info.json", "manifest.jsonl"]
