@@ -121,7 +121,13 @@ def _segmented(blocks: Iterable[np.ndarray], seg: int, spans: list) -> Iterator[
 
 def _as_array(x) -> np.ndarray:
     """(samples,) or (samples, channels); a (channels, samples) array with few channels is transposed."""
+    if isinstance(x, (bytes, bytearray, memoryview, str)) or hasattr(x, "read"):
+        raise ValueError(f"cannot embed {type(x).__name__}: give a file path, a waveform array (with sample_rate=), "
+                         "or a list of these (for encoded bytes or a file object, decode first, e.g. "
+                         "soundfile.read(io.BytesIO(data)))")
     a = np.asarray(x)
+    if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
+        raise ValueError(f"audio arrays must hold real numbers, got dtype {a.dtype}")
     if a.ndim == 2 and a.shape[0] <= 64 < a.shape[1]:
         a = a.T
     if a.ndim == 2 and a.shape[1] > 64:

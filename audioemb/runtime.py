@@ -168,8 +168,8 @@ def _select_layer(layers: np.ndarray, layer: Layer, n_layers: int) -> np.ndarray
 
 
 def _is_single(x) -> bool:
-    if isinstance(x, (str, os.PathLike)):
-        return True
+    if isinstance(x, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(x, "read"):
+        return True  # bytes and file objects are refused as one input, with the way to decode them
     if isinstance(x, (list, tuple)):
         return False
     return hasattr(x, "__array__") or isinstance(x, np.ndarray)

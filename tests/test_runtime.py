@@ -49,6 +49,14 @@ def test_arrays_any_rate_and_layout(tiny_model, clip_paths):
     for bad in (0, -5, float("nan"), "44100"):  # regression: 0 was taken as "not given" (the model's rate)
         with pytest.raises(ValueError, match="sample_rate must be a positive"):
             m.encode(x, sample_rate=bad)
+    import io
+
+    # regression: encoded bytes or a file object gave "audio arrays must be 1-D or 2-D, got shape ()"
+    for bad in (stereo.read_bytes(), io.BytesIO(stereo.read_bytes())):
+        with pytest.raises(ValueError, match=r"cannot embed \w+: give a file path, a waveform array"):
+            m.encode(bad)
+    with pytest.raises(ValueError, match="must hold real numbers"):
+        m.encode(np.array(["a", "b"]))
 
 
 def test_long_audio_is_windowed_and_weighted(tiny_model):
