@@ -130,7 +130,8 @@ def assign(x, centroids: np.ndarray, chunk: int = ASSIGN_CHUNK, normalize: bool 
         xc = x[s:s + chunk]
         sims = (l2_normalize(xc) if normalize else xc) @ centroids.T
         lab = sims.argmax(axis=1)
-        labels[s:s + chunk], distances[s:s + chunk] = lab, 1.0 - sims[np.arange(len(lab)), lab]
+        # a cosine distance is >= 0: rounding below it (a copy of the centroid) would print as -0.000000
+        labels[s:s + chunk], distances[s:s + chunk] = lab, np.maximum(1.0 - sims[np.arange(len(lab)), lab], 0.0)
         release(x)
     return labels, distances
 

@@ -331,6 +331,7 @@ def test_automatic_k_never_exceeds_the_distinct_vectors():
     """Regression: 9 different sounds, 40 copies each: automatic k was 10 with one empty cluster."""
     res = kmeans(_copies())
     assert res.k == 9 and sorted(np.bincount(res.labels)) == [40] * 9
+    assert (res.distances >= 0).all()  # copies of a centroid: 0, never -0.000000 in assignments.csv
     assert all(-1.0 <= d["silhouette"] <= 1.0 for d in res.info["scores_by_k"].values())
 
 
