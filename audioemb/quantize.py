@@ -223,6 +223,8 @@ def quantize_model(model: str | os.PathLike, out: str | os.PathLike, kind: str =
 
     if kind not in KINDS:
         raise QuantizeError(f"--to must be one of {', '.join(KINDS)}; got {kind!r}")
+    if corpus is not None and not sorted((Path(corpus) / "tasks").glob("*.csv")):  # before any work
+        raise QuantizeError(f"--corpus {corpus}: not a corpus built by `audioemb corpus build` (no tasks/*.csv)")
     src = open_folder(resolve(model))
     out = Path(out)
     if out.exists() and any(out.iterdir()):

@@ -18,6 +18,8 @@ from typer.testing import CliRunner
     (["train", "no-such-recipe", "--data", "{tmp}", "--out", "{tmp}/run"], "no recipe 'no-such-recipe'"),
     (["serve", "{tmp}"], "{tmp}"),
     (["models", "nope*"], "no shipped model matches 'nope*'; shipped: "),  # an empty table with exit 0 before
+    # a folder that is not a corpus: refused before any work (quantize failed after writing its variant)
+    (["quantize", "npc-s.debian", "-o", "{tmp}/q", "--corpus", "{tmp}"], "not a corpus built by `audioemb corpus"),
 ])
 def test_user_mistakes_are_one_line_with_exit_code_2(args, needle, tmp_path):
     r = CliRunner().invoke(app, [a.format(tmp=tmp_path) for a in args])

@@ -338,3 +338,11 @@ def test_a_small_eval_set_is_checked_up_front_and_described_as_it_was_scored(lab
         open_eval_data(lone, log=lambda *_: None)
     info = task_info(open_eval_data(labelled, log=lambda *_: None))
     assert info["smallest_class"] < 11 and f"its smallest class has {info['smallest_class']} clips" in _describe(info)
+
+
+def test_a_corpus_option_that_is_not_a_corpus_is_refused(tmp_path):
+    """Regression: `export --corpus FOLDER` of a folder that is not a corpus exported with a note and exit 0."""
+    from audioemb.eval.export_eval import resolve_corpus
+
+    with pytest.raises(ExportError, match=r"not a corpus built by `audioemb corpus build`.*use --eval"):
+        resolve_corpus(tmp_path, None, log=lambda *_: None)

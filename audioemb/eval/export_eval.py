@@ -29,6 +29,9 @@ def resolve_corpus(corpus: Path | None, data: dict | None, log=print) -> Path | 
         corpus = Path(corpus)
         if not corpus.is_dir():
             raise ExportError(f"--corpus {corpus}: no such folder")
+        if not (corpus / "recipe.json").is_file():  # scored on nothing, with a note, before
+            raise ExportError(f"--corpus {corpus}: not a corpus built by `audioemb corpus build` (no recipe.json); "
+                              "for labelled clips of your own use --eval")
         return corpus
     if data and data.get("kind") == "corpus" and data.get("corpus") and Path(data["corpus"]).is_dir():
         log(f"using the corpus the run trained on: {data['corpus']}")
