@@ -1,4 +1,4 @@
-"""``audioemb export RUN -o FOLDER``: a trained run -> a model folder with ONNX, figures and card."""
+"""``audioemb export RUN -o OUT``: a trained run -> a model folder with ONNX, figures and card."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import typer
 def export(
     run: Annotated[Path | None, typer.Argument(help="Run folder written by `audioemb train`.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (e.g. models/my-model).")] = ...,
-    name: Annotated[str | None, typer.Option(help="Model name (default: the recipe's name for a run on the project "
-                                             "corpus, else the name of the --out folder).")] = None,
+    name: Annotated[str | None, typer.Option(help="Model name (default: the run's name, e.g. byol-s.mysounds; a "
+                                             "run on your own folders that kept a corpus name like .debian2 takes "
+                                             "the --out folder's name).")] = None,
     corpus: Annotated[Path | None, typer.Option(help="Score on this corpus's held-out tasks (tasks/*.csv); default: "
                                                 "the corpus a corpus run trained on. Without one, the card says "
                                                 "there are no corpus figures.")] = None,
@@ -34,12 +35,12 @@ def export(
         "standardiser fitted on this many of its training clips or files (1024 is a good count), the weights "
         "unchanged.", min=2)] = None,
     quantize: Annotated[list[str] | None, typer.Option(
-        "--quantize", help="Also write a smaller variant beside FOLDER (FOLDER-int8, FOLDER-fp16), with its parity, "
+        "--quantize", help="Also write a smaller variant beside OUT (OUT-int8, OUT-fp16), with its parity, "
         "speed and quality cost against the float model in its card (repeatable).")] = None,
 ) -> None:
     """Export the encoder (frontend + weights, no heads) to safetensors and ONNX, check ONNX against torch,
     refuse a collapsed encoder, evaluate it beside the baselines and write its model card. The folder is
-    built beside FOLDER and renamed into place at the end: an interrupted export leaves nothing half-written."""
+    built beside OUT and renamed into place at the end: an interrupted export leaves nothing half-written."""
     from ._errors import fail
 
     try:

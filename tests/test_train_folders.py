@@ -114,8 +114,9 @@ def test_a_folder_given_twice_or_inside_another_is_counted_once(user_folder, tmp
 def test_init_continues_from_a_model(user_folder, tmp_path, tiny_model):
     from audioemb.nn.export import load_module
 
-    run = tmp_path / "run"
-    tr = Trainer(tiny_cfg(1), None, run, log=lambda *_: None, data=[user_folder], init=str(tiny_model))
+    run, logs = tmp_path / "run", []
+    tr = Trainer(tiny_cfg(1), None, run, log=logs.append, data=[user_folder], init=str(tiny_model))
+    assert f"starting from {tiny_model} (tiny-ntt.test): its encoder weights, its frontend statistics kept" in logs
     start = load_module(tiny_model)
     for k, v in start.encoder.state_dict().items():
         assert torch.equal(tr.encoder.state_dict()[k].contiguous(), v), k

@@ -82,15 +82,16 @@ class Trainer:
         resuming = saved.exists() and self.ckpt.exists()
         if resuming:
             old = TrainConfig.from_dict(json.loads(saved.read_text()))
-            if old.name != cfg.name:  # the name is not learned: a resumed run keeps the one it started with
-                self.log(f"resuming {old.name} (the run's name; {cfg.name} now)")
-                cfg = self.cfg = replace(cfg, name=old.name)
+            given = cfg.name  # the name is not learned: a resumed run keeps the one it started with
+            cfg = self.cfg = replace(cfg, name=old.name)
             if cfg.time_budget_s and {**old.learned(), "steps": cfg.steps} == cfg.learned():
                 cfg = self.cfg = replace(cfg, steps=old.steps)  # the budget already set this run's length
             if old.learned() != cfg.learned():
                 diff = sorted(k for k, v in cfg.learned().items() if old.learned().get(k) != v)
                 raise ConfigError(f"{self.run_dir} holds a run with other settings ({', '.join(diff)}); "
                                   "use a new folder")
+            if given != old.name:  # said once the resume is known to go ahead
+                self.log(f"resuming {old.name} (the run's name; {given} now)")
         check_builds(cfg)  # a bad setting is one line now, not a traceback after the audio is decoded
         if cfg.warmup_steps >= cfg.steps and not cfg.time_budget_s:
             self.log(f"note: warmup_steps ({cfg.warmup_steps}) is not shorter than the run ({cfg.steps} steps): the "
@@ -110,6 +111,9 @@ class Trainer:
             self.frontend.load_state_dict(init_module.frontend.state_dict())
         else:
             self._fit_stats()
+        if init_module is not None and not resuming:
+            self.log(f"starting from {init} ({init_info['name']}): its encoder weights, its frontend statistics "
+                     + ("re-estimated on this data" if renormalise else "kept"))
         self.encoder = build_encoder(cfg.encoder)
         if init_module is not None:
             self.encoder.load_state_dict(init_module.encoder.state_dict())
