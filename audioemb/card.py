@@ -183,8 +183,15 @@ def training_section(t: TrainingRecord, sr: int) -> str:
     return (head + f"Trained on {_where(t)}, with the exact command:\n\n```bash\n"
             f"{t.command or '(not recorded)'}\n```\n\n" + common
             + f"- {t.steps} steps of {_batch_text(t)}, crops of {t.crop_s} s; "
-            f"wall time {t.wall_time_s / 3600:.2f} h"
+            f"wall time {_duration(t.wall_time_s)}"
             + (f" ({t.wall_time_note})" if t.wall_time_note else "") + "\n" + tail)
+
+
+def _duration(seconds: float) -> str:
+    """Hours to two decimals; a run under six minutes in minutes or seconds (not "0.00 h")."""
+    if seconds >= 360:
+        return f"{seconds / 3600:.2f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def licence_text(t: TrainingRecord) -> str:

@@ -5,6 +5,7 @@ Also the entry point of ``torchrun --nproc_per_node N -m audioemb.train RECIPE .
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -151,7 +152,7 @@ def _record_command(run_dir: Path) -> None:
     p = run_dir / "command.json"
     if not p.exists() or not (run_dir / "checkpoint.safetensors").exists():
         argv = sys.argv[1:] if Path(sys.argv[0]).name == "audioemb" else ["train", *sys.argv[1:]]
-        atomic_write_json(p, {"argv": "audioemb " + shlex.join(argv),
+        atomic_write_json(p, {"argv": "audioemb " + shlex.join(argv), "cwd": os.getcwd(),
                               "started": dt.datetime.now().isoformat(timespec="seconds")}, indent=None)
 
 

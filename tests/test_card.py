@@ -60,6 +60,8 @@ def test_card_says_what_the_wall_time_included(tiny_model):
     card = render_card(_cfg(tiny_model, wall_time_s=7200, wall_time_note="cores shared with another training"))
     assert "wall time 2.00 h (cores shared with another training)" in card
     assert "wall time 2.00 h\n" in render_card(_cfg(tiny_model, wall_time_s=7200))
+    assert "wall time 2.5 min\n" in render_card(_cfg(tiny_model, wall_time_s=150))  # "0.04 h" before
+    assert "wall time 12 s\n" in render_card(_cfg(tiny_model, wall_time_s=12.3))  # "0.00 h" before
 
 
 def test_card_and_results_count_the_clips_of_every_ddp_process(tiny_model):

@@ -86,6 +86,12 @@ def test_folder_run_card_is_truthful_and_has_eval_figures(trained, tmp_path, tin
         assert wrong not in card, wrong
     ue = cfg["metrics"]["user_eval"]
     assert set(ue["results"]) == {"my-birds.v1", "tiny-ntt.test", "my-birds.v1@random-init", "logmel-stats"}
+    from audioemb.eval.export_eval import labelled_sha256, open_eval_data
+
+    copy = tmp_path / "copied" / "labelled"  # the card identifies the set by content, wherever it lies
+    shutil.copytree(labelled, copy)
+    assert ue["sha256"] == labelled_sha256(open_eval_data(copy, log=lambda *_: None))
+    assert f"`labelled` (sha256 `{ue['sha256'][:16]}…` of its files, sizes and labels)" in card
     rand = ue["results"]["my-birds.v1@random-init"]["labelled"]
     assert rand["seeds"] == 2 and set(rand["seed_std"]) >= {"probe_acc", "knn_p10", "fewshot_acc"}
     assert "heldout_tasks" not in cfg["metrics"] and "Change over the starting model `tiny-ntt.test`" in card

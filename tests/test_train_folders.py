@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -209,7 +210,11 @@ def test_the_recorded_command_is_the_one_that_trained(tmp_path, monkeypatch):
     _record_command(run)
     monkeypatch.setattr(sys, "argv", ["audioemb", "train", "byol-s", "--set", "views.mixup=0.3"])
     _record_command(run)
-    assert json.loads((run / "command.json").read_text())["argv"].endswith("views.mixup=0.3")
+    rec = json.loads((run / "command.json").read_text())
+    assert rec["argv"].endswith("views.mixup=0.3") and rec["cwd"] == str(Path.cwd())  # relative paths read from it
+    from audioemb.train.package import _command
+
+    assert _command(rec) == f"{rec['argv']}  # run in {Path.cwd()}"
     (run / "checkpoint.safetensors").write_bytes(b"")  # the run has trained: a resume keeps its command
     monkeypatch.setattr(sys, "argv", ["audioemb", "train", "byol-s", "--set", "log_every=5"])
     _record_command(run)
@@ -251,3 +256,12 @@ def test_sigterm_while_decoding_leaves_no_temporary_cache(tmp_path, clip_paths):
     assert proc.returncode == 128 + signal.SIGTERM, "".join(lines) + rest
     assert "stopped by SIGTERM before training started; run the same command again" in rest
     assert not list((tmp_path / "run" / "cache").glob(".*.tmp"))
+
+
+def test_fewer_clips_than_a_batch_is_said(user_folder, tmp_path):
+    """A folder of a few clips with the recipe's batch: each batch repeats clips (a contrastive objective meets a
+    clip as its own negative); said once at the start instead of passing in silence."""
+    logs = []
+    Trainer(tiny_cfg(1, batch_size=64), None, tmp_path / "run", log=logs.append, data=[user_folder])
+    assert any(m.startswith("note: ") and "training clips for batches of 64: each batch repeats clips" in m
+               for m in logs), logs

@@ -61,6 +61,20 @@ def open_eval_data(src: Path, log=print) -> LabelledSet:
     return ds
 
 
+def labelled_sha256(ds: LabelledSet) -> str:
+    """sha256 of a labelled set as the card records it: each file's path relative to the set's common folder,
+    its size, label and group, in order; the same set copied elsewhere has the same hash."""
+    import hashlib
+    import os
+
+    root = os.path.commonpath([str(p) for p in ds.paths]) if len(ds.paths) > 1 else str(Path(ds.paths[0]).parent)
+    groups = ds.groups if ds.groups is not None else [None] * len(ds)
+    h = hashlib.sha256()
+    for p, y, g in zip(ds.paths, ds.labels, groups):
+        h.update(f"{os.path.relpath(p, root)}\t{os.path.getsize(p)}\t{y}\t{g}\n".encode())
+    return h.hexdigest()
+
+
 def corpus_task_files(corpus: Path | None) -> list[Path]:
     return sorted((Path(corpus) / "tasks").glob("*.csv")) if corpus is not None else []
 
@@ -141,6 +155,6 @@ def evaluate_export(folder: Path, name: str, corpus: Path | None, eval_set: Labe
     if eval_set is not None:
         result = evaluate(models, [eval_set], log=log,
                           cache=_cache(Path(run_dir) / "cache" / "eval") if run_dir is not None else None)
-        metrics["user_eval"] = {"source": eval_set.name, "tasks": result["tasks"], "results": result["results"],
-                                "start": start.name if start else None}
+        metrics["user_eval"] = {"source": eval_set.name, "sha256": labelled_sha256(eval_set), "tasks": result["tasks"],
+                                "results": result["results"], "start": start.name if start else None}
     return metrics

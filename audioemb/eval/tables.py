@@ -155,7 +155,8 @@ def evaluation_section(cfg: ModelConfig) -> str:
                            "out of the means and the rule above, so that the suite's figures stay comparable. ", ot)
     ue = m.user_eval
     if ue:
-        out += _task_block(f"Held-out data given at export: `{ue['source']}`",
+        sha = f" (sha256 `{ue['sha256'][:16]}…` of its files, sizes and labels)" if ue.get("sha256") else ""
+        out += _task_block(f"Held-out data given at export: `{ue['source']}`{sha}",
                            "Labelled clips given with `--eval`, scored beside "
                            + ("the starting model, " if ue.get("start") else "")
                            + "the same encoder with random weights and log-mel statistics. ", ue)

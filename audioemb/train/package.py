@@ -130,6 +130,13 @@ def check_waves(corpus: Path | None, eval_paths: list[Path], data: dict | None, 
                       "the run's training folders in place")
 
 
+def _command(recorded: dict | None) -> str | None:
+    """The training command as the card quotes it; relative paths in it are read from the folder it ran in."""
+    if not recorded or not recorded.get("argv"):
+        return None
+    return recorded["argv"] + (f"  # run in {recorded['cwd']}" if recorded.get("cwd") else "")
+
+
 def waves_source(corpus: Path | None, eval_given: bool) -> str:
     """What :func:`check_waves` reads, as a card names it."""
     if corpus is not None and (corpus / "manifest.jsonl").is_file() and read_manifest(corpus, "eval"):
@@ -240,7 +247,7 @@ def package_run(run_dir: Path, out: Path, corpus: Path | None = None, evaluate: 
         "name": name,
         "objective": {"name": cfg.objective, **cfg.objective_params},
         "training": {
-            "command": (rec["command"] or {}).get("argv"),
+            "command": _command(rec["command"]),
             "recipe": json.loads((run_dir / "config.json").read_text()),
             "steps": info["step"], "batch_size": cfg.batch_size, "crop_s": cfg.crop_s,
             "wall_time_s": round(info["wall_s"], 1),

@@ -106,6 +106,10 @@ class Trainer:
             self.pack, self.data_info = open_data(corpus, data, self.run_dir, sr, cache, log=self.log)
         if resuming:
             check_resume(self.run_dir, self.data_info, init_info)
+        if len(self.pack) < cfg.batch_size * self.world:
+            self.log(f"note: {len(self.pack)} training clips for batches of {cfg.batch_size * self.world}: each batch "
+                     "repeats clips, so a contrastive objective meets a clip as its own negative; use more audio or "
+                     "--set batch_size=N")
         self.frontend = build_frontend(cfg.frontend)
         if init_module is not None and not renormalise:
             self.frontend.load_state_dict(init_module.frontend.state_dict())
