@@ -15,6 +15,7 @@ from pathlib import Path
 from .eval.tables import evaluation_section
 from .fsio import atomic_write
 from .model_config import DataRecord, EnvRecord, ModelConfig, TrainingRecord
+from .registry import command_ref
 
 
 def write_card(folder: Path, curve: list[dict] | None = None) -> None:
@@ -33,14 +34,6 @@ def _s(n: int) -> str:
 def _stored_text(cfg: ModelConfig) -> str:
     stored = cfg.trained_parameters
     return f" used by its readout, of {stored:,} stored (trained, not run)" if stored != cfg.parameters else ""
-
-
-def _ref(name: str) -> str:
-    """How the card's commands name the model: a shipped model by its name, any other by its folder (after
-    `audioemb push`, its ``hf-hub:ORG/NAME`` works too)."""
-    from .registry import list_models
-
-    return name if name in list_models() else f"path/to/{name}"
 
 
 def render_card(cfg: ModelConfig | dict, curve: list[dict] | None = None) -> str:
@@ -65,11 +58,11 @@ straight to an embedding (the log-mel frontend and its normalisation statistics 
 any other rate or channel count is mixed to mono and resampled to {khz} before it reaches the model.
 
 ```bash
-audioemb embed my_sounds/ -o out/ --model {_ref(cfg.name)}
+audioemb embed my_sounds/ -o out/ --model {command_ref(cfg.name)}
 ```
 ```python
 import audioemb
-model = audioemb.load("{_ref(cfg.name)}")          # onnxruntime, no torch needed
+model = audioemb.load("{command_ref(cfg.name)}")          # onnxruntime, no torch needed
 emb = model.encode(["a.wav", "b.flac"])       # ({cfg.embedding_dim},) per clip, L2-normalised
 frames = model.encode("long.wav", output="frames")  # {cfg.frame_rate_hz:g} frames/s, with timestamps
 ```

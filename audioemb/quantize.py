@@ -33,7 +33,7 @@ import numpy as np
 from .errors import AudioembError
 from .fsio import atomic_write
 from .modelfolder import WEIGHT_FILES, open_folder, write_config
-from .registry import resolve
+from .registry import command_ref, resolve
 
 KINDS = ("int8", "fp16")
 
@@ -265,7 +265,7 @@ def _variant_section(cfg: dict) -> str:
     q = cfg["quantization"]
     p, s = q["parity"], q["speed"]
     lines = ["", f"## {q['kind']} variant of {q['from']}", "",
-             f"Written by `audioemb quantize {q['from']} -o OUT --to {q['kind']}` ({q['method']}"
+             f"Written by `audioemb quantize {command_ref(q['from'])} -o OUT --to {q['kind']}` ({q['method']}"
              + (f"; {q['note']}" if q.get("note") else "") + ").", "",
              "| measure | float | this variant |", "|---|---|---|",
              f"| model.onnx size (MB) | {q['float_size_mb']:.2f} | {q['size_mb']:.2f} ({q['size_ratio']:.2f}x) |",

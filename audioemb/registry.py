@@ -59,6 +59,12 @@ def model_configs(pattern: str = "*") -> dict[str, ModelConfig]:
     return {n: read_model_config(pretrained_dir() / n) for n in list_models(pattern)}
 
 
+def command_ref(name: str) -> str:
+    """How a card's commands name a model: a shipped model by its name, any other by its folder (a name that is
+    not shipped does not load; after `audioemb push`, its ``hf-hub:ORG/NAME`` does)."""
+    return name if name in list_models() else f"path/to/{name}"
+
+
 def model_ref(model) -> str:
     """How to load an :class:`~audioemb.runtime.EmbeddingModel` again: its name for a shipped model, else its
     folder's absolute path (a user's model may share a shipped or retired model's name)."""

@@ -36,6 +36,10 @@ def test_int8_variant_of_a_cnn(tmp_path, clip_paths):
     assert kept and kept <= {n.name for n in graph.graph.node}  # the log-mel frontend stays float
     card = (tmp_path / "q" / "README.md").read_text()
     assert "## int8 variant of byol-s.debian2" in card and "cosine to float" in card
+    assert "Written by `audioemb quantize byol-s.debian2 -o OUT --to int8`" in card  # a shipped model: its name
+    from audioemb.registry import command_ref
+
+    assert command_ref("byol-s.mysounds") == "path/to/byol-s.mysounds"  # a user's model: its folder
     saved = json.loads((tmp_path / "q" / "config.json").read_text())
     assert saved["quantization"]["parity"] == q["parity"] and "metrics" not in saved
 

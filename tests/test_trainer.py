@@ -112,9 +112,10 @@ def test_time_budget_sets_the_length_from_the_measured_speed(corpus, tmp_path, m
     assert budget_steps(cfg, 10, 200.0, 1.0) == 11  # over budget: stop after the next step
     monkeypatch.setattr(trainer_mod, "BUDGET_WARMUP_STEPS", 1)
     monkeypatch.setattr(trainer_mod, "BUDGET_CALIBRATION_STEPS", 2)
-    run = tmp_path / "run"
-    t = Trainer(replace(cfg, time_budget_s=1e-6), corpus, run, log=lambda *_: None)
+    run, logs = tmp_path / "run", []
+    t = Trainer(replace(cfg, time_budget_s=1e-6), corpus, run, log=logs.append)
     assert t.fit()["steps"] == 4  # calibrated at steps 1..3, then over budget: one more step
+    assert any("spent before the timing steps ended" in m for m in logs), logs  # said, not run over in silence
     assert json.loads((run / "config.json").read_text())["steps"] == 4
     again = Trainer(replace(cfg, time_budget_s=1e-6), corpus, run, log=lambda *_: None)  # same command resumes
     assert again.step == 4 and again.cfg.steps == 4

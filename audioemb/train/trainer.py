@@ -277,8 +277,10 @@ class Trainer:
             torch.distributed.broadcast(t, 0)
             steps = int(t.item())
         if steps != self.cfg.steps:
+            spent = " (spent before the timing steps ended: the run ends now)" if elapsed_s > self.cfg.time_budget_s \
+                else ""
             self.log(f"time budget {self.cfg.time_budget_s:.0f} s at {s_per_step * 1000:.1f} ms/step: "
-                     f"{steps} steps instead of {self.cfg.steps}")
+                     f"{steps} steps instead of {self.cfg.steps}{spent}")
             self.cfg = replace(self.cfg, steps=steps)
             if self.is_main:
                 atomic_write_json(self.run_dir / "config.json", asdict(self.cfg), indent=1)
