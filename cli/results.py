@@ -24,10 +24,13 @@ def results(
     its random-init encoder), the default-model rule applied, and training cost."""
     from audioemb.eval.results import rerun as do_rerun
     from audioemb.eval.results import rerun_other, write_results
+    from audioemb.registry import list_models
 
     from ._errors import fail
 
     log = lambda s: typer.echo(s, err=True)  # noqa: E731
+    if not list_models(pattern):  # an empty page written with "wrote", before
+        fail(f"no shipped model matches {pattern!r}; shipped: {', '.join(list_models())}")
     if rerun and (corpus is None or not (corpus / "tasks").is_dir()):
         fail(f"--rerun needs --corpus, a corpus folder with tasks/*.csv (got {corpus})")
     if other_tasks is not None and not (other_tasks / "tasks").is_dir():

@@ -188,3 +188,16 @@ def test_a_retired_reference_column_is_marked():
     res = {"m.x": _res(0.8), "simsiam-s.debian": _res(0.7)}
     tasks = {t: {"clips": 10, "classes": 2} for t in res["m.x"]}
     assert metric_table(tasks, res, "probe_acc").splitlines()[0].endswith("| m.x | simsiam-s.debian (retired) |")
+
+
+def test_each_distinct_random_init_encoder_has_its_own_row():
+    """Regression: the per-task tables showed one "random-init audiontt" row, the first model's (audio2vec's,
+    speech-speaker 0.492), beside models whose own random init differs (the flagship's 0.697): a +0.23 gain
+    where the real one is +0.02. Now one row per distinct random-init encoder, named by the models it serves."""
+    from audioemb.eval.results import collect
+
+    _, rows, configs = collect()
+    rand = {k: v for k, v in rows.items() if k.startswith("random-init audiontt")}
+    flagship = configs["byol_frames-m.debian2"].metrics.results["byol_frames-m.debian2@random-init"]
+    assert rand["random-init audiontt [byol_frames-m.debian2]"] == flagship
+    assert len(rand) == len({str(v) for v in rand.values()}) > 1  # distinct figures, one row each

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 from pathlib import Path
 
 from ..fsio import atomic_write
@@ -26,6 +27,7 @@ def collect(pattern: str = "*") -> tuple[list[str], dict[str, dict], dict[str, M
     rows: dict[str, dict] = {}
     tasks: list[str] = []
     baselines: dict[str, dict] = {}
+    random: dict[str, tuple[str, dict, list[str]]] = {}  # one row per distinct random-init encoder
     for name, cfg in configs.items():
         res = cfg.metrics.results
         if name not in res:
@@ -34,9 +36,13 @@ def collect(pattern: str = "*") -> tuple[list[str], dict[str, dict], dict[str, M
         rows[name] = res[name]
         for other, r in res.items():
             if other.endswith("@random-init"):
-                baselines.setdefault(f"random-init {arch_name(cfg.encoder)}", r)
+                random.setdefault(json.dumps(r, sort_keys=True), (arch_name(cfg.encoder), r, []))[2].append(name)
             elif other != name and other not in configs and other not in RETIRED:  # shipped models have rows
                 baselines.setdefault(other, r)  # a retired reference model (stored beside older cards) has none
+    per_arch = Counter(arch for arch, _, _ in random.values())
+    for arch, r, names in random.values():  # an architecture with several configs: say whose encoder each row is
+        label = f" [{names[0]}{f' +{len(names) - 1}' if len(names) > 1 else ''}]" if per_arch[arch] > 1 else ""
+        baselines[f"random-init {arch}{label}"] = r
     return tasks, {**rows, **dict(sorted(baselines.items()))}, configs
 
 
@@ -94,16 +100,28 @@ def rule_section(configs: dict[str, ModelConfig]) -> list[str]:
     return [*out, ""]
 
 
-def render(tasks: list[str], rows: dict[str, dict], configs: dict[str, ModelConfig]) -> str:
-    """The markdown of docs/results.md."""
+def render(tasks: list[str], rows: dict[str, dict], configs: dict[str, ModelConfig], pattern: str = "*") -> str:
+    """The markdown of docs/results.md (of the shipped models matching ``pattern``)."""
+    text = _render(tasks, rows, configs)
+    if pattern != "*":  # the rule and the tables below are about these models only
+        text = text.replace("# Results\n\nEvery shipped model", f"# Results\n\nThe shipped models matching "
+                            f"`{pattern}` (the rule below is applied among them only)", 1)
+        text = text.replace("**No shipped model clears the rule.**", f"**None of the models matching `{pattern}` "
+                            "clears the rule.**", 1)
+    return text
+
+
+def _render(tasks: list[str], rows: dict[str, dict], configs: dict[str, ModelConfig]) -> str:
     out = ["# Results", "", f"Every shipped model on the corpus's held-out tasks ({dt.date.today().isoformat()}), "
            "regenerated with `audioemb results --corpus corpus` (add `--rerun` to re-score every model, and "
            "`--other-tasks corpus2` to score corpus v2's own tasks; embeddings and scores are cached per model "
            "in `corpus/cache/eval/`, so only new or changed models are re-scored). Figures are measured by "
            "`audioemb export` / `audioemb eval` as described in each model card: clips never used in training, "
            "folds, few-shot draws and neighbours grouped so that no voice, phrase, stamp, syllable or "
-           "instrument program is on both sides. Baselines: log-mel mean+std (`logmel-stats`) and each encoder "
-           "architecture with random weights, mean ± std over 3 seeds. The few-shot probe is a prototype "
+           "instrument program is on both sides. Baselines: log-mel mean+std (`logmel-stats`) and each model's "
+           "encoder with random weights, mean ± std over 3 seeds: one row per distinct random-init encoder, named "
+           "`[MODEL +N]` (the first of the N + 1 models it serves) where an architecture has several "
+           "configurations. The few-shot probe is a prototype "
            "classifier (nearest class mean, SimpleShot) taught with 5 clips per class: with so few labels it "
            "cannot re-weight random features, so it shows what training added better than the linear probe "
            "does. Re-scored on another CPU, a figure can move by one clip of its task: onnxruntime's kernels "
@@ -237,7 +255,9 @@ def write_results(out: Path, pattern: str = "*", cards: bool = True) -> str:
     from ..card import write_card
 
     tasks, rows, configs = collect(pattern)
-    text = render(tasks, rows, configs)
+    if not configs:
+        raise ValueError(f"no shipped model matches {pattern!r}")
+    text = render(tasks, rows, configs, pattern)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, text)
     if cards:
