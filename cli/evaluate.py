@@ -32,7 +32,7 @@ def evaluate(
     draws), kNN precision@10 and retrieval mAP on cosine similarity. Prints one table per metric."""
     import sys
 
-    from audioemb.eval.data import drop_unreadable, load_labelled
+    from audioemb.eval.data import check_classes, drop_unreadable, load_labelled
     from audioemb.eval.run import METRIC_TITLES, corpus_tasks, format_table
     from audioemb.eval.run import evaluate as run
 
@@ -41,6 +41,8 @@ def evaluate(
 
     if not data.exists():
         fail(f"{data}: no such file or folder")
+    if json_out is not None:  # before the run, not after it (its results were lost to a missing folder)
+        json_out.parent.mkdir(parents=True, exist_ok=True)
     if layer not in (None, "all", "mean") and not layer.lstrip("-").isdigit():
         fail(f"--layer {layer}: give a layer index, 'mean' or 'all'")
     try:
@@ -50,14 +52,12 @@ def evaluate(
             ds, bad = drop_unreadable(ds)
             for msg in bad:
                 typer.echo(f"skipped {msg}", err=True)
-            if len(set(ds.labels.tolist())) < 2:
-                fail(f"{data}: {ds.name} needs at least 2 classes of readable audio")
+            check_classes(ds, data)
             checked.append(ds)
         fit = tuple(c for c in (corpus, data if (data / "tasks").is_dir() else None) if c is not None)
-        models = _models(model or [None], layer, baselines, seeds, fit)
-        lay = None if layer in (None, "all") else (layer if layer == "mean" else int(layer))
+        models = _models(model or [None], layer, baselines, seeds, fit)  # a chosen layer is in each row's name
         with progress_bar(progress and sys.stderr.isatty()) as step:
-            result = run(models, checked, batch_size=batch_size, log=lambda s: typer.echo(s, err=True), layer=lay,
+            result = run(models, checked, batch_size=batch_size, log=lambda s: typer.echo(s, err=True),
                          progress=step)
     except ValueError as e:  # a bad CSV or layer; AudioError and ModelFolderError are AudioembErrors
         fail(str(e))
@@ -71,11 +71,13 @@ def evaluate(
 
 
 def _models(names: list[str | None], layer: str | None, baselines: bool, seeds: int, corpora: tuple = ()) -> list:
-    from audioemb.eval.run import distinct_name, layer_views
+    from audioemb.eval.run import LayerView, distinct_name, layer_views
     from audioemb.runtime import load
 
-    def views(m) -> list:  # with --layer all, each random-init seed is read out from the same layers
-        return layer_views(m) if layer == "all" else [m]
+    def views(m) -> list:  # each random-init seed is read out from the same layers; rows are named <model>@layer<i>
+        if layer is None:
+            return [m]
+        return layer_views(m) if layer == "all" else [LayerView(m, layer if layer == "mean" else int(layer))]
 
     out, labels = [], []
     for n in names:

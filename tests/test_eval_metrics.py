@@ -69,6 +69,41 @@ def test_eval_cli_on_class_folders(tmp_path, tiny_model, clip_paths):
     scores = res["results"]["tiny-ntt.test"]["data"]
     assert all(0.0 <= scores[m] <= 1.0 for m in ("probe_acc", "knn_p10", "map"))
     assert scores["map"] > 0.5  # each clip's exact copy ranks first, above the chance level of two classes
+    # regression: --layer 0 was scored under the model's plain name; --json into a missing folder lost the run
+    deep = tmp_path / "new" / "folder" / "l0.json"
+    r = CliRunner().invoke(app, ["eval", str(tmp_path / "data"), "--model", str(tiny_model), "--no-baselines",
+                                 "--layer", "0", "--json", str(deep)])
+    assert r.exit_code == 0, r.output
+    assert list(json.loads(deep.read_text())["results"]) == ["tiny-ntt.test@layer0"]
+
+
+@pytest.mark.parametrize("csv_text, needle", [
+    ("path,label\na.wav\n", "line 2: no label"),  # a traceback before
+    ("path,label\na.wav,x\na.wav,y\n", r"line 3: a.wav is listed again \(first on line 2\)"),  # inflated kNN
+    ("path,label,group\na.wav,x,\n", "line 2: no group"),
+    ("path,label\na.wav,x,extra\n", "line 2: more columns than the header"),
+])
+def test_a_labelled_csv_is_checked_row_by_row(tmp_path, csv_text, needle):
+    from audioemb.eval.data import load_labelled
+
+    (tmp_path / "set.csv").write_text(csv_text)
+    with pytest.raises(ValueError, match=needle):
+        load_labelled(tmp_path / "set.csv")
+
+
+def test_a_labelled_csv_from_a_spreadsheet_is_read(tmp_path):
+    """UTF-8 with a BOM (as spreadsheets save it) and spaces after the commas were "needs a header with 'path'
+    and 'label' columns"; Latin-1 was a decoding error that named no file."""
+    from audioemb.eval.data import check_classes, load_labelled
+
+    (tmp_path / "set.csv").write_bytes("\ufeffpath, label\na.wav,x\nb.wav,y\nc.wav,y\n".encode())
+    ds = load_labelled(tmp_path / "set.csv")
+    assert [p.name for p in ds.paths] == ["a.wav", "b.wav", "c.wav"] and ds.labels.tolist() == ["x", "y", "y"]
+    with pytest.raises(ValueError, match="class 'x' of set has 1 readable clip"):
+        check_classes(ds, tmp_path / "set.csv")
+    (tmp_path / "latin.csv").write_bytes("path,label\ncaf\xe9.wav,x\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin\.csv: not UTF-8 text"):
+        load_labelled(tmp_path / "latin.csv")
 
 
 def test_prototype_accuracy_by_hand():

@@ -340,7 +340,7 @@ def test_a_small_eval_set_is_checked_up_front_and_described_as_it_was_scored(lab
     shutil.copytree(labelled, lone)
     (lone / "bird").mkdir()
     shutil.copy(next((lone / "speech").iterdir()), lone / "bird" / "one.wav")
-    with pytest.raises(ExportError, match="class 'bird' has 1 readable clip; each class needs at least 2"):
+    with pytest.raises(ExportError, match="class 'bird' of lone has 1 readable clip; each class needs at least 2"):
         open_eval_data(lone, log=lambda *_: None)
     info = task_info(open_eval_data(labelled, log=lambda *_: None))
     assert info["smallest_class"] < 11 and f"its smallest class has {info['smallest_class']} clips" in _describe(info)

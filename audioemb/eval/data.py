@@ -27,19 +27,7 @@ def load_labelled(source: str | Path, name: str | None = None) -> LabelledSet:
     CSV) or a folder whose immediate sub-folders are the classes."""
     src = Path(source)
     if src.is_file() and src.suffix.lower() == ".csv":
-        paths, labels, groups = [], [], []
-        with open(src, newline="") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
-                raise ValueError(f"{src}: needs a header with 'path' and 'label' columns (and optional 'group')")
-            has_group = "group" in reader.fieldnames
-            for row in reader:
-                p = Path(row["path"])
-                paths.append(p if p.is_absolute() else (src.parent / p).resolve())
-                labels.append(row["label"])
-                groups.append(row["group"] if has_group else None)
-        g = np.array(groups) if has_group else None
-        return LabelledSet(name or src.stem, paths, np.array(labels), g)
+        return _read_csv(src, name)
     if src.is_dir():
         paths, labels = [], []
         for sub in sorted(p for p in src.iterdir() if p.is_dir()):
@@ -50,6 +38,48 @@ def load_labelled(source: str | Path, name: str | None = None) -> LabelledSet:
             raise ValueError(f"{src}: no audio files in class sub-folders")
         return LabelledSet(name or src.name, paths, np.array(labels), None)
     raise ValueError(f"{src}: not a CSV file or a folder")
+
+
+def _read_csv(src: Path, name: str | None) -> LabelledSet:
+    """A labelled CSV: UTF-8 (with or without the BOM spreadsheets write), header names trimmed; a row without a
+    path or label, a path listed twice, or an empty group is refused, naming the row."""
+    try:
+        text = src.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{src}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    reader = csv.DictReader(text.splitlines())
+    fields = [f.strip() for f in reader.fieldnames or []]
+    if not {"path", "label"} <= set(fields):
+        raise ValueError(f"{src}: needs a header with 'path' and 'label' columns (and optional 'group'); it has "
+                         f"{fields}")
+    reader.fieldnames, has_group = fields, "group" in fields
+    paths, labels, groups, seen = [], [], [], {}
+    for line, row in enumerate(reader, start=2):
+        if None in row:
+            raise ValueError(f"{src}, line {line}: more columns than the header")
+        missing = [k for k in ("path", "label", *(["group"] if has_group else [])) if not (row.get(k) or "").strip()]
+        if missing:
+            raise ValueError(f"{src}, line {line}: no {missing[0]}")
+        path, label, group = (row.get(k) for k in ("path", "label", "group"))
+        p = Path(path) if Path(path).is_absolute() else (src.parent / path).resolve()
+        if p in seen:  # a copy on both sides of a split inflates every figure
+            raise ValueError(f"{src}, line {line}: {path} is listed again (first on line {seen[p]})")
+        seen[p] = line
+        paths.append(p)
+        labels.append(label)
+        groups.append(group)
+    return LabelledSet(name or src.stem, paths, np.array(labels), np.array(groups) if has_group else None)
+
+
+def check_classes(ds: LabelledSet, source) -> None:
+    """Refuse a set the metrics cannot use as it is: fewer than 2 classes, or a class with 1 readable clip (a
+    probe trains on some clips of each class and tests on others; few-shot and mAP would leave it out)."""
+    labels, counts = np.unique(ds.labels, return_counts=True)
+    if len(labels) < 2:
+        raise ValueError(f"{source}: {ds.name} needs at least 2 classes of readable audio, found {len(labels)}")
+    if counts.min() < 2:
+        raise ValueError(f"{source}: class {str(labels[counts.argmin()])!r} of {ds.name} has {counts.min()} readable "
+                         "clip; each class needs at least 2")
 
 
 def drop_unreadable(ds: LabelledSet) -> tuple[LabelledSet, list[str]]:

@@ -7,10 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import AudioembError
-from .data import LabelledSet, drop_unreadable, load_labelled
+from .data import LabelledSet, check_classes, drop_unreadable, load_labelled
 
 PROTOCOL = ("audioemb eval: 5-fold linear probe (grouped), few-shot prototype probe (5 per class, 20 draws, grouped), "
             "kNN precision@10 and mAP on cosine similarity, same-group neighbours excluded; random init: mean over "
@@ -52,12 +50,10 @@ def open_eval_data(src: Path, log=print) -> LabelledSet:
     ds, bad = drop_unreadable(ds)
     for msg in bad:
         log(f"--eval: skipped {msg}")
-    if len(np.unique(ds.labels)) < 2:
-        raise ExportError(f"--eval {src}: needs at least 2 classes, found {len(np.unique(ds.labels))}")
-    labels, counts = np.unique(ds.labels, return_counts=True)
-    if counts.min() < 2:  # a probe trains on some clips of each class and tests on others
-        raise ExportError(f"--eval {src}: class {str(labels[counts.argmin()])!r} has {counts.min()} readable clip; "
-                          "each class needs at least 2")
+    try:
+        check_classes(ds, f"--eval {src}")
+    except ValueError as e:
+        raise ExportError(str(e)) from None
     return ds
 
 
