@@ -27,11 +27,18 @@ class HearModel(torch.nn.Module):
 
 
 def load_model(model_file_path: str = "", backend: str = "onnx", layer=None) -> HearModel:
-    """A model folder path or shipped name ('' = the default model), ready for the HEAR functions."""
-    return HearModel(load(model_file_path or None, backend=backend), layer=layer)
+    """A model folder path or shipped name ('' = the default model), ready for the HEAR functions. ``layer``:
+    None (the last), a layer index, or "mean" (also "all") for the mean of all layers; checked here."""
+    model = load(model_file_path or None, backend=backend)
+    layer = "mean" if layer == "all" else layer
+    model.check_layer(layer)  # a bad layer fails now, not at the first embedding
+    return HearModel(model, layer=layer)
 
 
 def _arrays(audio: torch.Tensor, model: HearModel) -> list[np.ndarray]:
+    if not isinstance(audio, torch.Tensor):
+        raise TypeError(f"the HEAR API takes a torch.Tensor of (n_sounds, n_samples), not {type(audio).__name__} "
+                        "(for arrays, use model.model.encode)")
     if audio.ndim != 2:
         raise ValueError(f"audio must be (n_sounds, n_samples), got shape {tuple(audio.shape)}")
     return list(audio.detach().cpu().float().numpy())
@@ -49,6 +56,9 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel) -> tuple[tor
     times (n_sounds, n_frames) in milliseconds, at the model's frame rate."""
     frames = model.model.encode(_arrays(audio, model), sample_rate=model.sample_rate, normalize=False,
                                 output="frames", layer=model.layer)
+    if not frames:  # an empty batch, as get_scene_embeddings answers it
+        shape = (0, 0, model.timestamp_embedding_size)
+        return torch.zeros(shape, device=audio.device), torch.zeros((0, 0), device=audio.device)
     n = min(len(f) for f in frames)  # equal-length inputs give equal frame counts
     emb = np.stack([f.embeddings[:n] for f in frames]).astype(np.float32)
     ts = np.stack([f.timestamps[:n] * 1000.0 for f in frames]).astype(np.float32)

@@ -54,6 +54,12 @@ def embed(
         if ray or ray_address:
             from audioemb.ray_embed import embed_folder_ray
 
+            ignored = [flag for flag, used in (("--backend", backend != "onnx"), ("--device", device != "auto"),
+                                               ("--lanes/--no-lanes", lanes is not None)) if used]
+            if ignored:  # the Ray tasks run onnxruntime on each node's CPUs: these would be ignored in silence
+                raise ValueError(f"{', '.join(ignored)} cannot be used with --ray (its tasks run the ONNX model on "
+                                 "each node's CPUs)")
+
             summary = embed_folder_ray(folder, out, model, address=ray_address, batch_size=batch_size, workers=workers,
                                        frames=frames, layer=lay, prune=prune, new_root=new_root)
         else:

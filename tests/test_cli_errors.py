@@ -19,6 +19,7 @@ from typer.testing import CliRunner
     (["serve", "{tmp}"], "{tmp}"),
     (["models", "nope*"], "no shipped model matches 'nope*'; shipped: "),  # an empty table with exit 0 before
     (["results", "--pattern", "nope*", "-o", "{tmp}/r.md"], "no shipped model matches 'nope*'"),  # an empty page
+    (["embed", "{tmp}", "-o", "{tmp}/o", "--ray", "--device", "cuda"], "--device cannot be used with --ray"),
     # a folder that is not a corpus: refused before any work (quantize failed after writing its variant)
     (["quantize", "npc-s.debian", "-o", "{tmp}/q", "--corpus", "{tmp}"], "not a corpus built by `audioemb corpus"),
 ])

@@ -30,3 +30,18 @@ def test_hear_contract(fixture, request):
     scene = hear.get_scene_embeddings(audio, model)
     assert scene.dtype == torch.float32 and scene.shape == (4, model.scene_embedding_size)
     assert torch.allclose(hear.get_scene_embeddings(audio[:1], model), scene[:1], atol=1e-5)  # batch-independent
+
+
+def test_hear_layers_and_edge_inputs(tiny_model):
+    """Regression: `layer="all"` (as docs/hear.md said) raised, `layer=7` was accepted until the first
+    embedding, an empty batch broke `get_timestamp_embeddings` and a NumPy array gave an AttributeError."""
+    mean = hear.load_model(str(tiny_model), layer="all")
+    assert mean.layer == "mean"
+    with pytest.raises(ValueError, match="layer must be"):
+        hear.load_model(str(tiny_model), layer=7)
+    model = hear.load_model(str(tiny_model))
+    emb, ts = hear.get_timestamp_embeddings(torch.zeros(0, model.sample_rate), model)
+    assert emb.shape == (0, 0, model.timestamp_embedding_size) and ts.shape == (0, 0)
+    assert hear.get_scene_embeddings(torch.zeros(0, model.sample_rate), model).shape == (0, model.scene_embedding_size)
+    with pytest.raises(TypeError, match=r"takes a torch\.Tensor"):
+        hear.get_scene_embeddings(np.zeros((1, model.sample_rate), np.float32), model)

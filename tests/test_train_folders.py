@@ -265,3 +265,12 @@ def test_fewer_clips_than_a_batch_is_said(user_folder, tmp_path):
     Trainer(tiny_cfg(1, batch_size=64), None, tmp_path / "run", log=logs.append, data=[user_folder])
     assert any(m.startswith("note: ") and "training clips for batches of 64: each batch repeats clips" in m
                for m in logs), logs
+
+
+def test_a_file_list_with_a_name_that_is_not_utf8_has_a_hash():
+    """Regression: `export --standardize` over a folder holding a Latin-1 file name was a UnicodeEncodeError;
+    valid names hash as before (the shipped cards' figures stand)."""
+    import hashlib
+
+    assert file_list_sha256(["b.wav", "a.wav"]) == hashlib.sha256(b"a.wav\nb.wav\n").hexdigest()
+    assert file_list_sha256(["caf\udce9.wav"]) == hashlib.sha256(b"caf\xe9.wav\n").hexdigest()

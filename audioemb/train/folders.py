@@ -54,7 +54,8 @@ def _fingerprint(files: list[tuple[Path, str]], sample_rate: int) -> str:
 
 def file_list_sha256(rels: list[str]) -> str:
     """sha256 of the sorted relative file list, one path per line (what the model card records)."""
-    return hashlib.sha256("".join(r + "\n" for r in sorted(rels)).encode()).hexdigest()
+    # a name that is not valid UTF-8 keeps its bytes (surrogateescape), as the file system gave them
+    return hashlib.sha256("".join(r + "\n" for r in sorted(rels)).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _decode(args: tuple[str, int]) -> tuple[np.ndarray | None, str | None]:
