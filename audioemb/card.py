@@ -80,8 +80,7 @@ frames = model.encode("long.wav", output="frames")  # {cfg.frame_rate_hz:g} fram
 hop {fe.hop_length} at {sr} Hz |
 | inference | {inf.window_s:g} s windows ({inf.pooling}); inputs shorter than \
 {inf.min_s:g} s are zero-padded |
-| ONNX | opset {cfg.onnx.get('opset')}, max abs difference to torch \
-{cfg.onnx.get('max_abs_diff_vs_torch', float('nan')):.1e} on real clips |
+| ONNX | opset {cfg.onnx.get('opset')}, {_onnx_parity(cfg)} |
 
 {training_section(t, sr)}
 {_loss_section(curve)}{_heldout_section(t.heldout_curve)}
@@ -178,6 +177,13 @@ def training_section(t: TrainingRecord, sr: int) -> str:
             + f"- {t.steps} steps of {_batch_text(t)}, crops of {t.crop_s} s; "
             f"wall time {_duration(t.wall_time_s)}"
             + (f" ({t.wall_time_note})" if t.wall_time_note else "") + "\n" + tail)
+
+
+def _onnx_parity(cfg: ModelConfig) -> str:
+    """The ONNX graph's measured difference to torch, or, for a quantized variant, where its parity is."""
+    if "max_abs_diff_vs_torch" in cfg.onnx:
+        return f"max abs difference to torch {cfg.onnx['max_abs_diff_vs_torch']:.1e} on real clips"
+    return "a quantized variant: its parity with the float model is in the variant section below"
 
 
 def _duration(seconds: float) -> str:

@@ -37,6 +37,8 @@ def test_int8_variant_of_a_cnn(tmp_path, clip_paths):
     card = (tmp_path / "q" / "README.md").read_text()
     assert "## int8 variant of byol-s.debian2" in card and "cosine to float" in card
     assert "Written by `audioemb quantize byol-s.debian2 -o OUT --to int8`" in card  # a shipped model: its name
+    # regression: the variant's card quoted the float graph's difference to torch as its own
+    assert "max abs difference to torch" not in card and "parity with the float model is in the variant" in card
     from audioemb.registry import command_ref
 
     assert command_ref("byol-s.mysounds") == "path/to/byol-s.mysounds"  # a user's model: its folder
