@@ -46,10 +46,11 @@ def evaluate(
     if layer not in (None, "all", "mean") and not layer.lstrip("-").isdigit():
         fail(f"--layer {layer}: give a layer index, 'mean' or 'all'")
     try:
-        datasets = corpus_tasks(data) if (data / "tasks").is_dir() else [load_labelled(data)]
+        own = not (data / "tasks").is_dir()  # a user's set is decoded once up front: one bad file skips, not stops
+        datasets = [load_labelled(data)] if own else corpus_tasks(data)
         checked = []
         for ds in datasets:
-            ds, bad = drop_unreadable(ds)
+            ds, bad = drop_unreadable(ds, decode=own)
             for msg in bad:
                 typer.echo(f"skipped {msg}", err=True)
             check_classes(ds, data)

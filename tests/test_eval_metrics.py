@@ -75,6 +75,11 @@ def test_eval_cli_on_class_folders(tmp_path, tiny_model, clip_paths):
                                  "--layer", "0", "--json", str(deep)])
     assert r.exit_code == 0, r.output
     assert list(json.loads(deep.read_text())["results"]) == ["tiny-ntt.test@layer0"]
+    import soundfile as sf  # regression: one all-NaN file stopped the whole evaluation
+
+    sf.write(tmp_path / "data" / "speech" / "nan.wav", np.full(16000, np.nan, np.float32), 16000, subtype="FLOAT")
+    r = CliRunner().invoke(app, ["eval", str(tmp_path / "data"), "--model", str(tiny_model), "--no-baselines"])
+    assert r.exit_code == 0 and "skipped " in r.output and "nan.wav: every sample is NaN or Inf" in r.output, r.output
 
 
 @pytest.mark.parametrize("csv_text, needle", [

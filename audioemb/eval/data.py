@@ -82,16 +82,19 @@ def check_classes(ds: LabelledSet, source) -> None:
                          "clip; each class needs at least 2")
 
 
-def drop_unreadable(ds: LabelledSet) -> tuple[LabelledSet, list[str]]:
-    """``ds`` without the files whose header cannot be read (missing, empty, not audio, zero-length), and one
-    message per dropped file naming it and the reason."""
-    from ..audio import AudioError, info
+def drop_unreadable(ds: LabelledSet, decode: bool = False) -> tuple[LabelledSet, list[str]]:
+    """``ds`` without the files whose header cannot be read (missing, empty, not audio, zero-length) or, with
+    ``decode``, that do not decode to usable audio (all NaN, truncated past reading), and one message per
+    dropped file naming it and the reason."""
+    from ..audio import AudioError, info, load
 
     keep, bad = [], []
     for i, p in enumerate(ds.paths):
         try:
             if info(p).frames == 0:
                 raise AudioError(p, "no audio frames (zero-length)")
+            if decode:
+                load(p)
             keep.append(i)
         except AudioError as e:
             bad.append(str(e))
