@@ -85,7 +85,7 @@ def test_eval_cli_on_class_folders(tmp_path, tiny_model, clip_paths):
 @pytest.mark.parametrize("csv_text, needle", [
     ("path,label\na.wav\n", "line 2: no label"),  # a traceback before
     ("path,label\na.wav,x\na.wav,y\n", r"line 3: a.wav is listed again \(first on line 2\)"),  # inflated kNN
-    ("path,label,group\na.wav,x,\n", "line 2: no group"),
+    ("path,label,group\na.wav,x,g1\nb.wav,y,\n", r"line 3: no group \(other rows have one\)"),
     ("path,label\na.wav,x,extra\n", "line 2: more columns than the header"),
 ])
 def test_a_labelled_csv_is_checked_row_by_row(tmp_path, csv_text, needle):
@@ -106,6 +106,8 @@ def test_a_labelled_csv_from_a_spreadsheet_is_read(tmp_path):
     assert [p.name for p in ds.paths] == ["a.wav", "b.wav", "c.wav"] and ds.labels.tolist() == ["x", "y", "y"]
     with pytest.raises(ValueError, match="class 'x' of set has 1 readable clip"):
         check_classes(ds, tmp_path / "set.csv")
+    (tmp_path / "nogroups.csv").write_text("path,label,group\na.wav,x,\nb.wav,y,\n")  # an empty column: no groups
+    assert load_labelled(tmp_path / "nogroups.csv").groups is None
     (tmp_path / "latin.csv").write_bytes("path,label\ncaf\xe9.wav,x\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"latin\.csv: not UTF-8 text"):
         load_labelled(tmp_path / "latin.csv")

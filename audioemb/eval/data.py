@@ -42,7 +42,8 @@ def load_labelled(source: str | Path, name: str | None = None) -> LabelledSet:
 
 def _read_csv(src: Path, name: str | None) -> LabelledSet:
     """A labelled CSV: UTF-8 (with or without the BOM spreadsheets write), header names trimmed; a row without a
-    path or label, a path listed twice, or an empty group is refused, naming the row."""
+    path or label, a path listed twice, or a row without a group where others have one is refused, naming the
+    row (a group column left empty throughout means no groups)."""
     try:
         text = src.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
@@ -53,14 +54,16 @@ def _read_csv(src: Path, name: str | None) -> LabelledSet:
         raise ValueError(f"{src}: needs a header with 'path' and 'label' columns (and optional 'group'); it has "
                          f"{fields}")
     reader.fieldnames, has_group = fields, "group" in fields
-    paths, labels, groups, seen = [], [], [], {}
+    paths, labels, groups, seen, ungrouped = [], [], [], {}, []
     for line, row in enumerate(reader, start=2):
         if None in row:
             raise ValueError(f"{src}, line {line}: more columns than the header")
-        missing = [k for k in ("path", "label", *(["group"] if has_group else [])) if not (row.get(k) or "").strip()]
+        missing = [k for k in ("path", "label") if not (row.get(k) or "").strip()]
         if missing:
             raise ValueError(f"{src}, line {line}: no {missing[0]}")
         path, label, group = (row.get(k) for k in ("path", "label", "group"))
+        if has_group and not (group or "").strip():
+            ungrouped.append(line)
         p = Path(path) if Path(path).is_absolute() else (src.parent / path).resolve()
         if p in seen:  # a copy on both sides of a split inflates every figure
             raise ValueError(f"{src}, line {line}: {path} is listed again (first on line {seen[p]})")
@@ -68,6 +71,9 @@ def _read_csv(src: Path, name: str | None) -> LabelledSet:
         paths.append(p)
         labels.append(label)
         groups.append(group)
+    if ungrouped and len(ungrouped) < len(paths):  # an empty group column means no groups; a gap is a mistake
+        raise ValueError(f"{src}, line {ungrouped[0]}: no group (other rows have one)")
+    has_group = has_group and not ungrouped
     return LabelledSet(name or src.stem, paths, np.array(labels), np.array(groups) if has_group else None)
 
 
