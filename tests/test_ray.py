@@ -52,6 +52,11 @@ def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ray")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    # the test's own cluster on this machine: no token authentication, whatever ~/.ray/auth_token an earlier Ray
+    # command left (with one there the head enabled tokens and the in-process client failed to connect)
+    env["RAY_AUTH_MODE"] = "disabled"
+    before = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     env["RAY_worker_niceness"] = "0"  # Ray's default (+15) starves the workers on a busy machine
     head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--num-cpus", "2",
                              "--port", str(port), "--include-dashboard", "false", "--temp-dir", str(tmp / "t"),
@@ -75,6 +80,10 @@ def cluster(tmp_path_factory):
     ray.shutdown()
     head.terminate()
     head.wait(timeout=60)
+    if before is None:
+        os.environ.pop("RAY_AUTH_MODE", None)
+    else:
+        os.environ["RAY_AUTH_MODE"] = before
 
 
 @pytest.fixture()
