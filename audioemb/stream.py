@@ -244,9 +244,8 @@ def encode_stream(model: EmbeddingModel, items: Iterable[tuple[Any, Any]], sampl
             for sub, index, start, valid, emb, fr, lay in msg[2]:
                 st.valid += valid
                 on_result(Window((seq, sub), index, start, valid, _NO_AUDIO), emb, fr, lay)
-            # the lanes have taken over: windows decoded here meanwhile would wait for the end of the job,
-            # and (ordered) hold every later result behind them
-            batcher.flush()
+            if batcher.n_pending:  # the lanes have taken over: windows decoded here meanwhile would wait for
+                batcher.flush()  # the end of the job, and (ordered) hold every later result behind them
         elif kind == "end":
             st.expected, st.end = msg[2], msg[3:]
             if st.seen == st.expected:

@@ -13,20 +13,12 @@ from typing import Annotated
 
 import typer
 
-
-def _recipes() -> str:
-    """The shipped recipes' names, for the help (read from the package, no torch import)."""
-    from importlib import resources
-
-    try:
-        return ", ".join(sorted(p.name[:-5] for p in resources.files("audioemb.train").joinpath("recipes").iterdir()
-                                if p.name.endswith(".json")))
-    except (ModuleNotFoundError, OSError):
-        return "see audioemb/train/recipes/"
+from audioemb.train import list_recipes
 
 
 def train(
-    recipe: Annotated[str, typer.Argument(help="Recipe name or a recipe JSON file. Recipes: " + _recipes() + ".")],
+    recipe: Annotated[str, typer.Argument(
+        help=f"Recipe name or a recipe JSON file. Recipes: {', '.join(list_recipes())}.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: config, log and checkpoint; resumes.")],
     corpus: Annotated[Path | None, typer.Option(help="Corpus folder made by `audioemb corpus build`.")] = None,
     data: Annotated[list[Path] | None, typer.Option(

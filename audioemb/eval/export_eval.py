@@ -60,15 +60,12 @@ def open_eval_data(src: Path, log=print) -> LabelledSet:
 def labelled_sha256(ds: LabelledSet) -> str:
     """sha256 of a labelled set as the card records it: each file's path relative to the set's common folder,
     its size, label and group, in order; the same set copied elsewhere has the same hash."""
-    import hashlib
     import os
 
+    from .run import dataset_key
+
     root = os.path.commonpath([str(p) for p in ds.paths]) if len(ds.paths) > 1 else str(Path(ds.paths[0]).parent)
-    groups = ds.groups if ds.groups is not None else [None] * len(ds)
-    h = hashlib.sha256()
-    for p, y, g in zip(ds.paths, ds.labels, groups):
-        h.update(f"{os.path.relpath(p, root)}\t{os.path.getsize(p)}\t{y}\t{g}\n".encode())
-    return h.hexdigest()
+    return dataset_key(ds, relative_to=root)
 
 
 def corpus_task_files(corpus: Path | None) -> list[Path]:

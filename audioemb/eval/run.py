@@ -82,8 +82,9 @@ def corpus_tasks(corpus: Path) -> list[LabelledSet]:
     return [load_labelled(f) for f in files]
 
 
-def dataset_key(ds: LabelledSet, labels: bool = True) -> str:
-    """sha256 of a labelled set's files (paths and sizes, in order) and, with ``labels``, its labels and groups.
+def dataset_key(ds: LabelledSet, labels: bool = True, relative_to: str | None = None) -> str:
+    """sha256 of a labelled set's files (paths and sizes, in order) and, with ``labels``, its labels and groups;
+    with ``relative_to``, paths relative to that folder (the same set copied elsewhere hashes the same).
 
     Embeddings depend only on the files, so two tasks over the same clips (music family and pitch) share them.
     """
@@ -91,7 +92,8 @@ def dataset_key(ds: LabelledSet, labels: bool = True) -> str:
     groups = ds.groups if ds.groups is not None else [None] * len(ds)
     for p, y, g in zip(ds.paths, ds.labels, groups):
         size = os.stat(p).st_size if os.path.exists(p) else -1
-        h.update((f"{p}\t{size}" + (f"\t{y}\t{g}" if labels else "") + "\n").encode())
+        name = os.path.relpath(p, relative_to) if relative_to else p
+        h.update((f"{name}\t{size}" + (f"\t{y}\t{g}" if labels else "") + "\n").encode())
     return h.hexdigest()
 
 

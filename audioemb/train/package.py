@@ -113,11 +113,10 @@ def check_waves(corpus: Path | None, eval_paths: list[Path], data: dict | None, 
     ``--eval`` clips, else a sample of the training folders."""
     import soundfile as sf
 
-    if corpus is not None and (corpus / "manifest.jsonl").is_file():
+    if waves_source(corpus, bool(eval_paths)) == HELD_OUT_CLIPS:
         rows = read_manifest(corpus, "eval")
-        if rows:
-            pick = np.random.default_rng(0).choice(len(rows), size=min(n, len(rows)), replace=False)
-            return [sf.read(str(corpus / rows[i]["path"]), dtype="float32")[0] for i in pick]
+        pick = np.random.default_rng(0).choice(len(rows), size=min(n, len(rows)), replace=False)
+        return [sf.read(str(corpus / rows[i]["path"]), dtype="float32")[0] for i in pick]
     if eval_paths:
         return _decode(eval_paths, sr, n)
     if data and data.get("kind") == "folders":
@@ -137,10 +136,13 @@ def _command(recorded: dict | None) -> str | None:
     return recorded["argv"] + (f"  # run in {recorded['cwd']}" if recorded.get("cwd") else "")
 
 
+HELD_OUT_CLIPS = "held-out corpus clips"
+
+
 def waves_source(corpus: Path | None, eval_given: bool) -> str:
-    """What :func:`check_waves` reads, as a card names it."""
+    """What :func:`check_waves` reads (it decides by this), as a card names it."""
     if corpus is not None and (corpus / "manifest.jsonl").is_file() and read_manifest(corpus, "eval"):
-        return "held-out corpus clips"
+        return HELD_OUT_CLIPS
     return "the --eval clips" if eval_given else "clips of the training folders (not held out)"
 
 

@@ -8,14 +8,10 @@ from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
+from . import list_recipes
 from .config import ConfigError
 from .data import corpus_data_tag
 from .trainer import TrainConfig
-
-
-def list_recipes() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files(__package__).joinpath("recipes").iterdir()
-                  if p.name.endswith(".json"))
 
 
 def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> TrainConfig:
